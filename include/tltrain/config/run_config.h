@@ -1,0 +1,149 @@
+#pragma once
+// The run config: one JSON file (comments allowed) → a validated, resolved, immutable RunConfig.
+// Defaults live here, on the structs that own them; docs/config.md describes every key.
+#include <array>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "tltrain/config/json_reader.h"
+
+namespace tltrain::config {
+
+/// Which part of the network a stage trains. Mirrors the CLI's --unfreeze/--unfreeze-blocks/--unfreeze-from.
+struct TrainableSpec {
+  enum class Kind { Head, All, Fraction, Blocks, From };
+  Kind kind = Kind::Head;
+  double fraction = 0.0;  ///< Fraction: share of the backbone's blocks, counted from the top, in (0, 1]
+  int64_t blocks = 0;     ///< Blocks: number of top blocks, >= 0
+  std::string from;       ///< From: this block and every block after it
+  std::string describe() const;  ///< "head", "all", "top 20% of blocks", "top 3 blocks", "from features.14"
+  json to_json() const;
+};
+
+struct RandomResizedCrop {
+  bool enabled = true;
+  std::array<double, 2> scale{0.08, 1.0};      ///< area fraction of the source image
+  std::array<double, 2> ratio{3.0 / 4.0, 4.0 / 3.0};  ///< aspect ratio range
+};
+
+/// Training-time augmentation (Keras ImageDataGenerator + torchvision names). Evaluation never augments.
+struct AugmentConfig {
+  RandomResizedCrop random_resized_crop;  ///< disabled: resize shorter side + center crop instead
+  bool horizontal_flip = true;
+  bool vertical_flip = false;
+  double rotation_range = 0.0;          ///< degrees, uniform in [-r, r]
+  double width_shift_range = 0.0;       ///< fraction of width
+  double height_shift_range = 0.0;      ///< fraction of height
+  double shear_range = 0.0;             ///< shear angle in degrees, Keras-style
+  std::array<double, 2> zoom_range{1.0, 1.0};  ///< scale factor range; a single z means [1-z, 1+z]
+  std::string fill_mode = "nearest";    ///< nearest|constant|reflect|wrap
+  double fill_value = 0.0;              ///< for fill_mode constant, 0..255
+  double brightness = 0.0;              ///< jitter factor in [max(0,1-b), 1+b]
+  double contrast = 0.0;
+  double saturation = 0.0;
+  double hue = 0.0;                     ///< in [0, 0.5], fraction of the hue circle
+  std::vector<std::string> order{"crop", "affine", "flip", "color"};
+};
+
+struct DataConfig {
+  std::string train;              ///< class-subfolder root, or a CSV list file (path,label)
+  std::string val;                ///< same; empty = split from train by validation_split
+  double validation_split = 0.0;  ///< share of train held out (stratified, seeded); 0 = none
+  std::optional<std::array<int64_t, 2>> image_size;  ///< [height, width]; default: the backbone's
+  int64_t resize = 0;             ///< eval: shorter side before center crop; 0 = the backbone's
+  std::string normalization = "backbone";  ///< backbone|imagenet|unit|symmetric|caffe
+  int64_t batch_size = 32;
+  std::string on_bad_image = "skip";  ///< skip|error
+  int64_t max_pixels = 89478485;  ///< decompression-bomb guard (PIL's default)
+  AugmentConfig augment;
+};
+
+struct HeadConfig {
+  std::string pooling = "avg";          ///< avg|max|avgmax
+  std::vector<int64_t> hidden;          ///< widths of hidden Dense layers
+  std::string activation = "relu";      ///< relu|gelu|silu|tanh
+  double dropout = 0.0;                 ///< before each Dense layer
+};
+
+struct ModelConfig {
+  std::string backbone;  ///< TorchScript file made by scripts/export_backbone.py
+  HeadConfig head;
+};
+
+struct OptimizerConfig {
+  std::string name = "adam";   ///< sgd|adam|adamw|rmsprop
+  double lr = 1e-3;
+  double weight_decay = 0.0;
+  double momentum = 0.9;       ///< sgd, rmsprop
+  bool nesterov = false;       ///< sgd
+  std::array<double, 2> betas{0.9, 0.999};  ///< adam, adamw
+  double eps = 1e-8;           ///< adam, adamw, rmsprop
+  double alpha = 0.99;         ///< rmsprop smoothing
+};
+
+struct ScheduleConfig {
+  std::string name = "constant";  ///< constant|step|exponential|cosine
+  int64_t warmup_steps = 0;       ///< linear warm-up from 0 over this many optimizer steps
+  int64_t step_epochs = 10;       ///< step: multiply by gamma every step_epochs epochs
+  double gamma = 0.1;             ///< step
+  int64_t decay_steps = 1000;     ///< exponential: lr * decay_rate^(step / decay_steps) (Keras ExponentialDecay)
+  double decay_rate = 0.9;        ///< exponential
+  bool staircase = false;         ///< exponential: integer division of step / decay_steps
+  double min_lr = 0.0;            ///< cosine: final learning rate
+};
+
+struct EarlyStoppingConfig {
+  bool enabled = false;
+  std::string monitor = "val_loss";  ///< val_loss|val_accuracy|loss|accuracy
+  int64_t patience = 3;
+  double min_delta = 0.0;
+  bool restore_best = true;
+};
+
+struct StageConfig {
+  std::string name;                 ///< default "stage<i>"
+  int64_t epochs = 1;
+  TrainableSpec trainable;
+  std::string batch_norm = "frozen";  ///< frozen: backbone BN stays in inference mode | train
+  OptimizerConfig optimizer;
+  ScheduleConfig schedule;
+  double backbone_lr_mult = 1.0;    ///< backbone lr = lr * mult (discriminative rates)
+  double label_smoothing = 0.0;
+  std::string class_weights_mode = "none";  ///< none|auto|list
+  std::vector<double> class_weights;        ///< for "list"
+  EarlyStoppingConfig early_stopping;
+};
+
+struct RunConfig {
+  std::string source;        ///< the file it was read from
+  std::string name;          ///< run name; default: the config file's stem
+  int64_t seed = 42;
+  std::string device = "auto";   ///< auto|cpu|cuda
+  int64_t intra_op_threads = 0;  ///< 0: one per core
+  int64_t loader_threads = 0;    ///< 0: one per core
+  std::string output_dir;        ///< default: runs/<name>
+  std::string monitor = "val_accuracy";  ///< the metric that picks the 'best' checkpoint
+  DataConfig data;
+  ModelConfig model;
+  std::vector<StageConfig> stages;
+  json resolved;                 ///< every key with its value or default, for the run directory
+  std::vector<Problem> warnings; ///< settings that are valid but ignored
+};
+
+/// Reads, overrides (--set), and validates a config file; throws a Usage error listing all problems.
+/// Relative paths are taken from the current directory (as any CLI does) and stored absolute,
+/// so a resumed run finds its files from anywhere.
+RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides = {});
+
+/// Validates an already parsed config. SOURCE names it in messages.
+RunConfig parse_run_config(const json& j, const std::string& source);
+
+/// Applies one "--set a.b[1].c=value" override. The value is parsed as JSON when it is valid JSON
+/// (numbers, true, null, [..], {..}), otherwise taken as a string.
+void apply_override(json& j, const std::string& assignment);
+
+/// Parses a JSON file with comments allowed; a Usage error with line and column on a syntax error.
+json parse_json_file(const std::string& path);
+
+}  // namespace tltrain::config

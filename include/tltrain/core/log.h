@@ -1,0 +1,20 @@
+#pragma once
+// The one place that decides who prints: with several ranks only rank 0 logs info and
+// progress, every rank logs errors.
+#include <string>
+
+namespace tltrain::log {
+
+enum class Level { Quiet, Normal, Verbose };
+
+void init(Level level);
+/// Ranks other than 0 print errors only.
+void set_rank(int rank);
+bool is_output_rank();
+
+void debug(const std::string& msg);
+void info(const std::string& msg);
+void warn(const std::string& msg);
+void error(const std::string& msg);
+
+}  // namespace tltrain::log

@@ -1,0 +1,55 @@
+#pragma once
+// Which images a run sees: folder or CSV sources → sorted class names + (path, label) samples,
+// with the held-out validation split. No decoding here.
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "tltrain/config/run_config.h"
+
+namespace tltrain::data {
+
+struct Sample {
+  std::string path;
+  int64_t label = 0;
+};
+
+/// Files a scan left out, by reason ("not an image type: .gif" → [paths]).
+struct SkipReport {
+  std::map<std::string, std::vector<std::string>> by_reason;
+  size_t count() const;
+};
+
+struct Dataset {
+  std::string source;                ///< folder or CSV it came from
+  std::vector<std::string> classes;  ///< sorted; label i is classes[i]
+  std::vector<Sample> samples;       ///< sorted by (label, path): independent of directory order
+  SkipReport skipped;
+  std::vector<int64_t> class_counts() const;
+};
+
+struct Datasets {
+  Dataset train;
+  Dataset val;        ///< empty samples when there is no validation data
+  bool has_val = false;
+  bool val_is_split = false;  ///< val was held out of train by validation_split
+};
+
+/// True for the accepted image extensions: jpg jpeg png bmp webp tif tiff, any case.
+bool is_image_extension(const std::string& path);
+
+/// Scans a class-subfolder root or a CSV list file (path,label; paths relative to the CSV's folder).
+/// Data error when it does not exist, has no classes or no images.
+Dataset scan_source(const std::string& source);
+
+/// Train and validation sets per the config: separate roots (same classes required — the error
+/// lists the difference), or a stratified split of train seeded by SEED.
+Datasets load_datasets(const config::DataConfig& cfg, uint64_t seed);
+
+/// Deterministic stratified split: from each class, round(n * fraction) samples (at least one when
+/// the class has two or more) go to the second set; the choice depends only on SEED and the paths.
+std::pair<std::vector<Sample>, std::vector<Sample>> stratified_split(const std::vector<Sample>& samples, size_t num_classes,
+                                                                     double fraction, uint64_t seed);
+
+}  // namespace tltrain::data

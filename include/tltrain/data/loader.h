@@ -1,0 +1,88 @@
+#pragma once
+// Streaming loader: worker threads decode + transform samples into contiguous float batches
+// through a bounded prefetch queue. Every random draw of a sample comes from
+// (seed, epoch, sample index), so batches are bit-identical for any number of threads.
+#include <torch/types.h>
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "tltrain/config/run_config.h"
+#include "tltrain/data/dataset.h"
+#include "tltrain/model/backbone_meta.h"
+
+namespace tltrain::data {
+
+/// Resolved preprocessing: what every image goes through after decoding (and augmenting).
+struct Preprocess {
+  int64_t height = 224, width = 224;  ///< network input
+  int64_t resize = 256;               ///< eval: shorter side, then center crop
+  std::array<float, 3> mean{0.485f, 0.456f, 0.406f};  ///< in output channel order
+  std::array<float, 3> std{0.229f, 0.224f, 0.225f};
+  bool bgr = false;                   ///< output channel order BGR (caffe)
+  float pixel_scale = 1.0f / 255.0f;  ///< applied to 0..255 before mean/std
+  int64_t max_pixels = 89478485;
+  bool skip_bad_images = true;        ///< on_bad_image: skip (false: error)
+};
+
+/// data.image_size/resize/normalization resolved against the backbone's metadata.
+Preprocess resolve_preprocess(const config::DataConfig& cfg, const model::BackboneMeta& meta);
+
+enum class Mode { Train, Eval };  ///< Train augments; Eval is resize + center crop only
+
+struct LoaderOptions {
+  int64_t batch_size = 32;
+  int64_t threads = 0;          ///< decode/augment workers; 0 = hardware concurrency
+  int64_t prefetch_batches = 4; ///< bounds memory: at most this many batches wait in the queue
+  bool shuffle = false;         ///< new permutation each epoch from (seed, epoch)
+  bool drop_last = false;
+  uint64_t seed = 0;
+  bool pin_memory = false;      ///< when batches go to CUDA
+  int64_t rank = 0, world_size = 1;  ///< shard of each epoch's permutation (DistributedSampler)
+};
+
+struct Batch {
+  torch::Tensor images;          ///< float N×3×H×W, normalized
+  torch::Tensor labels;          ///< int64 N
+  std::vector<int64_t> indices;  ///< sample indices into the loader's samples
+};
+
+/// Files that failed to decode, with the reason; skipped under on_bad_image: skip.
+struct BadImage {
+  std::string path, reason;
+};
+
+/// The single place that orders an epoch: the permutation (or identity) of [0, n) for EPOCH,
+/// this rank's even share of it (padded by wrapping, as DistributedSampler does).
+std::vector<int64_t> epoch_order(int64_t n, uint64_t seed, int64_t epoch, bool shuffle, int64_t rank, int64_t world_size);
+
+class Loader {
+ public:
+  Loader(std::vector<Sample> samples, Preprocess pre, config::AugmentConfig augment, Mode mode, LoaderOptions opts);
+  ~Loader();
+  Loader(const Loader&) = delete;
+  Loader& operator=(const Loader&) = delete;
+
+  /// Starts producing EPOCH's batches (stops any epoch in flight).
+  void start_epoch(int64_t epoch);
+  /// The next batch of the current epoch; nullopt at its end. Throws a Data error for a bad
+  /// image under on_bad_image: error, and rethrows a worker's failure.
+  std::optional<Batch> next();
+  /// Stops the workers (also done by the destructor and by a new start_epoch).
+  void stop();
+
+  int64_t batches_per_epoch() const;
+  const std::vector<Sample>& samples() const;
+  /// Bad images met so far (each path once).
+  std::vector<BadImage> bad_images() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tltrain::data

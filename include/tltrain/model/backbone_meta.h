@@ -1,0 +1,47 @@
+#pragma once
+// What a backbone file says about itself (docs/backbone-format.md). No torch here: inspect,
+// dry-run and the planner need only this.
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "tltrain/config/json_reader.h"
+
+namespace tltrain::model {
+
+/// A unit that freezing works on; owns every parameter whose name starts with "name.".
+struct BlockInfo {
+  std::string name;
+  int64_t params = 0;      ///< parameter elements
+  int64_t batchnorms = 0;  ///< BatchNorm modules inside
+};
+
+struct BackboneMeta {
+  std::string arch;
+  std::array<int64_t, 2> input_size{224, 224};  ///< [height, width]
+  int64_t resize = 256;                         ///< eval: shorter side before center crop
+  std::array<double, 3> mean{0.485, 0.456, 0.406};
+  std::array<double, 3> std{0.229, 0.224, 0.225};
+  std::string color_order = "RGB";
+  double pixel_range = 1.0;
+  int64_t feature_channels = 0;
+  std::array<int64_t, 2> feature_size{0, 0};
+  std::vector<BlockInfo> blocks;
+  std::string weights_source, weights_file, weights_sha256;
+  std::string torch_version, torchvision_version, exported_at, exporter;
+  config::json raw;  ///< the metadata as stored
+
+  int64_t total_params() const;
+  int64_t total_batchnorms() const;
+};
+
+constexpr const char* kMetaFileName = "tltrain_meta.json";
+
+/// Validates metadata text read from FILE; a Data error naming FILE and the fix otherwise.
+BackboneMeta parse_backbone_meta(const std::string& text, const std::string& file);
+
+/// Loads the backbone file at PATH with every check of load_backbone and returns its metadata.
+BackboneMeta read_backbone_meta(const std::string& path);
+
+}  // namespace tltrain::model

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs tltrain's Debian 12 dependencies (idempotent, run as root) and builds it in Release.
+#   scripts/setup.sh              install + configure + build into ./build
+#   scripts/setup.sh --deps-only  install packages only
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+PACKAGES=(
+  build-essential cmake ccache pkg-config
+  libtorch-dev
+  libopencv-dev  # ships OpenCVConfig.cmake; the narrower -dev packages do not
+  libcli11-dev nlohmann-json3-dev libspdlog-dev libgtest-dev
+  python3-torch python3-torchvision  # scripts/export_backbone.py and the Python references
+  dataset-fashion-mnist              # the quick start's offline data
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "setup: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "setup: all Debian packages present"
+fi
+
+[ "${1:-}" = "--deps-only" ] && exit 0
+
+BUILD_DIR=${BUILD_DIR:-build}
+launcher=()
+command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release "${launcher[@]}"
+cmake --build "$BUILD_DIR" -j"$(nproc)"

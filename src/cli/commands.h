@@ -1,0 +1,11 @@
+#pragma once
+// One setup_X(CLI::App&) per subcommand, each in its own file; the callback only turns
+// options into a library call.
+#include <CLI/CLI.hpp>
+
+namespace tltrain::cli {
+
+void setup_inspect(CLI::App& app);
+void setup_fit(CLI::App& app);
+
+}  // namespace tltrain::cli

@@ -1,0 +1,35 @@
+// tltrain: thin CLI over tltrain_lib. Parses, dispatches, and maps failures to exit codes.
+#include <torch/version.h>
+
+#include <iostream>
+
+#include "commands.h"
+#include "tltrain/core/error.h"
+#include "tltrain/core/log.h"
+
+int main(int argc, char** argv) {
+  using namespace tltrain;
+  CLI::App app{"tltrain — transfer learning for image classification on LibTorch"};
+  app.set_version_flag("--version", std::string("tltrain 0.1.0 (LibTorch ") + TORCH_VERSION + ")");
+  app.require_subcommand(1);
+  bool verbose = false, quiet = false;
+  app.add_flag("-v,--verbose", verbose, "Debug output, and where errors were raised");
+  app.add_flag("-q,--quiet", quiet, "Warnings and errors only");
+  app.parse_complete_callback([&] { log::init(quiet ? log::Level::Quiet : verbose ? log::Level::Verbose : log::Level::Normal); });
+  cli::setup_inspect(app);
+  cli::setup_fit(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e);
+    return code == 0 ? exit_code::ok : exit_code::usage;
+  } catch (const Error& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    if (verbose && !e.where().empty()) std::cerr << "  (raised at " << e.where() << ")\n";
+    return exit_code_for(e.kind());
+  } catch (const std::exception& e) {
+    std::cerr << "internal error: " << e.what() << "\nThis is a bug in tltrain; please report it with the command you ran.\n";
+    return exit_code::internal;
+  }
+  return exit_code::ok;
+}

@@ -1,0 +1,403 @@
+#include "tltrain/config/run_config.h"
+
+#include <filesystem>
+#include <sstream>
+
+#include "tltrain/core/error.h"
+#include "tltrain/core/fs.h"
+
+namespace fs = std::filesystem;
+
+namespace tltrain::config {
+
+std::string TrainableSpec::describe() const {
+  std::ostringstream ss;
+  switch (kind) {
+    case Kind::Head: return "head only";
+    case Kind::All: return "all";
+    case Kind::Fraction: ss << "top " << fraction * 100 << "% of blocks"; return ss.str();
+    case Kind::Blocks: ss << "top " << blocks << " block" << (blocks == 1 ? "" : "s"); return ss.str();
+    case Kind::From: return "from " + from;
+  }
+  return "?";
+}
+
+json TrainableSpec::to_json() const {
+  switch (kind) {
+    case Kind::Head: return "head";
+    case Kind::All: return "all";
+    case Kind::Fraction: return json{{"fraction", fraction}};
+    case Kind::Blocks: return json{{"blocks", blocks}};
+    case Kind::From: return json{{"from", from}};
+  }
+  return nullptr;
+}
+
+namespace {
+
+const char* kTrainableHelp =
+    "must be \"head\", \"all\", {\"fraction\": 0.2} (top share of blocks), {\"blocks\": 3} (top blocks) "
+    "or {\"from\": \"features.14\"} (a block name from `tltrain inspect`)";
+
+TrainableSpec read_trainable(ObjectReader& r) {
+  TrainableSpec spec;
+  const std::string path = r.path_of("trainable");
+  const json* v = r.raw("trainable");
+  if (!v) {
+    r.resolve("trainable", spec.to_json());
+    return spec;
+  }
+  if (v->is_string()) {
+    std::string s = v->get<std::string>();
+    if (s == "head") spec.kind = TrainableSpec::Kind::Head;
+    else if (s == "all") spec.kind = TrainableSpec::Kind::All;
+    else r.problems().error(path, std::string(kTrainableHelp) + ", got \"" + s + "\"" +
+                                      (s.find('.') != std::string::npos ? " (for a block name write {\"from\": \"" + s + "\"})" : ""));
+  } else if (v->is_object() && v->size() == 1) {
+    json sub_resolved;
+    ObjectReader o(*v, sub_resolved, path, r.problems());
+    if (o.has("fraction")) {
+      spec.kind = TrainableSpec::Kind::Fraction;
+      spec.fraction = o.number("fraction", 0.2, left_open(0.0, 1.0));
+    } else if (o.has("blocks")) {
+      spec.kind = TrainableSpec::Kind::Blocks;
+      spec.blocks = o.integer("blocks", 0, ge(0));
+    } else if (o.has("from")) {
+      spec.kind = TrainableSpec::Kind::From;
+      spec.from = o.string("from", "");
+      if (spec.from.empty()) r.problems().error(path + ".from", "must name a block, e.g. \"features.14\"");
+    } else {
+      r.problems().error(path, std::string(kTrainableHelp) + ", " + describe_value(*v));
+    }
+    o.finish();
+  } else {
+    std::string hint = v->is_number() ? " (a bare number is ambiguous: write {\"fraction\": x} or {\"blocks\": n})" : "";
+    r.problems().error(path, std::string(kTrainableHelp) + ", " + describe_value(*v) + hint);
+  }
+  r.resolve("trainable", spec.to_json());
+  return spec;
+}
+
+template <size_t N, class T>
+std::array<T, N> to_array(const std::vector<T>& v) {
+  std::array<T, N> a{};
+  for (size_t i = 0; i < N && i < v.size(); ++i) a[i] = v[i];
+  return a;
+}
+
+AugmentConfig read_augment(ObjectReader r) {
+  AugmentConfig a;
+  // random_resized_crop: false/null disables it, an object configures it.
+  const json* rrc = r.raw("random_resized_crop");
+  if (rrc && rrc->is_boolean()) {
+    a.random_resized_crop.enabled = rrc->get<bool>();
+  } else if (rrc && !rrc->is_object()) {
+    r.problems().error(r.path_of("random_resized_crop"),
+                       "must be true/false or {\"scale\": [lo, hi], \"ratio\": [lo, hi]}, " + describe_value(*rrc));
+  }
+  {
+    json sub;
+    static const json empty = json::object();
+    ObjectReader c(rrc && rrc->is_object() ? *rrc : empty, sub, r.path_of("random_resized_crop"), r.problems());
+    a.random_resized_crop.scale = to_array<2>(c.numbers("scale", {0.08, 1.0}, left_open(0.0, 1.0), {2}));
+    a.random_resized_crop.ratio = to_array<2>(c.numbers("ratio", {3.0 / 4.0, 4.0 / 3.0}, gt(0.0), {2}));
+    c.finish();
+    if (a.random_resized_crop.scale[0] > a.random_resized_crop.scale[1])
+      r.problems().error(r.path_of("random_resized_crop.scale"), "lower bound must be <= upper bound");
+    if (a.random_resized_crop.ratio[0] > a.random_resized_crop.ratio[1])
+      r.problems().error(r.path_of("random_resized_crop.ratio"), "lower bound must be <= upper bound");
+    if (a.random_resized_crop.enabled) {
+      sub["enabled"] = true;
+      r.resolve("random_resized_crop", sub);
+    } else {
+      r.resolve("random_resized_crop", false);
+    }
+  }
+  a.horizontal_flip = r.boolean("horizontal_flip", true);
+  a.vertical_flip = r.boolean("vertical_flip", false);
+  a.rotation_range = r.number("rotation_range", 0.0, closed(0.0, 180.0));
+  a.width_shift_range = r.number("width_shift_range", 0.0, closed(0.0, 1.0));
+  a.height_shift_range = r.number("height_shift_range", 0.0, closed(0.0, 1.0));
+  a.shear_range = r.number("shear_range", 0.0, closed(0.0, 89.0));
+  // zoom_range: z means [1-z, 1+z] as in Keras; [lo, hi] is taken as is.
+  const json* z = r.raw("zoom_range");
+  if (z && z->is_number()) {
+    double zz = z->get<double>();
+    if (zz < 0.0 || zz >= 1.0) r.problems().error(r.path_of("zoom_range"), "must be in [0, 1) or [lo, hi], " + describe_value(*z));
+    else a.zoom_range = {1.0 - zz, 1.0 + zz};
+  } else if (z && z->is_array() && z->size() == 2 && (*z)[0].is_number() && (*z)[1].is_number() &&
+             (*z)[0].get<double>() > 0 && (*z)[0].get<double>() <= (*z)[1].get<double>()) {
+    a.zoom_range = {(*z)[0].get<double>(), (*z)[1].get<double>()};
+  } else if (z) {
+    r.problems().error(r.path_of("zoom_range"), "must be a number z in [0, 1) or a list [lo, hi] with 0 < lo <= hi, " + describe_value(*z));
+  }
+  r.resolve("zoom_range", json::array({a.zoom_range[0], a.zoom_range[1]}));
+  a.fill_mode = r.choice("fill_mode", "nearest", {"nearest", "constant", "reflect", "wrap"});
+  a.fill_value = r.number("fill_value", 0.0, closed(0.0, 255.0));
+  a.brightness = r.number("brightness", 0.0, closed(0.0, 1.0));
+  a.contrast = r.number("contrast", 0.0, closed(0.0, 1.0));
+  a.saturation = r.number("saturation", 0.0, closed(0.0, 1.0));
+  a.hue = r.number("hue", 0.0, closed(0.0, 0.5));
+  a.order = r.strings("order", a.order);
+  const std::vector<std::string> steps{"crop", "affine", "flip", "color"};
+  for (const auto& s : a.order) {
+    if (std::find(steps.begin(), steps.end(), s) == steps.end())
+      r.problems().error(r.path_of("order"), "unknown step \"" + s + "\"; steps are crop, affine, flip, color");
+  }
+  return a;
+}
+
+std::string absolute(const std::string& p) { return p.empty() ? p : fs::absolute(p).lexically_normal().string(); }
+
+DataConfig read_data(ObjectReader r) {
+  DataConfig d;
+  d.train = absolute(r.string("train", ""));
+  if (d.train.empty()) r.problems().error(r.path_of("train"), "is required: a folder with one subfolder per class, or a CSV file of path,label");
+  r.resolve("train", d.train);
+  d.val = absolute(r.string("val", ""));
+  r.resolve("val", d.val.empty() ? json(nullptr) : json(d.val));
+  d.validation_split = r.number("validation_split", 0.0, Range{0.0, 1.0, false, true});
+  if (!d.val.empty() && d.validation_split > 0)
+    r.problems().error(r.path_of("validation_split"), "set either data.val or data.validation_split, not both");
+  if (r.has("image_size")) {
+    auto v = r.integers("image_size", {224, 224}, closed(8, 4096), {1, 2});
+    d.image_size = std::array<int64_t, 2>{v[0], v.size() == 2 ? v[1] : v[0]};
+    r.resolve("image_size", json::array({(*d.image_size)[0], (*d.image_size)[1]}));
+  } else {
+    r.raw("image_size");
+    r.resolve("image_size", "backbone");
+  }
+  d.resize = r.integer("resize", 0, closed(0, 8192));
+  d.normalization = r.choice("normalization", "backbone", {"backbone", "imagenet", "unit", "symmetric", "caffe"});
+  d.batch_size = r.integer("batch_size", 32, closed(1, 65536));
+  d.on_bad_image = r.choice("on_bad_image", "skip", {"skip", "error"});
+  d.max_pixels = r.integer("max_pixels", d.max_pixels, gt(0));
+  d.augment = read_augment(r.object("augment"));
+  return d;
+}
+
+ModelConfig read_model(ObjectReader r) {
+  ModelConfig m;
+  m.backbone = absolute(r.string("backbone", ""));
+  if (m.backbone.empty())
+    r.problems().error(r.path_of("backbone"), "is required: a .pt file made by scripts/export_backbone.py");
+  r.resolve("backbone", m.backbone);
+  ObjectReader h = r.object("head");
+  m.head.pooling = h.choice("pooling", "avg", {"avg", "max", "avgmax"});
+  m.head.hidden = h.integers("hidden", {}, closed(1, 1 << 20));
+  m.head.activation = h.choice("activation", "relu", {"relu", "gelu", "silu", "tanh"});
+  m.head.dropout = h.number("dropout", 0.0, Range{0.0, 1.0, false, true});
+  return m;
+}
+
+OptimizerConfig read_optimizer(ObjectReader r) {
+  OptimizerConfig o;
+  o.name = r.choice("name", "adam", {"sgd", "adam", "adamw", "rmsprop"});
+  o.lr = r.number("lr", o.name == "sgd" ? 1e-2 : 1e-3, ge(0.0));
+  o.weight_decay = r.number("weight_decay", 0.0, ge(0.0));
+  bool uses_momentum = o.name == "sgd" || o.name == "rmsprop";
+  bool uses_betas = o.name == "adam" || o.name == "adamw";
+  auto ignored = [&](const std::string& key, bool used) {
+    if (r.has(key) && !used) r.problems().warning(r.path_of(key), "is ignored by optimizer " + o.name);
+  };
+  ignored("momentum", uses_momentum);
+  ignored("nesterov", o.name == "sgd");
+  ignored("betas", uses_betas);
+  ignored("eps", o.name != "sgd");
+  ignored("alpha", o.name == "rmsprop");
+  o.momentum = r.number("momentum", o.name == "sgd" ? 0.9 : 0.0, Range{0.0, 1.0, false, true});
+  o.nesterov = r.boolean("nesterov", false);
+  if (o.nesterov && o.momentum <= 0) r.problems().error(r.path_of("nesterov"), "needs momentum > 0");
+  o.betas = to_array<2>(r.numbers("betas", {0.9, 0.999}, Range{0.0, 1.0, false, true}, {2}));
+  o.eps = r.number("eps", 1e-8, gt(0.0));
+  o.alpha = r.number("alpha", 0.99, Range{0.0, 1.0, false, true});
+  return o;
+}
+
+ScheduleConfig read_schedule(ObjectReader r) {
+  ScheduleConfig s;
+  s.name = r.choice("name", "constant", {"constant", "step", "exponential", "cosine"});
+  s.warmup_steps = r.integer("warmup_steps", 0, ge(0));
+  auto ignored = [&](const std::string& key, const std::string& owner) {
+    if (r.has(key) && s.name != owner) r.problems().warning(r.path_of(key), "is ignored by schedule " + s.name);
+  };
+  ignored("step_epochs", "step");
+  ignored("gamma", "step");
+  ignored("decay_steps", "exponential");
+  ignored("decay_rate", "exponential");
+  ignored("staircase", "exponential");
+  ignored("min_lr", "cosine");
+  s.step_epochs = r.integer("step_epochs", 10, ge(1));
+  s.gamma = r.number("gamma", 0.1, gt(0.0));
+  s.decay_steps = r.integer("decay_steps", 1000, ge(1));
+  s.decay_rate = r.number("decay_rate", 0.9, gt(0.0));
+  s.staircase = r.boolean("staircase", false);
+  s.min_lr = r.number("min_lr", 0.0, ge(0.0));
+  return s;
+}
+
+const std::vector<std::string> kMetrics{"val_loss", "val_accuracy", "loss", "accuracy"};
+
+StageConfig read_stage(const json& in, json& resolved, const std::string& path, Problems& problems, size_t index) {
+  StageConfig st;
+  ObjectReader r(in, resolved, path, problems);
+  st.name = r.string("name", "stage" + std::to_string(index + 1));
+  st.epochs = r.integer("epochs", 1, closed(0, 100000));
+  st.trainable = read_trainable(r);
+  st.batch_norm = r.choice("batch_norm", "frozen", {"frozen", "train"});
+  st.optimizer = read_optimizer(r.object("optimizer"));
+  st.schedule = read_schedule(r.object("schedule"));
+  st.backbone_lr_mult = r.number("backbone_lr_mult", 1.0, ge(0.0));
+  st.label_smoothing = r.number("label_smoothing", 0.0, Range{0.0, 1.0, false, true});
+  const json* cw = r.raw("class_weights");
+  if (!cw) {
+    r.resolve("class_weights", nullptr);
+  } else if (cw->is_string() && cw->get<std::string>() == "auto") {
+    st.class_weights_mode = "auto";
+    r.resolve("class_weights", "auto");
+  } else if (cw->is_array()) {
+    st.class_weights = r.numbers("class_weights", {}, gt(0.0));
+    st.class_weights_mode = "list";
+  } else {
+    problems.error(r.path_of("class_weights"), "must be null, \"auto\" or a list of positive weights, one per class, " + describe_value(*cw));
+  }
+  const json* es = r.raw("early_stopping");
+  json es_resolved = json::object();
+  static const json empty = json::object();
+  {
+    ObjectReader e(es && es->is_object() ? *es : empty, es_resolved, r.path_of("early_stopping"), problems);
+    if (es && !es->is_object() && !es->is_boolean())
+      problems.error(r.path_of("early_stopping"), "must be null, true/false or an object {\"patience\": 3, ...}, " + describe_value(*es));
+    bool on = es && (es->is_object() || (es->is_boolean() && es->get<bool>()));
+    st.early_stopping.enabled = e.boolean("enabled", on);
+    st.early_stopping.monitor = e.choice("monitor", "val_loss", kMetrics);
+    st.early_stopping.patience = e.integer("patience", 3, ge(0));
+    st.early_stopping.min_delta = e.number("min_delta", 0.0, ge(0.0));
+    st.early_stopping.restore_best = e.boolean("restore_best", true);
+  }
+  r.resolve("early_stopping", es_resolved);
+  return st;
+}
+
+}  // namespace
+
+RunConfig parse_run_config(const json& j, const std::string& source) {
+  RunConfig c;
+  c.source = source;
+  Problems problems;
+  json resolved = json::object();
+  {
+    ObjectReader r(j, resolved, "", problems);
+    std::string stem = fs::path(source).stem().string();
+    c.name = r.string("name", stem.empty() ? "run" : stem);
+    c.seed = r.integer("seed", 42, closed(0, 4294967295.0));
+    c.device = r.choice("device", "auto", {"auto", "cpu", "cuda"});
+    {
+      ObjectReader t = r.object("threads");
+      c.intra_op_threads = t.integer("intra_op", 0, closed(0, 1024));
+      c.loader_threads = t.integer("loader", 0, closed(0, 1024));
+    }
+    c.output_dir = absolute(r.string("output_dir", "runs/" + c.name));
+    r.resolve("output_dir", c.output_dir);
+    c.monitor = r.choice("monitor", "val_accuracy", kMetrics);
+    c.data = read_data(r.object("data"));
+    c.model = read_model(r.object("model"));
+    const json* stages = r.raw("stages");
+    json stages_resolved = json::array();
+    if (!stages || !stages->is_array() || stages->empty()) {
+      problems.error("stages", "must be a non-empty list of stages, e.g. [{\"epochs\": 5, \"trainable\": \"head\"}]" +
+                                   (stages ? ", " + describe_value(*stages) : std::string()));
+    } else {
+      for (size_t i = 0; i < stages->size(); ++i) {
+        json sr = json::object();
+        c.stages.push_back(read_stage((*stages)[i], sr, "stages[" + std::to_string(i) + "]", problems, i));
+        stages_resolved.push_back(sr);
+      }
+    }
+    r.resolve("stages", stages_resolved);
+  }
+  // Cross-key rules, after every key has been read.
+  bool has_val = !c.data.val.empty() || c.data.validation_split > 0;
+  if (!has_val && c.monitor.rfind("val_", 0) == 0)
+    problems.error("monitor", "is \"" + c.monitor + "\" but there is no validation data: set data.val or data.validation_split, or monitor \"loss\"/\"accuracy\"");
+  for (size_t i = 0; i < c.stages.size(); ++i) {
+    const auto& es = c.stages[i].early_stopping;
+    if (es.enabled && !has_val && es.monitor.rfind("val_", 0) == 0)
+      problems.error("stages[" + std::to_string(i) + "].early_stopping.monitor",
+                     "is \"" + es.monitor + "\" but there is no validation data: set data.val or data.validation_split");
+  }
+  problems.throw_if_errors(source);
+  c.resolved = std::move(resolved);
+  c.warnings = problems.warnings();
+  return c;
+}
+
+json parse_json_file(const std::string& path) {
+  std::string text = read_file(path, "config file");
+  try {
+    return json::parse(text, nullptr, /*allow_exceptions=*/true, /*ignore_comments=*/true);
+  } catch (const json::parse_error& e) {
+    // nlohmann reports a byte offset; users want a line and column.
+    size_t line = 1, col = 1;
+    for (size_t i = 0; i < e.byte && i < text.size(); ++i) {
+      if (text[i] == '\n') { ++line; col = 1; } else { ++col; }
+    }
+    std::string what = e.what();
+    auto pos = what.find("syntax error");
+    throw Error(ErrorKind::Usage, path + ":" + std::to_string(line) + ":" + std::to_string(col) +
+                                      ": invalid JSON: " + (pos == std::string::npos ? what : what.substr(pos)));
+  }
+}
+
+void apply_override(json& j, const std::string& assignment) {
+  auto eq = assignment.find('=');
+  TLTRAIN_CHECK(eq != std::string::npos && eq > 0, ErrorKind::Usage,
+                "--set '" + assignment + "': expected KEY=VALUE, e.g. --set stages[1].optimizer.lr=1e-4");
+  std::string key = assignment.substr(0, eq), value_text = assignment.substr(eq + 1);
+  json value;
+  try {
+    value = json::parse(value_text);
+  } catch (const json::parse_error&) {
+    value = value_text;  // bare words are strings: --set device=cpu
+  }
+  json* node = &j;
+  size_t i = 0;
+  std::string walked;
+  auto bad = [&](const std::string& why) {
+    TLTRAIN_FAIL(ErrorKind::Usage, "--set '" + assignment + "': " + why);
+  };
+  while (i < key.size()) {
+    if (key[i] == '[') {
+      size_t close = key.find(']', i);
+      if (close == std::string::npos) bad("unclosed '['");
+      std::string idx = key.substr(i + 1, close - i - 1);
+      if (idx.empty() || idx.find_first_not_of("0123456789") != std::string::npos) bad("index '" + idx + "' is not a number");
+      size_t n = std::stoul(idx);
+      if (!node->is_array()) bad("'" + walked + "' is not a list");
+      if (n >= node->size()) bad("'" + walked + "' has " + std::to_string(node->size()) + " elements, no [" + idx + "]");
+      node = &(*node)[n];
+      walked += "[" + idx + "]";
+      i = close + 1;
+      if (i < key.size() && key[i] == '.') ++i;
+    } else {
+      size_t end = key.find_first_of(".[", i);
+      std::string name = key.substr(i, end == std::string::npos ? std::string::npos : end - i);
+      if (name.empty()) bad("empty key name");
+      if (node->is_null()) *node = json::object();
+      if (!node->is_object()) bad("'" + walked + "' is not an object");
+      node = &(*node)[name];
+      walked += (walked.empty() ? "" : ".") + name;
+      i = end == std::string::npos ? key.size() : end;
+      if (i < key.size() && key[i] == '.') ++i;
+    }
+  }
+  *node = value;
+}
+
+RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides) {
+  json j = parse_json_file(path);
+  for (const auto& o : overrides) apply_override(j, o);
+  return parse_run_config(j, path);
+}
+
+}  // namespace tltrain::config

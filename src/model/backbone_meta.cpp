@@ -1,0 +1,97 @@
+#include "tltrain/model/backbone_meta.h"
+
+#include "tltrain/core/error.h"
+
+namespace tltrain::model {
+
+int64_t BackboneMeta::total_params() const {
+  int64_t n = 0;
+  for (const auto& b : blocks) n += b.params;
+  return n;
+}
+
+int64_t BackboneMeta::total_batchnorms() const {
+  int64_t n = 0;
+  for (const auto& b : blocks) n += b.batchnorms;
+  return n;
+}
+
+BackboneMeta parse_backbone_meta(const std::string& text, const std::string& file) {
+  const std::string fix = " — re-export it with scripts/export_backbone.py";
+  config::json j;
+  try {
+    j = config::json::parse(text);
+  } catch (const std::exception& e) {
+    TLTRAIN_FAIL(ErrorKind::Data, "'" + file + "' has unreadable tltrain metadata (" + e.what() + ")" + fix);
+  }
+  using namespace config;
+  Problems problems;
+  json resolved;
+  BackboneMeta m;
+  {
+    ObjectReader r(j, resolved, "", problems);
+    std::string format = r.string("format", "");
+    if (format != "tltrain-backbone") problems.error("format", "must be \"tltrain-backbone\", got \"" + format + "\"");
+    int64_t version = r.integer("format_version", 0);
+    if (version != 1) problems.error("format_version", "this tltrain reads version 1, got " + std::to_string(version));
+    m.arch = r.string("arch", "");
+    auto in = r.integers("input_size", {}, closed(1, 1 << 16), {2});
+    if (in.size() == 2) m.input_size = {in[0], in[1]};
+    m.resize = r.integer("resize", 0, ge(1));
+    auto mean = r.numbers("mean", {}, {}, {3});
+    auto std = r.numbers("std", {}, gt(0.0), {3});
+    for (size_t i = 0; i < 3 && mean.size() == 3 && std.size() == 3; ++i) {
+      m.mean[i] = mean[i];
+      m.std[i] = std[i];
+    }
+    m.color_order = r.choice("color_order", "RGB", {"RGB", "BGR"});
+    m.pixel_range = r.number("pixel_range", 1.0, gt(0.0));
+    m.feature_channels = r.integer("feature_channels", 0, ge(1));
+    auto fsz = r.integers("feature_size", {}, ge(1), {2});
+    if (fsz.size() == 2) m.feature_size = {fsz[0], fsz[1]};
+    const json* blocks = r.raw("blocks");
+    if (!blocks || !blocks->is_array() || blocks->empty()) {
+      problems.error("blocks", "must be a non-empty list of {name, params, batchnorms}");
+    } else {
+      for (size_t i = 0; i < blocks->size(); ++i) {
+        json br;
+        ObjectReader b((*blocks)[i], br, "blocks[" + std::to_string(i) + "]", problems);
+        BlockInfo info{b.string("name", ""), b.integer("params", 0, ge(0)), b.integer("batchnorms", 0, ge(0))};
+        if (info.name.empty()) problems.error(b.path_of("name"), "is required");
+        m.blocks.push_back(info);
+      }
+    }
+    {
+      ObjectReader w = r.object("weights");
+      auto opt_string = [&](const char* key) {
+        const json* v = w.raw(key);
+        return v && v->is_string() ? v->get<std::string>() : std::string();
+      };
+      m.weights_source = opt_string("source");
+      m.weights_file = opt_string("file");
+      m.weights_sha256 = opt_string("sha256");
+    }
+    // Provenance: informative, never required.
+    for (auto [key, out] : {std::pair<const char*, std::string*>{"torch_version", &m.torch_version},
+                            {"torchvision_version", &m.torchvision_version},
+                            {"exported_at", &m.exported_at},
+                            {"exporter", &m.exporter}}) {
+      const json* v = r.raw(key);
+      if (v && v->is_string()) *out = v->get<std::string>();
+    }
+    r.finish();
+  }
+  // Unknown keys in metadata are newer exporters' additions, not errors; everything else is.
+  std::vector<Problem> real;
+  for (const auto& p : problems.errors())
+    if (p.message.rfind("unknown key", 0) != 0) real.push_back(p);
+  if (!real.empty()) {
+    std::string msg = "'" + file + "' has invalid tltrain metadata:";
+    for (const auto& p : real) msg += "\n  " + p.path + ": " + p.message;
+    TLTRAIN_FAIL(ErrorKind::Data, msg + "\n" + fix.substr(3));
+  }
+  m.raw = j;
+  return m;
+}
+
+}  // namespace tltrain::model

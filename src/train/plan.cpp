@@ -1,0 +1,109 @@
+#include "tltrain/train/plan.h"
+
+#include <iomanip>
+#include <sstream>
+
+#include "tltrain/core/error.h"
+#include "tltrain/data/dataset.h"
+#include "tltrain/model/freeze_plan.h"
+
+namespace tltrain::train {
+
+int64_t head_params(const config::HeadConfig& head, int64_t feature_channels, int64_t num_classes) {
+  int64_t in = head.pooling == "avgmax" ? 2 * feature_channels : feature_channels;
+  int64_t total = 0;
+  for (int64_t width : head.hidden) {
+    total += in * width + width;
+    in = width;
+  }
+  return total + in * num_classes + num_classes;
+}
+
+std::vector<StagePlan> plan_stages(const config::RunConfig& cfg, const model::BackboneMeta& meta, int64_t num_classes) {
+  std::vector<StagePlan> plan;
+  const int64_t head = head_params(cfg.model.head, meta.feature_channels, num_classes);
+  for (size_t i = 0; i < cfg.stages.size(); ++i) {
+    const auto& st = cfg.stages[i];
+    StagePlan p;
+    p.name = st.name;
+    p.epochs = st.epochs;
+    p.trainable = st.trainable.describe();
+    try {
+      p.cut = model::resolve_cut(meta.blocks, st.trainable);
+    } catch (const Error& e) {
+      TLTRAIN_FAIL(ErrorKind::Usage, cfg.source + ": stages[" + std::to_string(i) + "].trainable: " + e.what());
+    }
+    for (size_t b = p.cut; b < meta.blocks.size(); ++b) p.trainable_blocks.push_back(meta.blocks[b].name);
+    int64_t backbone = model::trainable_params(meta.blocks, p.cut);
+    if (backbone > 0)
+      p.groups.push_back({"backbone", backbone, st.optimizer.lr * st.backbone_lr_mult, st.optimizer.weight_decay});
+    p.groups.push_back({"head", head, st.optimizer.lr, st.optimizer.weight_decay});
+    p.batch_norm = st.batch_norm;
+    plan.push_back(p);
+  }
+  return plan;
+}
+
+config::json plan_to_json(const std::vector<StagePlan>& plan, const model::BackboneMeta& meta, int64_t head_param_count) {
+  config::json stages = config::json::array();
+  for (const auto& p : plan) {
+    config::json groups = config::json::array();
+    for (const auto& g : p.groups)
+      groups.push_back({{"name", g.name}, {"params", g.params}, {"lr", g.lr}, {"weight_decay", g.weight_decay}});
+    stages.push_back({{"name", p.name},
+                      {"epochs", p.epochs},
+                      {"trainable", p.trainable},
+                      {"first_trainable_block", p.cut < meta.blocks.size() ? config::json(meta.blocks[p.cut].name) : config::json(nullptr)},
+                      {"trainable_blocks", p.trainable_blocks},
+                      {"param_groups", groups},
+                      {"batch_norm", p.batch_norm}});
+  }
+  return {{"backbone_params", meta.total_params()}, {"head_params", head_param_count}, {"stages", stages}};
+}
+
+std::string format_plan(const std::vector<StagePlan>& plan, const model::BackboneMeta& meta, int64_t head_param_count) {
+  std::ostringstream ss;
+  ss << "Plan: backbone " << meta.arch << " (" << meta.total_params() << " params in " << meta.blocks.size()
+     << " blocks), head " << head_param_count << " params\n";
+  for (size_t i = 0; i < plan.size(); ++i) {
+    const auto& p = plan[i];
+    ss << "  stage " << i + 1 << " '" << p.name << "': " << p.epochs << " epoch" << (p.epochs == 1 ? "" : "s") << ", trains "
+       << p.trainable;
+    if (p.trainable_blocks.empty()) {
+      ss << " (backbone frozen)";
+    } else {
+      ss << " (" << p.trainable_blocks.size() << "/" << meta.blocks.size() << " blocks: " << p.trainable_blocks.front();
+      if (p.trainable_blocks.size() > 1) ss << " … " << p.trainable_blocks.back();
+      ss << ")";
+    }
+    ss << ", backbone BatchNorm " << p.batch_norm << "\n";
+    for (const auto& g : p.groups)
+      ss << "      group " << std::left << std::setw(9) << g.name << std::right << std::setw(11) << g.params
+         << " params  lr " << g.lr << "  weight_decay " << g.weight_decay << "\n";
+  }
+  return ss.str();
+}
+
+DryRun dry_run(const config::RunConfig& cfg) {
+  DryRun d;
+  d.resolved_config = cfg.resolved;
+  model::BackboneMeta meta = model::read_backbone_meta(cfg.model.backbone);
+  data::Datasets ds = data::load_datasets(cfg.data, static_cast<uint64_t>(cfg.seed));
+  const int64_t classes = static_cast<int64_t>(ds.train.classes.size());
+  auto plan = plan_stages(cfg, meta, classes);
+  const int64_t head = head_params(cfg.model.head, meta.feature_channels, classes);
+  d.data = {{"classes", ds.train.classes},
+            {"train_images", ds.train.samples.size()},
+            {"val_images", ds.val.samples.size()},
+            {"val_source", ds.has_val ? config::json(ds.val.source) : config::json(nullptr)},
+            {"skipped_files", ds.train.skipped.count() + ds.val.skipped.count()}};
+  d.plan = plan_to_json(plan, meta, head);
+  std::ostringstream ss;
+  ss << "Data: " << classes << " classes, " << ds.train.samples.size() << " train images, " << ds.val.samples.size()
+     << " validation images" << (ds.val_is_split ? " (held out of train)" : "") << "\n";
+  ss << format_plan(plan, meta, head);
+  d.text = ss.str();
+  return d;
+}
+
+}  // namespace tltrain::train
