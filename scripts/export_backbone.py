@@ -346,6 +346,8 @@ def parse_args(argv):
     p.add_argument("--out", required=True, metavar="FILE.pt")
     p.add_argument("--input-size", type=int, default=DEFAULT_INPUT_SIZE, metavar="N",
                    help=f"default square input size recorded in the metadata (default {DEFAULT_INPUT_SIZE})")
+    p.add_argument("--meta-out", metavar="FILE.json",
+                   help="also write the embedded metadata to this file (the tests compare it with what C++ reads)")
     args = p.parse_args(argv)
     if args.input_size < 32:  # five stride-2 stages: smaller inputs leave no feature map
         p.error(f"--input-size must be at least 32 (got {args.input_size})")
@@ -427,6 +429,9 @@ def export(args):
         "exporter": "scripts/export_backbone.py",
     }
     save_atomically(module, args.out, meta)
+    if args.meta_out:
+        with open(args.meta_out, "w") as f:
+            json.dump(meta, f, indent=2)
 
     n_params = sum(b["params"] for b in blocks)
     print(f"exported {arch} ({how}) -> {args.out} ({os.path.getsize(args.out) / 1e6:.1f} MB)\n"

@@ -9,7 +9,7 @@ py=/usr/bin/python3
 for arch in mobilenet_v2 efficientnet_b0 resnet50 vgg16; do
   # Re-export only when the exporter changed: keeps repeated local runs fast.
   if [ ! -s "$out/$arch.pt" ] || [ "$src/scripts/export_backbone.py" -nt "$out/$arch.pt" ]; then
-    "$py" "$src/scripts/export_backbone.py" --arch "$arch" --weights none --out "$out/$arch.pt" 2>"$out/$arch.log"
+    "$py" "$src/scripts/export_backbone.py" --arch "$arch" --weights none --out "$out/$arch.pt" --meta-out "$out/$arch.meta.json" 2>"$out/$arch.log"
   fi
 done
 if [ -f "$shared/models/mobilenet_v2_imagenet.pth" ]; then

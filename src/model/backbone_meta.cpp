@@ -26,6 +26,8 @@ BackboneMeta parse_backbone_meta(const std::string& text, const std::string& fil
   }
   using namespace config;
   Problems problems;
+  for (const char* key : {"arch", "input_size", "resize", "mean", "std", "feature_channels", "feature_size", "blocks"})
+    if (!j.is_object() || !j.contains(key)) problems.error(key, "is required");
   json resolved;
   BackboneMeta m;
   {

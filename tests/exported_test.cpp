@@ -1,0 +1,103 @@
+// Real backbones exported by scripts/export_backbone.py (ctest fixture "exported"): metadata
+// written by Python reads back identically in C++, each architecture runs, and the shared
+// ImageNet MobileNetV2 still recognises a bee.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "test_util.h"
+#include "tltrain/model/backbone.h"
+#include "tltrain/model/inspect.h"
+
+namespace fs = std::filesystem;
+using namespace tltrain;
+
+namespace {
+
+std::string exported(const std::string& name) { return std::string(TLTRAIN_EXPORT_DIR) + "/" + name; }
+
+class ExportedArch : public ::testing::TestWithParam<std::string> {};
+
+/// ImageNet evaluation preprocessing: shorter side to 256, center crop 224, RGB, mean/std.
+torch::Tensor imagenet_input(const std::string& path, const model::BackboneMeta& meta) {
+  cv::Mat bgr = cv::imread(path, cv::IMREAD_COLOR);
+  EXPECT_FALSE(bgr.empty()) << path;
+  double scale = static_cast<double>(meta.resize) / std::min(bgr.cols, bgr.rows);
+  cv::Mat resized;
+  cv::resize(bgr, resized, cv::Size(), scale, scale, cv::INTER_AREA);
+  int h = static_cast<int>(meta.input_size[0]), w = static_cast<int>(meta.input_size[1]);
+  cv::Mat crop = resized(cv::Rect((resized.cols - w) / 2, (resized.rows - h) / 2, w, h)).clone();
+  cv::cvtColor(crop, crop, cv::COLOR_BGR2RGB);
+  auto t = torch::from_blob(crop.data, {h, w, 3}, torch::kUInt8).permute({2, 0, 1}).to(torch::kFloat).div(255.0);
+  auto mean = torch::tensor({meta.mean[0], meta.mean[1], meta.mean[2]}, torch::kFloat).view({3, 1, 1});
+  auto std = torch::tensor({meta.std[0], meta.std[1], meta.std[2]}, torch::kFloat).view({3, 1, 1});
+  return ((t - mean) / std).unsqueeze(0).contiguous();
+}
+
+}  // namespace
+
+TEST_P(ExportedArch, MetadataRoundTripsAndForwardMatchesIt) {
+  const std::string arch = GetParam();
+  ASSERT_TRUE(fs::exists(exported(arch + ".pt"))) << "run through ctest: the export_backbones fixture makes it";
+  auto bb = model::load_backbone(exported(arch + ".pt"));
+  // What Python embedded is exactly what C++ reads.
+  std::ifstream side(exported(arch + ".meta.json"));
+  auto written = config::json::parse(side);
+  EXPECT_EQ(bb.meta.raw, written);
+  EXPECT_EQ(bb.meta.arch, arch);
+  EXPECT_EQ(bb.meta.weights_source, "none");
+  EXPECT_FALSE(bb.meta.torch_version.empty());
+  EXPECT_FALSE(bb.meta.exported_at.empty());
+
+  torch::NoGradGuard no_grad;
+  auto x = torch::randn({1, 3, bb.meta.input_size[0], bb.meta.input_size[1]});
+  auto y = bb.module.forward({x}).toTensor();
+  EXPECT_EQ(y.sizes(), torch::IntArrayRef({1, bb.meta.feature_channels, bb.meta.feature_size[0], bb.meta.feature_size[1]}));
+
+  auto report = model::inspect_backbone(exported(arch + ".pt"));
+  EXPECT_EQ(report["blocks"].size(), bb.meta.blocks.size());
+  EXPECT_EQ(report["blocks"][0]["name"], bb.meta.blocks.front().name);
+}
+
+INSTANTIATE_TEST_SUITE_P(Exported, ExportedArch, ::testing::Values("mobilenet_v2", "efficientnet_b0", "resnet50", "vgg16"));
+
+TEST(ExportedBlocks, EachArchitectureHasTheDocumentedBlocks) {
+  struct Expect {
+    const char* arch;
+    size_t blocks;
+    const char* first;
+    const char* last;
+  };
+  for (auto e : {Expect{"mobilenet_v2", 19, "features.0", "features.18"}, Expect{"efficientnet_b0", 18, "features.0", "features.8"},
+                 Expect{"resnet50", 17, "stem", "layer4.2"}, Expect{"vgg16", 13, "features.0", "features.28"}}) {
+    auto meta = model::read_backbone_meta(exported(std::string(e.arch) + ".pt"));
+    EXPECT_EQ(meta.blocks.size(), e.blocks) << e.arch;
+    EXPECT_EQ(meta.blocks.front().name, e.first) << e.arch;
+    EXPECT_EQ(meta.blocks.back().name, e.last) << e.arch;
+  }
+}
+
+TEST(ExportedImagenet, SharedMobileNetV2PutsBeeInTop5) {
+  if (test::shared_dir().empty()) GTEST_SKIP() << "../shared is absent: no ImageNet weights to check";
+  auto bb = model::load_backbone(exported("mobilenet_v2_imagenet.pt"));
+  EXPECT_EQ(bb.meta.weights_source, "file");
+  EXPECT_EQ(bb.meta.weights_file, "mobilenet_v2_imagenet.pth");
+  EXPECT_EQ(bb.meta.weights_sha256.size(), 64u);
+  auto classifier = torch::jit::load(exported("mobilenet_v2_classifier.pt"));
+  classifier.eval();
+  torch::NoGradGuard no_grad;
+  const int64_t kBee = 309, kAnt = 310;  // ImageNet indices of "bee" and "ant"
+  for (const char* name : {"10870992_eebeeb3a12.jpg", "1181173278_23c36fac71.jpg"}) {
+    auto x = imagenet_input(test::shared_dir() + "/data/hymenoptera/val/bees/" + name, bb.meta);
+    auto features = bb.module.forward({x}).toTensor();
+    auto logits = classifier.forward({features.mean({2, 3})}).toTensor();
+    auto top5 = std::get<1>(logits.topk(5, 1)).squeeze(0);
+    bool has_bee = (top5 == kBee).any().item<bool>();
+    EXPECT_TRUE(has_bee) << name << " top-5: " << top5;
+    EXPECT_NE(top5[0].item<int64_t>(), kAnt) << name;
+  }
+}
