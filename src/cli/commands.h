@@ -7,5 +7,7 @@ namespace tltrain::cli {
 
 void setup_inspect(CLI::App& app);
 void setup_fit(CLI::App& app);
+void setup_finetune(CLI::App& app);
+void setup_eval(CLI::App& app);
 
 }  // namespace tltrain::cli

@@ -1,11 +1,13 @@
 // tltrain: thin CLI over tltrain_lib. Parses, dispatches, and maps failures to exit codes.
 #include <torch/version.h>
 
+#include <csignal>
 #include <iostream>
 
 #include "commands.h"
 #include "tltrain/core/error.h"
 #include "tltrain/core/log.h"
+#include "tltrain/train/trainer.h"
 
 int main(int argc, char** argv) {
   using namespace tltrain;
@@ -18,6 +20,15 @@ int main(int argc, char** argv) {
   app.parse_complete_callback([&] { log::init(quiet ? log::Level::Quiet : verbose ? log::Level::Verbose : log::Level::Normal); });
   cli::setup_inspect(app);
   cli::setup_fit(app);
+  cli::setup_finetune(app);
+  cli::setup_eval(app);
+  // First Ctrl-C/SIGTERM: finish the batch, keep the last checkpoint, exit 130. A second one kills.
+  auto on_signal = [](int sig) {
+    train::request_stop();
+    std::signal(sig, SIG_DFL);
+  };
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

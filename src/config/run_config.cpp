@@ -276,6 +276,21 @@ StageConfig read_stage(const json& in, json& resolved, const std::string& path, 
     st.early_stopping.restore_best = e.boolean("restore_best", true);
   }
   r.resolve("early_stopping", es_resolved);
+  {
+    bool head_only = st.trainable.kind == TrainableSpec::Kind::Head;
+    const json* fc = r.raw("feature_cache");
+    json fc_resolved = json::object();
+    ObjectReader f(fc && fc->is_object() ? *fc : empty, fc_resolved, r.path_of("feature_cache"), problems);
+    if (fc && !fc->is_object() && !fc->is_boolean())
+      problems.error(r.path_of("feature_cache"), "must be true/false or {\"enabled\": true, \"views\": 0}, " + describe_value(*fc));
+    bool on = fc && fc->is_boolean() ? fc->get<bool>() : head_only;
+    st.feature_cache = f.boolean("enabled", on);
+    st.cache_views = f.integer("views", 0, closed(0, 1000));
+    if (st.feature_cache && !head_only)
+      problems.error(r.path_of("feature_cache"), "needs a frozen backbone (trainable: \"head\"); set it to false for this stage");
+    f.finish();
+    r.resolve("feature_cache", fc_resolved);
+  }
   return st;
 }
 
@@ -300,6 +315,7 @@ RunConfig parse_run_config(const json& j, const std::string& source) {
     c.output_dir = absolute(r.string("output_dir", "runs/" + c.name));
     r.resolve("output_dir", c.output_dir);
     c.monitor = r.choice("monitor", "val_accuracy", kMetrics);
+    c.micro_batch = r.integer("micro_batch", 0, closed(0, 65536));
     c.data = read_data(r.object("data"));
     c.model = read_model(r.object("model"));
     const json* stages = r.raw("stages");

@@ -10,6 +10,7 @@ int exit_code_for(ErrorKind kind) {
     case ErrorKind::Usage: return exit_code::usage;
     case ErrorKind::Data: return exit_code::data;
     case ErrorKind::Runtime: return exit_code::runtime;
+    case ErrorKind::Interrupted: return exit_code::interrupted;
   }
   return exit_code::internal;
 }
@@ -19,6 +20,7 @@ const char* to_string(ErrorKind kind) {
     case ErrorKind::Usage: return "usage error";
     case ErrorKind::Data: return "data error";
     case ErrorKind::Runtime: return "runtime error";
+    case ErrorKind::Interrupted: return "interrupted";
   }
   return "error";
 }

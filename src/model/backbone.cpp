@@ -19,28 +19,19 @@ const std::string kFix = "scripts/export_backbone.py --arch ARCH --weights image
 
 std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
 
-/// Index of the block that owns NAME ("features.3.conv.0.weight" → "features.3"), or -1.
-int owner_block(const std::vector<BlockInfo>& blocks, const std::string& name) {
-  for (size_t i = 0; i < blocks.size(); ++i) {
-    const std::string& b = blocks[i].name;
-    if (name.size() > b.size() && name.compare(0, b.size(), b) == 0 && name[b.size()] == '.') return static_cast<int>(i);
-  }
-  return -1;
-}
-
 /// The metadata promises which parameters each block owns; a file where that is false would
 /// freeze the wrong weights, so it is refused.
 void check_blocks_match(const torch::jit::Module& module, const BackboneMeta& meta, const std::string& path) {
   std::vector<int64_t> params(meta.blocks.size(), 0), bns(meta.blocks.size(), 0);
   for (const auto& p : module.named_parameters(/*recurse=*/true)) {
-    int b = owner_block(meta.blocks, p.name);
+    int b = block_of(meta.blocks, p.name);
     TLTRAIN_CHECK(b >= 0, ErrorKind::Data,
                   "'" + path + "': parameter '" + p.name + "' belongs to no block of the metadata — re-export it with " + kFix);
     params[b] += p.value.numel();
   }
   for (const auto& m : module.named_modules()) {
     if (!is_batchnorm(m.value)) continue;
-    int b = owner_block(meta.blocks, m.name + ".");
+    int b = block_of(meta.blocks, m.name + ".");
     if (b >= 0) bns[b] += 1;
   }
   for (size_t i = 0; i < meta.blocks.size(); ++i) {

@@ -16,6 +16,14 @@ int64_t BackboneMeta::total_batchnorms() const {
   return n;
 }
 
+int block_of(const std::vector<BlockInfo>& blocks, const std::string& name) {
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    const std::string& b = blocks[i].name;
+    if (name.size() > b.size() && name.compare(0, b.size(), b) == 0 && name[b.size()] == '.') return static_cast<int>(i);
+  }
+  return -1;
+}
+
 BackboneMeta parse_backbone_meta(const std::string& text, const std::string& file) {
   const std::string fix = " — re-export it with scripts/export_backbone.py";
   config::json j;

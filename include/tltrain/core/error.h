@@ -11,6 +11,7 @@ enum class ErrorKind {
   Usage,    ///< bad command line or config file (exit 2)
   Data,     ///< an input file the user gave is missing or unusable: images, backbone, checkpoint (exit 3)
   Runtime,  ///< a failure while running: NaN loss, out of memory, I/O while writing (exit 4)
+  Interrupted,  ///< Ctrl-C / SIGTERM: stopped cleanly, resumable (exit 130)
 };
 
 namespace exit_code {

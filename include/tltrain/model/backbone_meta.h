@@ -36,6 +36,9 @@ struct BackboneMeta {
   int64_t total_batchnorms() const;
 };
 
+/// Index of the block owning parameter/buffer NAME ("features.3.conv.0.weight" → features.3), or -1.
+int block_of(const std::vector<BlockInfo>& blocks, const std::string& name);
+
 constexpr const char* kMetaFileName = "tltrain_meta.json";
 
 /// Validates metadata text read from FILE; a Data error naming FILE and the fix otherwise.

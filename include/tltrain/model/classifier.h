@@ -1,0 +1,67 @@
+#pragma once
+// Classifier = exported backbone + head (pooling → [dropout → Dense → activation]* → dropout →
+// Dense). Freezing and the BatchNorm policy live here, so every stage applies them one way.
+#include <torch/torch.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "tltrain/config/run_config.h"
+#include "tltrain/model/backbone.h"
+
+namespace tltrain::model {
+
+struct HeadImpl : torch::nn::Module {
+  HeadImpl(const config::HeadConfig& cfg, int64_t feature_channels, int64_t num_classes);
+  /// N×C×h×w feature map → N×C' pooled vector (C' = 2C for avgmax).
+  torch::Tensor pool(const torch::Tensor& features) const;
+  /// Pooled vector → logits.
+  torch::Tensor forward(const torch::Tensor& pooled);
+
+  config::HeadConfig cfg;
+  torch::nn::ModuleList dense;
+};
+TORCH_MODULE(Head);
+
+class Classifier {
+ public:
+  /// The head is initialised from torch's global generator: seed it first for reproducibility.
+  Classifier(Backbone backbone, const config::HeadConfig& head, int64_t num_classes, torch::Device device);
+
+  torch::Tensor features(const torch::Tensor& images);  ///< backbone feature map
+  torch::Tensor forward(const torch::Tensor& images);   ///< logits
+
+  /// Blocks [cut, N) and the head train; [0, cut) are frozen (requires_grad off).
+  void set_trainable(size_t cut);
+  size_t cut() const { return cut_; }
+  /// Training or inference mode. Frozen blocks always stay in inference mode. With BN policy
+  /// "frozen" every backbone BatchNorm stays in inference mode too (its running statistics never
+  /// change), as the Keras fine-tuning guide prescribes; with "train" those in trainable blocks train.
+  void set_training(bool training, const std::string& batch_norm_policy);
+
+  std::vector<torch::Tensor> trainable_backbone_parameters();
+  std::vector<torch::Tensor> head_parameters();
+
+  /// Every parameter and buffer, keyed "backbone.<name>" / "head.<name>" (checkpoints, snapshots).
+  std::map<std::string, torch::Tensor> state();
+  /// Copies STATE's tensors in; a Data error naming WHAT when names or shapes differ.
+  void load_state(const std::map<std::string, torch::Tensor>& state, const std::string& what);
+  /// A deep copy of state() (for restore-best).
+  std::map<std::string, torch::Tensor> snapshot();
+
+  const BackboneMeta& meta() const { return backbone_.meta; }
+  torch::jit::Module& backbone_module() { return backbone_.module; }
+  Head& head() { return head_; }
+  const torch::Device& device() const { return device_; }
+  int64_t num_classes() const { return num_classes_; }
+
+ private:
+  Backbone backbone_;
+  Head head_;
+  torch::Device device_;
+  int64_t num_classes_;
+  size_t cut_;
+};
+
+}  // namespace tltrain::model

@@ -1,0 +1,34 @@
+#pragma once
+// Staged training: for each stage, apply its freeze plan, build its optimizer and schedule,
+// run its epochs (on a feature cache when the backbone is frozen), validate, log, checkpoint,
+// stop early. The gradient step, the sampler and rank-0 output each live in one place.
+#include <string>
+
+#include "tltrain/config/run_config.h"
+
+namespace tltrain::train {
+
+struct FitOptions {
+  bool resume = false;          ///< continue the run in cfg.output_dir from its checkpoints/last.pt
+  std::string init_checkpoint;  ///< start from this checkpoint's weights (finetune)
+};
+
+struct FitResult {
+  std::string run_dir;
+  std::string best_checkpoint, last_checkpoint;
+  std::string monitor;
+  double best_value = 0;
+  config::json history;  ///< one entry per epoch, as in log.jsonl
+};
+
+/// Trains every stage of CFG into cfg.output_dir. Usage error when that directory already holds
+/// a run and RESUME is off; Interrupted after Ctrl-C (the last epoch's checkpoint stays valid).
+FitResult fit(const config::RunConfig& cfg, const FitOptions& opts = {});
+
+/// The resolved config of the run in RUN_DIR (its config.json), for --resume.
+config::RunConfig load_run_dir_config(const std::string& run_dir);
+
+/// Asks a running fit to stop after the current batch (signal-safe).
+void request_stop();
+
+}  // namespace tltrain::train

@@ -1,0 +1,55 @@
+#include "tltrain/eval/evaluate.h"
+
+#include <torch/torch.h>
+
+#include <thread>
+
+#include "tltrain/core/error.h"
+#include "tltrain/data/dataset.h"
+#include "tltrain/data/loader.h"
+#include "tltrain/model/inference.h"
+#include "tltrain/train/checkpoint.h"
+
+namespace tltrain::eval {
+
+ClassificationReport evaluate_checkpoint(const EvalOptions& o) {
+  torch::Device device = o.device == "cpu" || !torch::cuda::is_available() ? torch::Device(torch::kCPU) : torch::Device(torch::kCUDA);
+  TLTRAIN_CHECK(o.device != "cuda" || device.is_cuda(), ErrorKind::Usage, "--device cuda but CUDA is not available");
+  if (o.threads > 0) torch::set_num_threads(static_cast<int>(o.threads));
+  auto ck = train::load_checkpoint(o.checkpoint, device);
+  auto cfg = config::parse_run_config(ck.info.at("config"), o.checkpoint + " (its config)");
+  auto classes = ck.info.at("classes").get<std::vector<std::string>>();
+
+  data::Dataset ds;
+  if (!o.data.empty()) {
+    ds = data::scan_source(o.data);
+    // Classes are matched by name: a folder may hold a subset of the trained classes.
+    for (const auto& c : ds.classes)
+      TLTRAIN_CHECK(std::find(classes.begin(), classes.end(), c) != classes.end(), ErrorKind::Data,
+                    "'" + o.data + "' has class '" + c + "' that the checkpoint was not trained on; its classes are " +
+                        config::json(classes).dump());
+    for (auto& s : ds.samples)
+      s.label = std::find(classes.begin(), classes.end(), ds.classes[static_cast<size_t>(s.label)]) - classes.begin();
+    ds.classes = classes;
+  } else {
+    auto both = data::load_datasets(cfg.data, static_cast<uint64_t>(cfg.seed));
+    TLTRAIN_CHECK(both.has_val, ErrorKind::Usage, "the run has no validation data; pass --data DIR");
+    ds = both.val;
+  }
+  auto m = train::classifier_from(ck, device);
+  data::LoaderOptions lo;
+  lo.batch_size = o.batch_size;
+  lo.threads = o.threads > 0 ? o.threads : std::max(1u, std::thread::hardware_concurrency());
+  lo.pin_memory = device.is_cuda();
+  data::Loader loader(ds.samples, data::resolve_preprocess(cfg.data, m.meta()), cfg.data.augment, data::Mode::Eval, lo);
+  auto p = model::predict(m, loader, device.is_cuda() ? 0 : 8);
+  auto [loss, acc] = model::loss_and_accuracy(p);
+  auto probs = torch::softmax(p.logits, 1).contiguous();
+  std::vector<float> pv(probs.data_ptr<float>(), probs.data_ptr<float>() + probs.numel());
+  std::vector<int64_t> labels(p.labels.data_ptr<int64_t>(), p.labels.data_ptr<int64_t>() + p.labels.numel());
+  std::vector<std::string> paths;
+  for (int64_t i : p.indices) paths.push_back(ds.samples[static_cast<size_t>(i)].path);
+  return evaluate(pv, labels, classes, paths, loss, o.topk);
+}
+
+}  // namespace tltrain::eval

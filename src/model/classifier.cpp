@@ -1,0 +1,118 @@
+#include "tltrain/model/classifier.h"
+
+#include "tltrain/core/error.h"
+
+namespace tltrain::model {
+
+HeadImpl::HeadImpl(const config::HeadConfig& c, int64_t feature_channels, int64_t num_classes) : cfg(c) {
+  int64_t in = c.pooling == "avgmax" ? 2 * feature_channels : feature_channels;
+  dense = register_module("dense", torch::nn::ModuleList());
+  for (int64_t width : c.hidden) {
+    dense->push_back(torch::nn::Linear(in, width));
+    in = width;
+  }
+  dense->push_back(torch::nn::Linear(in, num_classes));
+}
+
+torch::Tensor HeadImpl::pool(const torch::Tensor& f) const {
+  if (cfg.pooling == "avg") return f.mean({2, 3});
+  if (cfg.pooling == "max") return f.amax({2, 3});
+  return torch::cat({f.mean({2, 3}), f.amax({2, 3})}, 1);
+}
+
+torch::Tensor HeadImpl::forward(const torch::Tensor& pooled) {
+  torch::Tensor x = pooled;
+  const size_t n = dense->size();
+  for (size_t i = 0; i < n; ++i) {
+    if (cfg.dropout > 0) x = torch::dropout(x, cfg.dropout, is_training());
+    x = dense[i]->as<torch::nn::Linear>()->forward(x);
+    if (i + 1 < n) {
+      if (cfg.activation == "relu") x = torch::relu(x);
+      else if (cfg.activation == "gelu") x = torch::gelu(x);
+      else if (cfg.activation == "silu") x = torch::silu(x);
+      else x = torch::tanh(x);
+    }
+  }
+  return x;
+}
+
+Classifier::Classifier(Backbone backbone, const config::HeadConfig& head, int64_t num_classes, torch::Device device)
+    : backbone_(std::move(backbone)),
+      head_(head, backbone_.meta.feature_channels, num_classes),
+      device_(device),
+      num_classes_(num_classes),
+      cut_(backbone_.meta.blocks.size()) {
+  backbone_.module.to(device_);
+  head_->to(device_);
+  set_trainable(cut_);
+}
+
+torch::Tensor Classifier::features(const torch::Tensor& images) { return backbone_.module.forward({images}).toTensor(); }
+
+torch::Tensor Classifier::forward(const torch::Tensor& images) { return head_->forward(head_->pool(features(images))); }
+
+void Classifier::set_trainable(size_t cut) {
+  cut_ = cut;
+  for (const auto& p : backbone_.module.named_parameters(true)) {
+    int b = block_of(backbone_.meta.blocks, p.name);
+    p.value.set_requires_grad(b >= 0 && static_cast<size_t>(b) >= cut);
+  }
+  for (auto& p : head_->parameters()) p.set_requires_grad(true);
+}
+
+void Classifier::set_training(bool training, const std::string& bn_policy) {
+  head_->train(training);
+  backbone_.module.train(training);
+  if (!training) return;
+  for (const auto& m : backbone_.module.named_modules()) {
+    if (m.name.empty()) continue;
+    int b = block_of(backbone_.meta.blocks, m.name + ".");
+    bool frozen_block = b < 0 || static_cast<size_t>(b) < cut_;
+    // Frozen blocks run exactly as at inference (dropout off, BN statistics fixed).
+    if (frozen_block || (bn_policy == "frozen" && is_batchnorm(m.value))) {
+      torch::jit::Module mod = m.value;
+      mod.train(false);
+    }
+  }
+}
+
+std::vector<torch::Tensor> Classifier::trainable_backbone_parameters() {
+  std::vector<torch::Tensor> out;
+  for (const auto& p : backbone_.module.named_parameters(true))
+    if (p.value.requires_grad()) out.push_back(p.value);
+  return out;
+}
+
+std::vector<torch::Tensor> Classifier::head_parameters() { return head_->parameters(); }
+
+std::map<std::string, torch::Tensor> Classifier::state() {
+  std::map<std::string, torch::Tensor> s;
+  for (const auto& p : backbone_.module.named_parameters(true)) s["backbone." + p.name] = p.value;
+  for (const auto& b : backbone_.module.named_buffers(true)) s["backbone." + b.name] = b.value;
+  for (const auto& p : head_->named_parameters(true)) s["head." + p.key()] = p.value();
+  for (const auto& b : head_->named_buffers(true)) s["head." + b.key()] = b.value();
+  return s;
+}
+
+void Classifier::load_state(const std::map<std::string, torch::Tensor>& in, const std::string& what) {
+  torch::NoGradGuard no_grad;
+  auto mine = state();
+  for (auto& [name, t] : mine) {
+    auto it = in.find(name);
+    TLTRAIN_CHECK(it != in.end(), ErrorKind::Data, what + " has no tensor '" + name + "': it was made for another model");
+    TLTRAIN_CHECK(it->second.sizes() == t.sizes(), ErrorKind::Data,
+                  what + ": tensor '" + name + "' has shape " + c10::str(it->second.sizes()) + ", the model needs " +
+                      c10::str(t.sizes()) + " (another number of classes or head?)");
+    t.copy_(it->second);
+  }
+  TLTRAIN_CHECK(in.size() == mine.size(), ErrorKind::Data,
+                what + " holds " + std::to_string(in.size()) + " tensors, the model has " + std::to_string(mine.size()));
+}
+
+std::map<std::string, torch::Tensor> Classifier::snapshot() {
+  std::map<std::string, torch::Tensor> s;
+  for (auto& [name, t] : state()) s[name] = t.detach().clone();
+  return s;
+}
+
+}  // namespace tltrain::model

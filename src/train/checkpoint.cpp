@@ -1,0 +1,98 @@
+#include "tltrain/train/checkpoint.h"
+
+#include <cstring>
+#include <filesystem>
+#include <sstream>
+
+#include "tltrain/core/error.h"
+#include "tltrain/core/fs.h"
+
+namespace tltrain::train {
+
+namespace {
+constexpr const char* kFormat = "tltrain-checkpoint";
+
+torch::Tensor bytes_tensor(const std::string& s) {
+  auto t = torch::empty({static_cast<int64_t>(s.size())}, torch::kUInt8);
+  std::memcpy(t.data_ptr(), s.data(), s.size());
+  return t;
+}
+}  // namespace
+
+void save_checkpoint(const std::string& path, model::Classifier& model, torch::optim::Optimizer* optimizer,
+                     const config::json& info) {
+  torch::serialize::OutputArchive archive;
+  config::json full = info;
+  full["format"] = kFormat;
+  full["format_version"] = 1;
+  archive.write("info", c10::IValue(full.dump()));
+  // The backbone travels as its own TorchScript file (with its metadata) so a checkpoint is
+  // self-contained: eval, export and finetune need nothing else.
+  std::ostringstream backbone;
+  torch::jit::ExtraFilesMap extra{{model::kMetaFileName, model.meta().raw.dump()}};
+  model.backbone_module().save(backbone, extra);
+  archive.write("backbone_pt", bytes_tensor(backbone.str()));
+  torch::serialize::OutputArchive head;
+  for (const auto& p : model.head()->named_parameters(true)) head.write(p.key(), p.value().detach().cpu());
+  archive.write("head", head);
+  if (optimizer) {
+    torch::serialize::OutputArchive opt;
+    optimizer->save(opt);
+    archive.write("optimizer", opt);
+  }
+  write_atomically(path, [&](const std::string& tmp) { archive.save_to(tmp); });
+}
+
+Checkpoint load_checkpoint(const std::string& path, const torch::Device& device) {
+  std::error_code ec;
+  TLTRAIN_CHECK(std::filesystem::is_regular_file(path, ec), ErrorKind::Data, "checkpoint '" + path + "' does not exist");
+  torch::serialize::InputArchive archive;
+  c10::IValue info_value;
+  try {
+    archive.load_from(path, device);
+    archive.read("info", info_value);
+  } catch (const c10::Error& e) {
+    TLTRAIN_FAIL(ErrorKind::Data, "'" + path + "' is not a tltrain checkpoint (written by `tltrain fit` as last.pt/best.pt)" +
+                                      (path.size() > 3 && path.substr(path.size() - 3) == ".pt" ? "; a backbone or exported model is not a checkpoint" : ""));
+  }
+  Checkpoint ck;
+  ck.info = config::json::parse(info_value.toStringRef());
+  TLTRAIN_CHECK(ck.info.value("format", "") == kFormat && ck.info.value("format_version", 0) == 1, ErrorKind::Data,
+                "'" + path + "' is not a tltrain checkpoint of format version 1");
+  torch::Tensor bytes;
+  archive.read("backbone_pt", bytes);
+  std::string s(static_cast<const char*>(bytes.data_ptr()), static_cast<size_t>(bytes.numel()));
+  std::istringstream in(s);
+  torch::jit::ExtraFilesMap extra{{model::kMetaFileName, ""}};
+  auto module = torch::jit::load(in, device, extra);
+  ck.backbone = {module, model::parse_backbone_meta(extra[model::kMetaFileName], path)};
+  torch::serialize::InputArchive head;
+  archive.read("head", head);
+  for (const auto& key : head.keys()) {
+    torch::Tensor t;
+    head.read(key, t);
+    ck.head["head." + key] = t;
+  }
+  if (std::find(archive.keys().begin(), archive.keys().end(), "optimizer") != archive.keys().end()) {
+    ck.optimizer = std::make_shared<torch::serialize::InputArchive>();
+    archive.read("optimizer", *ck.optimizer);
+  }
+  return ck;
+}
+
+model::Classifier classifier_from(Checkpoint& ck, const torch::Device& device) {
+  // The head is rebuilt from the run's own resolved config: one reader for configs.
+  config::HeadConfig head = config::parse_run_config(ck.info.at("config"), "checkpoint config").model.head;
+  int64_t classes = static_cast<int64_t>(ck.info.at("classes").size());
+  model::Classifier m(ck.backbone, head, classes, device);
+  torch::NoGradGuard no_grad;
+  for (const auto& p : m.head()->named_parameters(true)) {
+    auto it = ck.head.find("head." + p.key());
+    TLTRAIN_CHECK(it != ck.head.end() && it->second.sizes() == p.value().sizes(), ErrorKind::Data,
+                  "checkpoint head does not match its config at '" + p.key() + "'");
+    p.value().copy_(it->second);
+  }
+  return m;
+}
+
+}  // namespace tltrain::train
