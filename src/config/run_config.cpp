@@ -247,6 +247,8 @@ StageConfig read_stage(const json& in, json& resolved, const std::string& path, 
   st.batch_norm = r.choice("batch_norm", "frozen", {"frozen", "train"});
   st.optimizer = read_optimizer(r.object("optimizer"));
   st.schedule = read_schedule(r.object("schedule"));
+  if (st.schedule.name == "cosine" && st.schedule.min_lr > st.optimizer.lr)
+    problems.error(r.path_of("schedule.min_lr"), "must be <= the optimizer's lr (" + std::to_string(st.optimizer.lr) + ")");
   st.backbone_lr_mult = r.number("backbone_lr_mult", 1.0, ge(0.0));
   st.label_smoothing = r.number("label_smoothing", 0.0, Range{0.0, 1.0, false, true});
   const json* cw = r.raw("class_weights");

@@ -84,7 +84,7 @@ struct OptimizerConfig {
 
 struct ScheduleConfig {
   std::string name = "constant";  ///< constant|step|exponential|cosine
-  int64_t warmup_steps = 0;       ///< linear warm-up from 0 over this many optimizer steps
+  int64_t warmup_steps = 0;       ///< linear warm-up: step k (0-based) runs at (k+1)/warmup_steps of the rate
   int64_t step_epochs = 10;       ///< step: multiply by gamma every step_epochs epochs
   double gamma = 0.1;             ///< step
   int64_t decay_steps = 1000;     ///< exponential: lr * decay_rate^(step / decay_steps) (Keras ExponentialDecay)

@@ -16,6 +16,7 @@ namespace tltrain::train {
 ///   exponential: decay_rate ^ (step / decay_steps), integer division when staircase (Keras ExponentialDecay)
 ///   cosine:      (min_lr + (base - min_lr) * (1 + cos(pi * step / total)) / 2) / base
 /// Linear warm-up multiplies by (step + 1) / warmup_steps while step < warmup_steps.
+/// A cosine stage of zero steps is never asked for a rate (it has no steps).
 double lr_factor(const config::ScheduleConfig& s, double base_lr, int64_t step, int64_t steps_per_epoch, int64_t total_steps);
 
 }  // namespace tltrain::train

@@ -1,0 +1,227 @@
+// Staged training on the tiny backbone and coloured squares: freezing, BatchNorm policy,
+// lr=0, early stopping, NaN handling, exact resume after kill -9, and the CLI chain.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "test_util.h"
+#include "tltrain/core/error.h"
+#include "tltrain/model/classifier.h"
+#include "tltrain/train/checkpoint.h"
+#include "tltrain/train/trainer.h"
+
+namespace fs = std::filesystem;
+using namespace tltrain;
+using config::json;
+
+namespace {
+
+/// A project of red/green squares (train 16 + val 6 per class) and a config for it.
+struct Project {
+  test::TempDir dir{"train"};
+  Project() {
+    test::write_color_dataset(dir / "train", {"green", "red"}, 16);
+    test::write_color_dataset(dir / "val", {"green", "red"}, 6);
+  }
+  json config(const json& stages, const std::string& out = "run") const {
+    return {{"seed", 3},
+            {"device", "cpu"},
+            {"threads", {{"intra_op", 1}, {"loader", 2}}},
+            {"data", {{"train", dir / "train"}, {"val", dir / "val"}, {"batch_size", 8},
+                      {"augment", {{"random_resized_crop", {{"scale", {0.5, 1.0}}}}}}}},
+            {"model", {{"backbone", test::tiny_backbone()}, {"head", {{"hidden", {8}}}}}},
+            {"output_dir", dir / out},
+            {"stages", stages}};
+  }
+  std::string write(const json& cfg, const std::string& name = "run.json") const {
+    test::write_text(dir / name, cfg.dump(2));
+    return dir / name;
+  }
+  config::RunConfig parsed(const json& cfg) const { return config::parse_run_config(cfg, "test.json"); }
+};
+
+json two_stages() {
+  return json::array({{{"name", "head"}, {"epochs", 2}, {"trainable", "head"}, {"optimizer", {{"name", "adam"}, {"lr", 0.01}}},
+                       {"feature_cache", {{"views", 2}}}},
+                      {{"name", "tune"}, {"epochs", 3}, {"trainable", {{"fraction", 0.5}}},
+                       {"optimizer", {{"name", "sgd"}, {"lr", 0.01}, {"momentum", 0.9}}}}});
+}
+
+std::map<std::string, torch::Tensor> weights_of(const std::string& checkpoint) {
+  auto ck = train::load_checkpoint(checkpoint);
+  auto m = train::classifier_from(ck, torch::kCPU);
+  return m.snapshot();
+}
+
+double max_abs_diff(const std::map<std::string, torch::Tensor>& a, const std::map<std::string, torch::Tensor>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  double d = 0;
+  for (const auto& [k, t] : a) d = std::max(d, (t - b.at(k)).abs().max().item<double>());
+  return d;
+}
+
+}  // namespace
+
+TEST(Classifier, FrozenBlocksGetNoGradientAndFrozenBatchNormNeverMoves) {
+  auto bb = model::load_backbone(test::tiny_backbone());
+  config::HeadConfig head;
+  torch::manual_seed(0);
+  model::Classifier m(bb, head, 2, torch::kCPU);
+  m.set_trainable(2);  // block2, block3 train
+  auto before = m.snapshot();
+  m.set_training(true, "frozen");
+  auto loss = m.forward(torch::randn({4, 3, 32, 32}) * 3 + 1).pow(2).mean();
+  loss.backward();
+  for (const auto& p : m.backbone_module().named_parameters(true)) {
+    bool frozen = p.name.rfind("block0.", 0) == 0 || p.name.rfind("block1.", 0) == 0;
+    EXPECT_EQ(p.value.requires_grad(), !frozen) << p.name;
+    if (frozen) EXPECT_FALSE(p.value.grad().defined()) << p.name;
+    else EXPECT_TRUE(p.value.grad().defined() && p.value.grad().abs().sum().item<double>() > 0) << p.name;
+  }
+  for (const auto& [name, t] : m.state())
+    if (name.find("running_") != std::string::npos) EXPECT_TRUE(torch::equal(t, before.at(name))) << name << " moved";
+}
+
+TEST(Classifier, TrainPolicyUpdatesOnlyTrainableBlocksBatchNorm) {
+  auto bb = model::load_backbone(test::tiny_backbone());
+  torch::manual_seed(0);
+  model::Classifier m(bb, config::HeadConfig{}, 2, torch::kCPU);
+  m.set_trainable(3);
+  auto before = m.snapshot();
+  m.set_training(true, "train");
+  { torch::NoGradGuard ng; m.forward(torch::randn({4, 3, 32, 32}) * 3 + 1); }
+  auto after = m.state();
+  EXPECT_TRUE(torch::equal(after.at("backbone.block0.bn.running_mean"), before.at("backbone.block0.bn.running_mean")));
+  EXPECT_FALSE(torch::equal(after.at("backbone.block3.bn.running_mean"), before.at("backbone.block3.bn.running_mean")));
+}
+
+TEST(Train, TwoClassSquaresReachNinetyFivePercent) {
+  Project p;
+  auto cfg = p.parsed(p.config(json::array({{{"epochs", 4}, {"trainable", "head"}, {"optimizer", {{"name", "adam"}, {"lr", 0.02}}}}})));
+  auto r = train::fit(cfg);
+  ASSERT_EQ(r.history.size(), 4u);
+  EXPECT_GE(r.history.back()["val_accuracy"].get<double>(), 0.95) << r.history.dump();
+  EXPECT_TRUE(fs::exists(r.best_checkpoint));
+  EXPECT_TRUE(fs::exists(r.run_dir + "/log.csv"));
+  EXPECT_TRUE(fs::exists(r.run_dir + "/split.json"));
+  std::ifstream csv(r.run_dir + "/log.csv");
+  std::string header;
+  std::getline(csv, header);
+  EXPECT_EQ(header.rfind("stage,stage_name,epoch", 0), 0u) << header;
+}
+
+TEST(Train, ZeroLearningRateLeavesEveryWeightUnchanged) {
+  Project p;
+  json stages = json::array({{{"epochs", 2}, {"trainable", "all"}, {"optimizer", {{"name", "sgd"}, {"lr", 0.0}, {"momentum", 0.9}}}}});
+  auto r = train::fit(p.parsed(p.config(stages)));
+  auto bb = model::load_backbone(test::tiny_backbone());
+  auto trained = train::load_checkpoint(r.last_checkpoint);
+  for (const auto& q : bb.module.named_parameters(true)) {
+    bool same = false;
+    for (const auto& tq : trained.backbone.module.named_parameters(true))
+      if (tq.name == q.name) same = torch::equal(tq.value, q.value);
+    EXPECT_TRUE(same) << q.name << " changed with lr 0";
+  }
+  // The same run with lr > 0 does change them: the check above can fail.
+  stages[0]["optimizer"]["lr"] = 0.05;
+  auto r2 = train::fit(p.parsed(p.config(stages, "run2")));
+  auto trained2 = train::load_checkpoint(r2.last_checkpoint);
+  bool any_changed = false;
+  for (const auto& q : bb.module.named_parameters(true))
+    for (const auto& tq : trained2.backbone.module.named_parameters(true))
+      if (tq.name == q.name && !torch::equal(tq.value, q.value)) any_changed = true;
+  EXPECT_TRUE(any_changed);
+}
+
+TEST(Train, EarlyStoppingStopsAfterPatienceAndRestoresBest) {
+  Project p;
+  // lr 0: val_loss never improves after the first epoch; patience 1 → stop after epoch 3.
+  json stages = json::array({{{"epochs", 10}, {"trainable", "head"}, {"optimizer", {{"name", "adam"}, {"lr", 0.0}}},
+                              {"early_stopping", {{"monitor", "val_loss"}, {"patience", 1}}}}});
+  auto r = train::fit(p.parsed(p.config(stages)));
+  EXPECT_EQ(r.history.size(), 3u) << r.history.dump();
+}
+
+TEST(Train, ExistingRunIsNotOverwritten) {
+  Project p;
+  auto cfg = p.parsed(p.config(json::array({{{"epochs", 1}, {"trainable", "head"}}})));
+  train::fit(cfg);
+  try {
+    train::fit(cfg);
+    FAIL() << "overwrote a run";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Usage);
+    EXPECT_NE(std::string(e.what()).find("--resume"), std::string::npos);
+  }
+}
+
+TEST(Train, NanLossStopsWithRuntimeErrorAndKeepsLastGoodCheckpoint) {
+  Project p;
+  json stages = two_stages();
+  stages[1]["optimizer"]["lr"] = 1e30;
+  auto cfg = p.write(p.config(stages));
+  auto r = test::run_tltrain("fit --config " + cfg);
+  EXPECT_EQ(r.exit_code, exit_code::runtime) << r.output;
+  EXPECT_NE(r.output.find("the loss became"), std::string::npos) << r.output;
+  auto ck = train::load_checkpoint(p.dir / "run/checkpoints/last.pt");
+  EXPECT_EQ(ck.info["progress"]["stage"], 1) << "last.pt should be the end of stage 1";
+  for (const auto& [k, t] : weights_of(p.dir / "run/checkpoints/last.pt")) EXPECT_TRUE(torch::isfinite(t).all().item<bool>()) << k;
+}
+
+TEST(Train, ResumeAfterKillNineEqualsAnUninterruptedRun) {
+  Project p;
+  std::string cfg_a = p.write(p.config(two_stages(), "straight"), "a.json");
+  std::string cfg_b = p.write(p.config(two_stages(), "killed"), "b.json");
+  auto a = test::run_tltrain("fit --config " + cfg_a);
+  ASSERT_EQ(a.exit_code, 0) << a.output;
+  // 4 + 4 steps in stage 1 (32 images / 8), kill in the middle of stage 2's second epoch.
+  auto killed = test::run_command("TLTRAIN_DEBUG_KILL_AFTER_STEPS=14 " + std::string(TLTRAIN_BIN) + " fit --config " + cfg_b);
+  ASSERT_EQ(killed.exit_code, 128 + 9) << killed.output;
+  auto resumed = test::run_tltrain("fit --resume " + (p.dir / "killed"));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find("resuming"), std::string::npos) << resumed.output;
+  EXPECT_EQ(max_abs_diff(weights_of(p.dir / "straight/checkpoints/last.pt"), weights_of(p.dir / "killed/checkpoints/last.pt")), 0.0);
+  auto ha = train::load_checkpoint(p.dir / "straight/checkpoints/last.pt").info["history"];
+  auto hb = train::load_checkpoint(p.dir / "killed/checkpoints/last.pt").info["history"];
+  ASSERT_EQ(ha.size(), 5u);
+  ASSERT_EQ(hb.size(), 5u);
+  for (size_t i = 0; i < ha.size(); ++i)
+    for (const char* k : {"loss", "accuracy", "val_loss", "val_accuracy", "step"}) EXPECT_EQ(ha[i][k], hb[i][k]) << "epoch " << i << " " << k;
+}
+
+TEST(Train, ResultsDoNotDependOnLoaderThreads) {
+  Project p;
+  json c1 = p.config(two_stages(), "t1"), c4 = p.config(two_stages(), "t4");
+  c1["threads"]["loader"] = 1;
+  c4["threads"]["loader"] = 4;
+  auto r1 = train::fit(p.parsed(c1));
+  auto r4 = train::fit(p.parsed(c4));
+  EXPECT_EQ(max_abs_diff(weights_of(r1.last_checkpoint), weights_of(r4.last_checkpoint)), 0.0);
+}
+
+TEST(TrainCli, FitFinetuneEvalThroughTheBinary) {
+  Project p;
+  auto cfg = p.write(p.config(json::array({{{"epochs", 3}, {"trainable", "head"}, {"optimizer", {{"name", "adam"}, {"lr", 0.02}}}}})));
+  auto fit = test::run_tltrain("fit --config " + cfg);
+  ASSERT_EQ(fit.exit_code, 0) << fit.output;
+  EXPECT_NE(fit.output.find("best val_accuracy"), std::string::npos) << fit.output;
+  std::string best = p.dir / "run/checkpoints/best.pt";
+  auto ft = test::run_tltrain("finetune --checkpoint " + best + " --unfreeze 0.5 --epochs 2 --lr 0.001");
+  ASSERT_EQ(ft.exit_code, 0) << ft.output;
+  EXPECT_TRUE(fs::exists(p.dir / "run-finetune/checkpoints/last.pt"));
+  EXPECT_NE(ft.output.find("top 50% of blocks"), std::string::npos) << ft.output;
+  auto ev = test::run_tltrain("eval --checkpoint " + (p.dir / "run-finetune/checkpoints/last.pt") + " --topk 1");
+  ASSERT_EQ(ev.exit_code, 0) << ev.output;
+  EXPECT_NE(ev.output.find("green"), std::string::npos) << ev.output;
+  auto report = json::parse(std::ifstream(p.dir / "run-finetune/eval.json"));
+  EXPECT_EQ(report["samples"], 12);
+  EXPECT_GE(report["accuracy"].get<double>(), 0.9);
+  // A checkpoint meeting data with other classes is refused, naming both sets.
+  test::write_color_dataset(p.dir / "other", {"blue", "red"}, 2);
+  auto bad = test::run_tltrain("finetune --checkpoint " + best + " --set data.train=" + (p.dir / "other") +
+                               " --set data.val=" + (p.dir / "other") + " --output-dir " + (p.dir / "bad"));
+  EXPECT_EQ(bad.exit_code, exit_code::data) << bad.output;
+  EXPECT_NE(bad.output.find("trained on classes"), std::string::npos) << bad.output;
+}
