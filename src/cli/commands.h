@@ -7,5 +7,7 @@ namespace tltrain::cli {
 
 void setup_inspect(CLI::App& app);
 void setup_fit(CLI::App& app);
+void setup_data(CLI::App& app);
+void setup_bench(CLI::App& app);
 
 }  // namespace tltrain::cli

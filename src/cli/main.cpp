@@ -18,6 +18,8 @@ int main(int argc, char** argv) {
   app.parse_complete_callback([&] { log::init(quiet ? log::Level::Quiet : verbose ? log::Level::Verbose : log::Level::Normal); });
   cli::setup_inspect(app);
   cli::setup_fit(app);
+  cli::setup_data(app);
+  cli::setup_bench(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -35,10 +35,7 @@ struct Batch {
   std::vector<int64_t> indices;  ///< sample indices into the loader's samples
 };
 
-/// Files that failed to decode, with the reason; skipped under on_bad_image: skip.
-struct BadImage {
-  std::string path, reason;
-};
+// BadImage (a file that failed to decode, with the reason) is declared in dataset.h.
 
 // epoch_order(), the single place that orders an epoch, is declared in preprocess.h (no torch).
 
