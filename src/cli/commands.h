@@ -9,5 +9,7 @@ void setup_inspect(CLI::App& app);
 void setup_fit(CLI::App& app);
 void setup_finetune(CLI::App& app);
 void setup_eval(CLI::App& app);
+void setup_data(CLI::App& app);
+void setup_bench(CLI::App& app);
 
 }  // namespace tltrain::cli

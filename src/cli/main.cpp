@@ -29,6 +29,8 @@ int main(int argc, char** argv) {
   };
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
+  cli::setup_data(app);
+  cli::setup_bench(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -195,3 +195,21 @@ Datasets load_datasets(const config::DataConfig& cfg, uint64_t seed) {
 }
 
 }  // namespace tltrain::data
+
+namespace tltrain::data {
+
+config::json split_to_json(const Datasets& d) {
+  config::json j;
+  j["classes"] = d.train.classes;
+  j["train_source"] = d.train.source;
+  j["train_count"] = d.train.samples.size();
+  j["val_source"] = d.has_val ? config::json(d.val.source) : config::json(nullptr);
+  j["val_is_split"] = d.val_is_split;
+  config::json files = config::json::array();
+  if (d.val_is_split)
+    for (const auto& s : d.val.samples) files.push_back({{"path", s.path}, {"label", d.val.classes[static_cast<size_t>(s.label)]}});
+  j["val_files"] = files;  // only for a validation_split: a separate val root is its own record
+  return j;
+}
+
+}  // namespace tltrain::data

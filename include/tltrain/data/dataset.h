@@ -15,6 +15,11 @@ struct Sample {
   int64_t label = 0;
 };
 
+/// A file that failed to decode, with the reason; skipped under on_bad_image: skip.
+struct BadImage {
+  std::string path, reason;
+};
+
 /// Files a scan left out, by reason ("not an image type: .gif" → [paths]).
 struct SkipReport {
   std::map<std::string, std::vector<std::string>> by_reason;
@@ -35,6 +40,10 @@ struct Datasets {
   bool has_val = false;
   bool val_is_split = false;  ///< val was held out of train by validation_split
 };
+
+/// The classes and the held-out validation files, to save with a run so that it can be
+/// reproduced and audited ({"classes": [...], "train_source": ..., "val_source": ..., "val_files": [...]}).
+config::json split_to_json(const Datasets& d);
 
 /// True for the accepted image extensions: jpg jpeg png bmp webp tif tiff, any case.
 bool is_image_extension(const std::string& path);

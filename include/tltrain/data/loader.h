@@ -13,26 +13,10 @@
 
 #include "tltrain/config/run_config.h"
 #include "tltrain/data/dataset.h"
+#include "tltrain/data/preprocess.h"
 #include "tltrain/model/backbone_meta.h"
 
 namespace tltrain::data {
-
-/// Resolved preprocessing: what every image goes through after decoding (and augmenting).
-struct Preprocess {
-  int64_t height = 224, width = 224;  ///< network input
-  int64_t resize = 256;               ///< eval: shorter side, then center crop
-  std::array<float, 3> mean{0.485f, 0.456f, 0.406f};  ///< in output channel order
-  std::array<float, 3> std{0.229f, 0.224f, 0.225f};
-  bool bgr = false;                   ///< output channel order BGR (caffe)
-  float pixel_scale = 1.0f / 255.0f;  ///< applied to 0..255 before mean/std
-  int64_t max_pixels = 89478485;
-  bool skip_bad_images = true;        ///< on_bad_image: skip (false: error)
-};
-
-/// data.image_size/resize/normalization resolved against the backbone's metadata.
-Preprocess resolve_preprocess(const config::DataConfig& cfg, const model::BackboneMeta& meta);
-
-enum class Mode { Train, Eval };  ///< Train augments; Eval is resize + center crop only
 
 struct LoaderOptions {
   int64_t batch_size = 32;
@@ -51,14 +35,9 @@ struct Batch {
   std::vector<int64_t> indices;  ///< sample indices into the loader's samples
 };
 
-/// Files that failed to decode, with the reason; skipped under on_bad_image: skip.
-struct BadImage {
-  std::string path, reason;
-};
+// BadImage (a file that failed to decode, with the reason) is declared in dataset.h.
 
-/// The single place that orders an epoch: the permutation (or identity) of [0, n) for EPOCH,
-/// this rank's even share of it (padded by wrapping, as DistributedSampler does).
-std::vector<int64_t> epoch_order(int64_t n, uint64_t seed, int64_t epoch, bool shuffle, int64_t rank, int64_t world_size);
+// epoch_order(), the single place that orders an epoch, is declared in preprocess.h (no torch).
 
 class Loader {
  public:

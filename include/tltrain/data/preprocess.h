@@ -1,0 +1,57 @@
+#pragma once
+// What every image goes through after decoding, resolved once from the config and the backbone's
+// metadata, and the counter-based random numbers that make augmentation independent of threads.
+// No torch, no OpenCV: the CLI, the planner and the transforms all read it.
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "tltrain/config/run_config.h"
+#include "tltrain/model/backbone_meta.h"
+
+namespace tltrain::data {
+
+/// Resolved preprocessing: what every image goes through after decoding (and augmenting).
+struct Preprocess {
+  int64_t height = 224, width = 224;  ///< network input
+  int64_t resize = 256;               ///< eval: shorter side, then center crop
+  std::array<float, 3> mean{0.485f, 0.456f, 0.406f};  ///< in output channel order
+  std::array<float, 3> std{0.229f, 0.224f, 0.225f};
+  bool bgr = false;                   ///< output channel order BGR (caffe)
+  float pixel_scale = 1.0f / 255.0f;  ///< applied to 0..255 before mean/std
+  int64_t max_pixels = 89478485;
+  bool skip_bad_images = true;        ///< on_bad_image: skip (false: error)
+  std::string normalization = "imagenet";  ///< the preset it came from, for reports
+  std::string describe() const;       ///< "224x224, resize 256, imagenet (RGB, mean [...], std [...])"
+};
+
+/// data.image_size/resize/normalization resolved against the backbone's metadata.
+Preprocess resolve_preprocess(const config::DataConfig& cfg, const model::BackboneMeta& meta);
+
+enum class Mode { Train, Eval };  ///< Train augments; Eval is resize + center crop only
+
+/// Small counter-based generator (splitmix64). Its streams are defined here, not by the standard
+/// library, so a seed gives the same augmentation on every platform and for every thread count.
+class SampleRng {
+ public:
+  explicit SampleRng(uint64_t state) : state_(state) {}
+  /// The stream of one sample's draws: a function of (seed, epoch, sample index) only.
+  static SampleRng for_sample(uint64_t seed, int64_t epoch, int64_t index);
+  uint64_t next();
+  double uniform();                        ///< [0, 1)
+  double uniform(double lo, double hi);    ///< [lo, hi)
+  int64_t below(int64_t n);                ///< integer in [0, n), n > 0
+
+ private:
+  uint64_t state_;
+};
+
+/// The single place that orders an epoch: the permutation (or identity) of [0, n) for EPOCH,
+/// this rank's even share of it (padded by wrapping, as DistributedSampler does).
+std::vector<int64_t> epoch_order(int64_t n, uint64_t seed, int64_t epoch, bool shuffle, int64_t rank, int64_t world_size);
+
+/// Mixes words into one well-spread 64-bit value (splitmix64 finalizer chain).
+uint64_t mix_seed(uint64_t a, uint64_t b, uint64_t c = 0);
+
+}  // namespace tltrain::data

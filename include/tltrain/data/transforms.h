@@ -1,0 +1,65 @@
+#pragma once
+// The per-sample transform pipeline: decoded 8-bit BGR pixels → augmented H×W pixels → normalized
+// CHW floats. Every random draw comes from the SampleRng passed in, so a sample's result depends
+// on (seed, epoch, index) only. OpenCV-only (library sources and tests).
+#include <opencv2/core.hpp>
+
+#include <array>
+#include <cstdint>
+
+#include "tltrain/config/run_config.h"
+#include "tltrain/data/preprocess.h"
+
+namespace tltrain::data {
+
+/// torchvision RandomResizedCrop.get_params: 10 tries of (area scale, log-uniform aspect ratio),
+/// then a center crop with the ratio clamped into RATIO.
+cv::Rect random_resized_crop_rect(int width, int height, const std::array<double, 2>& scale,
+                                  const std::array<double, 2>& ratio, SampleRng& rng);
+
+/// torchvision Resize(shorter side = RESIZE) + CenterCrop(H, W); zero padding if the crop is larger.
+cv::Mat resize_center_crop(const cv::Mat& img, int64_t resize, int64_t height, int64_t width);
+
+/// Keras ImageDataGenerator parameters of one sample's affine transform.
+struct AffineParams {
+  double theta_deg = 0, shift_x = 0, shift_y = 0, shear_deg = 0, zoom_x = 1, zoom_y = 1;  ///< shifts in pixels
+  bool identity() const { return theta_deg == 0 && shift_x == 0 && shift_y == 0 && shear_deg == 0 && zoom_x == 1 && zoom_y == 1; }
+};
+
+/// The 2×3 matrix mapping OUTPUT pixel coordinates to INPUT coordinates (for WARP_INVERSE_MAP),
+/// composed as Keras does (rotation · shift · shear · zoom) about the image centre.
+cv::Matx23d affine_inverse_map(const AffineParams& p, int width, int height);
+
+/// torchvision ColorJitter on 8-bit BGR: ORDER lists the ops 0 brightness, 1 contrast,
+/// 2 saturation, 3 hue; factors as ColorJitter draws them (hue a shift in [-0.5, 0.5]).
+struct ColorParams {
+  std::array<int, 4> order{0, 1, 2, 3};
+  double brightness = 1, contrast = 1, saturation = 1, hue = 0;
+};
+void apply_color_jitter(cv::Mat& bgr, const ColorParams& p);
+
+class Transform {
+ public:
+  Transform(const Preprocess& pre, const config::AugmentConfig& augment, Mode mode);
+
+  /// 8-bit BGR of any size → 8-bit BGR of exactly height×width (a new Mat; IMG is not changed).
+  cv::Mat apply(const cv::Mat& bgr, SampleRng& rng) const;
+  /// H×W 8-bit BGR → 3×H×W floats at OUT, channel order and normalization per the Preprocess.
+  void normalize_into(const cv::Mat& bgr, float* out) const;
+  /// Inverse of normalize_into, for previews: 3×H×W floats → 8-bit BGR.
+  cv::Mat denormalize(const float* chw) const;
+  /// Reduced decoding may shrink an image while its shorter side stays >= this: no output pixel
+  /// then comes from a source region smaller than itself.
+  int64_t min_decode_side() const { return min_decode_side_; }
+  const Preprocess& preprocess() const { return pre_; }
+
+ private:
+  Preprocess pre_;
+  config::AugmentConfig aug_;
+  Mode mode_;
+  int64_t min_decode_side_ = 0;
+  bool color_ = false;
+  std::array<std::array<float, 256>, 3> lut_{};  ///< [output channel][pixel value] → normalized float
+};
+
+}  // namespace tltrain::data

@@ -1,0 +1,213 @@
+#include "tltrain/data/image_io.h"
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+namespace tltrain::data {
+
+const char* to_string(DecodeFailure f) {
+  switch (f) {
+    case DecodeFailure::None: return "ok";
+    case DecodeFailure::Unreadable: return "cannot be read";
+    case DecodeFailure::Empty: return "empty file (0 bytes)";
+    case DecodeFailure::NotAnImage: return "not an image (unrecognized content)";
+    case DecodeFailure::Truncated: return "truncated JPEG (no end-of-image marker)";
+    case DecodeFailure::TooLarge: return "too many pixels (decompression-bomb guard, data.max_pixels)";
+    case DecodeFailure::Corrupt: return "corrupt image (the decoder rejected it)";
+  }
+  return "?";
+}
+
+std::string DecodeResult::reason() const { return detail.empty() ? to_string(failure) : std::string(to_string(failure)) + ": " + detail; }
+
+namespace {
+
+uint32_t be16(const unsigned char* p) { return (uint32_t(p[0]) << 8) | p[1]; }
+uint32_t be32(const unsigned char* p) { return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | p[3]; }
+uint32_t le16(const unsigned char* p) { return uint32_t(p[0]) | (uint32_t(p[1]) << 8); }
+uint32_t le32(const unsigned char* p) { return le16(p) | (le16(p + 2) << 16); }
+
+/// Orientation (1..8) from a TIFF-structured EXIF block; 1 when absent or malformed.
+int tiff_orientation(const unsigned char* t, size_t n) {
+  if (n < 8) return 1;
+  bool le = t[0] == 'I' && t[1] == 'I';
+  if (!le && !(t[0] == 'M' && t[1] == 'M')) return 1;
+  auto u16 = [&](size_t off) { return le ? le16(t + off) : be16(t + off); };
+  auto u32 = [&](size_t off) { return le ? le32(t + off) : be32(t + off); };
+  size_t ifd = u32(4);
+  if (ifd + 2 > n) return 1;
+  size_t count = u16(ifd);
+  for (size_t i = 0; i < count; ++i) {
+    size_t e = ifd + 2 + 12 * i;
+    if (e + 12 > n) break;
+    if (u16(e) == 0x0112 && u16(e + 2) == 3) {
+      int o = static_cast<int>(u16(e + 8));
+      return o >= 1 && o <= 8 ? o : 1;
+    }
+  }
+  return 1;
+}
+
+/// Walks JPEG segments: size from SOFn, EXIF orientation from APP1, completeness from the scan.
+void probe_jpeg(const unsigned char* d, size_t n, ImageHeader& h, int* orientation) {
+  size_t i = 2;
+  while (i + 4 <= n) {
+    if (d[i] != 0xFF) return;  // lost sync: leave what we have, the decoder decides
+    unsigned char m = d[i + 1];
+    if (m == 0xFF) { ++i; continue; }  // fill bytes
+    if (m == 0x01 || (m >= 0xD0 && m <= 0xD7)) { i += 2; continue; }
+    if (m == 0xD9) return;
+    size_t len = be16(d + i + 2);
+    size_t seg = i + 4;
+    if (m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC && seg + 5 <= n) {
+      h.height = static_cast<int>(be16(d + seg + 1));
+      h.width = static_cast<int>(be16(d + seg + 3));
+    } else if (m == 0xE1 && orientation && len >= 8 && seg + 6 <= n && std::memcmp(d + seg, "Exif\0\0", 6) == 0) {
+      size_t end = std::min(n, i + 2 + len);
+      *orientation = tiff_orientation(d + seg + 6, end - (seg + 6));
+    } else if (m == 0xDA) {
+      // Entropy-coded data never contains FF D9 (0xFF is stuffed), so the first FF D9 after the
+      // first scan is the image's end marker; without it the file was cut short.
+      h.jpeg_complete = false;
+      for (size_t k = i + 2 + len; k + 1 < n; ++k)
+        if (d[k] == 0xFF && d[k + 1] == 0xD9) { h.jpeg_complete = true; break; }
+      return;
+    }
+    i += 2 + len;
+  }
+  h.jpeg_complete = false;  // ran out of bytes before the first scan
+}
+
+ImageHeader probe(const unsigned char* d, size_t n, int* orientation) {
+  ImageHeader h;
+  if (n >= 3 && d[0] == 0xFF && d[1] == 0xD8 && d[2] == 0xFF) {
+    h.format = "jpeg";
+    probe_jpeg(d, n, h, orientation);
+  } else if (n >= 8 && std::memcmp(d, "\x89PNG\r\n\x1a\n", 8) == 0) {
+    h.format = "png";
+    if (n >= 24 && std::memcmp(d + 12, "IHDR", 4) == 0) {
+      h.width = static_cast<int>(be32(d + 16));
+      h.height = static_cast<int>(be32(d + 20));
+    }
+  } else if (n >= 2 && d[0] == 'B' && d[1] == 'M') {
+    h.format = "bmp";
+    if (n >= 26) {
+      h.width = std::abs(static_cast<int32_t>(le32(d + 18)));
+      h.height = std::abs(static_cast<int32_t>(le32(d + 22)));
+    }
+  } else if (n >= 12 && std::memcmp(d, "RIFF", 4) == 0 && std::memcmp(d + 8, "WEBP", 4) == 0) {
+    h.format = "webp";
+    if (n >= 30 && std::memcmp(d + 12, "VP8 ", 4) == 0) {
+      h.width = static_cast<int>(le16(d + 26) & 0x3FFF);
+      h.height = static_cast<int>(le16(d + 28) & 0x3FFF);
+    } else if (n >= 25 && std::memcmp(d + 12, "VP8L", 4) == 0) {
+      const unsigned char* b = d + 21;
+      h.width = 1 + static_cast<int>(b[0] | ((b[1] & 0x3F) << 8));
+      h.height = 1 + static_cast<int>((b[1] >> 6) | (b[2] << 2) | ((b[3] & 0x0F) << 10));
+    } else if (n >= 30 && std::memcmp(d + 12, "VP8X", 4) == 0) {
+      h.width = 1 + static_cast<int>(d[24] | (d[25] << 8) | (d[26] << 16));
+      h.height = 1 + static_cast<int>(d[27] | (d[28] << 8) | (d[29] << 16));
+    }
+  } else if (n >= 8 && ((d[0] == 'I' && d[1] == 'I' && d[2] == 42 && d[3] == 0) || (d[0] == 'M' && d[1] == 'M' && d[2] == 0 && d[3] == 42))) {
+    h.format = "tiff";
+    bool le = d[0] == 'I';
+    auto u16 = [&](size_t off) { return le ? le16(d + off) : be16(d + off); };
+    auto u32 = [&](size_t off) { return le ? le32(d + off) : be32(d + off); };
+    size_t ifd = u32(4);
+    if (ifd + 2 <= n) {
+      size_t count = u16(ifd);
+      for (size_t k = 0; k < count && ifd + 2 + 12 * (k + 1) <= n; ++k) {
+        size_t e = ifd + 2 + 12 * k;
+        uint32_t tag = u16(e), type = u16(e + 2);
+        uint32_t v = type == 3 ? u16(e + 8) : u32(e + 8);
+        if (tag == 256) h.width = static_cast<int>(v);
+        if (tag == 257) h.height = static_cast<int>(v);
+      }
+    }
+  }
+  return h;
+}
+
+void apply_orientation(cv::Mat& img, int orientation) {
+  switch (orientation) {
+    case 2: cv::flip(img, img, 1); break;
+    case 3: cv::rotate(img, img, cv::ROTATE_180); break;
+    case 4: cv::flip(img, img, 0); break;
+    case 5: cv::transpose(img, img); break;
+    case 6: cv::rotate(img, img, cv::ROTATE_90_CLOCKWISE); break;
+    case 7: cv::transpose(img, img); cv::flip(img, img, -1); break;
+    case 8: cv::rotate(img, img, cv::ROTATE_90_COUNTERCLOCKWISE); break;
+    default: break;
+  }
+}
+
+DecodeResult failed(DecodeFailure f, std::string detail = {}) {
+  DecodeResult r;
+  r.failure = f;
+  r.detail = std::move(detail);
+  return r;
+}
+
+}  // namespace
+
+ImageHeader probe_header(const unsigned char* data, size_t size) { return probe(data, size, nullptr); }
+
+DecodeResult decode_image(const std::string& bytes, const DecodeOptions& opts) {
+  if (bytes.empty()) return failed(DecodeFailure::Empty);
+  const auto* d = reinterpret_cast<const unsigned char*>(bytes.data());
+  int orientation = 1;
+  ImageHeader h = probe(d, bytes.size(), &orientation);
+  if (h.format.empty()) return failed(DecodeFailure::NotAnImage);
+  // libjpeg pads a cut-off JPEG with grey and only warns; PIL refuses it, and so do we.
+  if (h.format == "jpeg" && !h.jpeg_complete) return failed(DecodeFailure::Truncated);
+  const int64_t pixels = int64_t(h.width) * int64_t(h.height);
+  if (pixels > opts.max_pixels)
+    return failed(DecodeFailure::TooLarge, std::to_string(h.width) + "x" + std::to_string(h.height) + " = " +
+                                               std::to_string(pixels) + " pixels > " + std::to_string(opts.max_pixels));
+  int reduction = 1;
+  // Only JPEG decodes faster when reduced (DCT scaling); OpenCV would decode other formats fully
+  // and then resize without antialiasing.
+  if (h.format == "jpeg" && opts.min_short_side > 0 && h.width > 0 && h.height > 0) {
+    const int64_t short_side = std::min(h.width, h.height);
+    for (int f : {8, 4, 2})
+      if ((short_side + f - 1) / f >= opts.min_short_side) { reduction = f; break; }
+  }
+  int flags = cv::IMREAD_COLOR | cv::IMREAD_IGNORE_ORIENTATION;
+  if (reduction == 2) flags = cv::IMREAD_REDUCED_COLOR_2 | cv::IMREAD_IGNORE_ORIENTATION;
+  if (reduction == 4) flags = cv::IMREAD_REDUCED_COLOR_4 | cv::IMREAD_IGNORE_ORIENTATION;
+  if (reduction == 8) flags = cv::IMREAD_REDUCED_COLOR_8 | cv::IMREAD_IGNORE_ORIENTATION;
+  DecodeResult r;
+  try {
+    cv::Mat buf(1, static_cast<int>(bytes.size()), CV_8UC1, const_cast<char*>(bytes.data()));
+    r.image = cv::imdecode(buf, flags);
+  } catch (const cv::Exception& e) {
+    return failed(DecodeFailure::Corrupt, e.err);
+  }
+  if (r.image.empty()) return failed(DecodeFailure::Corrupt, h.format);
+  if (pixels == 0 && int64_t(r.image.cols) * r.image.rows > opts.max_pixels)  // header gave no size
+    return failed(DecodeFailure::TooLarge, std::to_string(r.image.cols) + "x" + std::to_string(r.image.rows));
+  if (r.image.depth() != CV_8U) r.image.convertTo(r.image, CV_8U, r.image.depth() == CV_16U ? 1.0 / 257 : 1.0);
+  if (r.image.channels() == 1) cv::cvtColor(r.image, r.image, cv::COLOR_GRAY2BGR);
+  else if (r.image.channels() == 4) cv::cvtColor(r.image, r.image, cv::COLOR_BGRA2BGR);
+  if (h.format == "jpeg") apply_orientation(r.image, orientation);
+  r.full_width = h.width;
+  r.full_height = h.height;
+  r.reduction = reduction;
+  return r;
+}
+
+DecodeResult decode_file(const std::string& path, const DecodeOptions& opts) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) return failed(DecodeFailure::Unreadable);
+  std::streamsize size = in.tellg();
+  if (size < 0) return failed(DecodeFailure::Unreadable);
+  std::string bytes(static_cast<size_t>(size), '\0');
+  in.seekg(0);
+  if (size > 0 && !in.read(bytes.data(), size)) return failed(DecodeFailure::Unreadable);
+  return decode_image(bytes, opts);
+}
+
+}  // namespace tltrain::data

@@ -1,0 +1,241 @@
+#include "tltrain/data/loader.h"
+
+#include <torch/cuda.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "tltrain/core/error.h"
+#include "tltrain/data/image_io.h"
+#include "tltrain/data/transforms.h"
+
+namespace tltrain::data {
+
+struct Loader::Impl {
+  /// One batch being filled by the workers. Samples land in their final place, so finishing a
+  /// batch needs no copy unless a bad image has to be left out.
+  struct Slot {
+    torch::Tensor images;
+    std::vector<char> ok;
+    std::vector<std::string> reasons;  ///< per position, for failed samples
+    std::exception_ptr error;          ///< first non-decode failure (a bug or out of memory)
+    int64_t remaining = 0;
+  };
+
+  std::vector<Sample> samples;
+  Transform transform;
+  Mode mode;
+  LoaderOptions opts;
+  DecodeOptions decode;
+  int64_t threads = 1;
+
+  mutable std::mutex mu;
+  std::condition_variable work_cv, ready_cv;
+  std::vector<std::thread> workers;
+  bool running = false, stopping = false;
+  int64_t epoch = 0;
+  std::vector<int64_t> order;
+  int64_t total = 0;        ///< positions of order that make batches (drop_last trims)
+  int64_t num_batches = 0;
+  int64_t next_pos = 0;     ///< next position a worker claims
+  int64_t consumed = 0;     ///< batches handed out by next()
+  std::map<int64_t, Slot> slots;
+  std::exception_ptr fatal;  ///< a worker failed outside any sample
+  std::vector<BadImage> bad;
+  std::set<std::string> bad_paths;
+
+  Impl(std::vector<Sample> s, const Preprocess& pre, const config::AugmentConfig& aug, Mode m, const LoaderOptions& o)
+      : samples(std::move(s)), transform(pre, aug, m), mode(m), opts(o) {
+    decode.max_pixels = pre.max_pixels;
+    decode.min_short_side = transform.min_decode_side();
+    threads = opts.threads > 0 ? opts.threads : std::max<int64_t>(1, std::thread::hardware_concurrency());
+  }
+
+  int64_t batch_len(int64_t b) const { return std::min(opts.batch_size, total - b * opts.batch_size); }
+
+  void allocate(Slot& s, int64_t b) {
+    auto options = torch::TensorOptions().dtype(torch::kFloat32);
+    if (opts.pin_memory && torch::cuda::is_available()) options = options.pinned_memory(true);
+    const auto& pre = transform.preprocess();
+    int64_t n = batch_len(b);
+    s.images = torch::empty({n, 3, pre.height, pre.width}, options);
+    s.ok.assign(static_cast<size_t>(n), 0);
+    s.reasons.assign(static_cast<size_t>(n), {});
+    s.remaining = n;
+  }
+
+  void work() {
+    const auto& pre = transform.preprocess();
+    const int64_t sample_floats = 3 * pre.height * pre.width;
+    try {
+      for (;;) {
+        int64_t pos, k;
+        float* dst;
+        Slot* slot;
+        {
+          std::unique_lock<std::mutex> lk(mu);
+          // Claim a position only inside the prefetch window: memory is bounded by the queue.
+          work_cv.wait(lk, [&] {
+            return stopping || next_pos >= total || next_pos / opts.batch_size < consumed + opts.prefetch_batches;
+          });
+          if (stopping || next_pos >= total) return;
+          pos = next_pos++;
+          int64_t b = pos / opts.batch_size;
+          slot = &slots[b];  // std::map nodes stay put while other batches come and go
+          if (!slot->images.defined()) allocate(*slot, b);
+          k = pos - b * opts.batch_size;
+          dst = slot->images.data_ptr<float>() + k * sample_floats;
+        }
+        const int64_t index = order[static_cast<size_t>(pos)];
+        DecodeResult r;
+        std::exception_ptr err;
+        try {
+          r = decode_file(samples[static_cast<size_t>(index)].path, decode);
+          if (r.ok()) {
+            SampleRng rng = SampleRng::for_sample(opts.seed, epoch, index);
+            transform.normalize_into(transform.apply(r.image, rng), dst);
+          }
+        } catch (...) {
+          err = std::current_exception();
+        }
+        std::lock_guard<std::mutex> lk(mu);
+        slot->ok[static_cast<size_t>(k)] = r.ok() && !err;
+        if (!r.ok()) slot->reasons[static_cast<size_t>(k)] = r.reason();
+        if (err && !slot->error) slot->error = err;
+        if (--slot->remaining == 0) ready_cv.notify_all();
+      }
+    } catch (...) {
+      std::lock_guard<std::mutex> lk(mu);
+      if (!fatal) fatal = std::current_exception();
+      ready_cv.notify_all();
+    }
+  }
+
+  void stop() {
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      stopping = true;
+    }
+    work_cv.notify_all();
+    for (auto& t : workers) t.join();
+    workers.clear();
+    std::lock_guard<std::mutex> lk(mu);
+    slots.clear();
+    running = false;
+  }
+};
+
+Loader::Loader(std::vector<Sample> samples, Preprocess pre, config::AugmentConfig augment, Mode mode, LoaderOptions opts) {
+  TLTRAIN_CHECK(opts.batch_size >= 1, ErrorKind::Usage, "loader batch_size must be >= 1, got " + std::to_string(opts.batch_size));
+  TLTRAIN_CHECK(opts.prefetch_batches >= 1, ErrorKind::Usage,
+                "loader prefetch_batches must be >= 1, got " + std::to_string(opts.prefetch_batches));
+  TLTRAIN_CHECK(opts.world_size >= 1 && opts.rank >= 0 && opts.rank < opts.world_size, ErrorKind::Usage,
+                "loader rank " + std::to_string(opts.rank) + " is outside world_size " + std::to_string(opts.world_size));
+  impl_ = std::make_unique<Impl>(std::move(samples), pre, augment, mode, opts);
+}
+
+Loader::~Loader() { stop(); }
+
+void Loader::stop() {
+  if (impl_) impl_->stop();
+}
+
+void Loader::start_epoch(int64_t epoch) {
+  Impl& m = *impl_;
+  m.stop();
+  m.epoch = epoch;
+  m.order = epoch_order(static_cast<int64_t>(m.samples.size()), m.opts.seed, epoch, m.opts.shuffle, m.opts.rank, m.opts.world_size);
+  const int64_t n = static_cast<int64_t>(m.order.size()), bs = m.opts.batch_size;
+  m.num_batches = m.opts.drop_last ? n / bs : (n + bs - 1) / bs;
+  m.total = std::min(n, m.num_batches * bs);
+  m.next_pos = 0;
+  m.consumed = 0;
+  m.fatal = nullptr;
+  m.stopping = false;
+  m.running = true;
+  const int64_t spawn = std::min(m.threads, std::max<int64_t>(1, m.total));
+  for (int64_t t = 0; t < spawn; ++t) m.workers.emplace_back([&m] { m.work(); });
+}
+
+std::optional<Batch> Loader::next() {
+  Impl& m = *impl_;
+  TLTRAIN_ASSERT(m.running || m.consumed >= m.num_batches, "Loader::next() before start_epoch()");
+  for (;;) {
+    Impl::Slot slot;
+    int64_t b;
+    {
+      std::unique_lock<std::mutex> lk(m.mu);
+      if (!m.running || m.consumed >= m.num_batches) return std::nullopt;
+      b = m.consumed;
+      m.ready_cv.wait(lk, [&] {
+        auto it = m.slots.find(b);
+        return m.fatal || (it != m.slots.end() && it->second.remaining == 0);
+      });
+      if (m.fatal) {
+        auto e = m.fatal;
+        lk.unlock();
+        m.stop();
+        std::rethrow_exception(e);
+      }
+      slot = std::move(m.slots[b]);
+      m.slots.erase(b);
+      m.consumed++;
+    }
+    m.work_cv.notify_all();
+    if (slot.error) {
+      m.stop();
+      std::rethrow_exception(slot.error);
+    }
+    const int64_t n = static_cast<int64_t>(slot.ok.size());
+    std::vector<int64_t> keep, indices;
+    for (int64_t k = 0; k < n; ++k) {
+      const int64_t index = m.order[static_cast<size_t>(b * m.opts.batch_size + k)];
+      if (slot.ok[static_cast<size_t>(k)]) {
+        keep.push_back(k);
+        indices.push_back(index);
+        continue;
+      }
+      const std::string& path = m.samples[static_cast<size_t>(index)].path;
+      const std::string& reason = slot.reasons[static_cast<size_t>(k)];
+      if (!m.transform.preprocess().skip_bad_images) {
+        m.stop();
+        TLTRAIN_FAIL(ErrorKind::Data, "image '" + path + "' cannot be used: " + reason +
+                                          " — replace or remove the file, or set data.on_bad_image to \"skip\"");
+      }
+      std::lock_guard<std::mutex> lk(m.mu);
+      if (m.bad_paths.insert(path).second) m.bad.push_back({path, reason});
+    }
+    if (keep.empty()) continue;  // every image of this batch was bad: go on with the next
+    Batch out;
+    out.images = static_cast<int64_t>(keep.size()) == n
+                     ? slot.images
+                     : slot.images.index_select(0, torch::tensor(keep, torch::kLong));
+    out.labels = torch::empty({static_cast<int64_t>(indices.size())}, torch::kLong);
+    auto acc = out.labels.accessor<int64_t, 1>();
+    for (size_t i = 0; i < indices.size(); ++i) acc[static_cast<int64_t>(i)] = m.samples[static_cast<size_t>(indices[i])].label;
+    out.indices = std::move(indices);
+    if (m.opts.pin_memory && out.images.is_pinned() == false && torch::cuda::is_available()) out.images = out.images.pin_memory();
+    return out;
+  }
+}
+
+int64_t Loader::batches_per_epoch() const {
+  const auto& o = impl_->opts;
+  const int64_t n = static_cast<int64_t>(impl_->samples.size());
+  const int64_t per_rank = o.world_size == 1 || n == 0 ? n : (n + o.world_size - 1) / o.world_size;
+  return o.drop_last ? per_rank / o.batch_size : (per_rank + o.batch_size - 1) / o.batch_size;
+}
+
+const std::vector<Sample>& Loader::samples() const { return impl_->samples; }
+
+std::vector<BadImage> Loader::bad_images() const {
+  std::lock_guard<std::mutex> lk(impl_->mu);
+  return impl_->bad;
+}
+
+}  // namespace tltrain::data

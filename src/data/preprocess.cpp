@@ -1,0 +1,126 @@
+#include "tltrain/data/preprocess.h"
+
+#include <cmath>
+#include <sstream>
+
+#include "tltrain/core/error.h"
+
+namespace tltrain::data {
+
+namespace {
+/// One row per data.normalization preset: the numbers live here, not scattered in code.
+struct NormPreset {
+  const char* name;
+  std::array<float, 3> mean, std;  ///< in output channel order
+  bool bgr;
+  float pixel_scale;
+};
+const NormPreset kPresets[] = {
+    {"imagenet", {0.485f, 0.456f, 0.406f}, {0.229f, 0.224f, 0.225f}, false, 1.0f / 255.0f},
+    {"unit", {0.0f, 0.0f, 0.0f}, {1.0f, 1.0f, 1.0f}, false, 1.0f / 255.0f},
+    {"symmetric", {0.5f, 0.5f, 0.5f}, {0.5f, 0.5f, 0.5f}, false, 1.0f / 255.0f},
+    {"caffe", {103.939f, 116.779f, 123.68f}, {1.0f, 1.0f, 1.0f}, true, 1.0f},
+};
+}  // namespace
+
+std::string Preprocess::describe() const {
+  std::ostringstream s;
+  s << height << "x" << width << ", eval resize " << resize << ", " << normalization << " (" << (bgr ? "BGR" : "RGB")
+    << ", x" << (pixel_scale == 1.0f ? "1" : "1/255") << ", mean [" << mean[0] << ", " << mean[1] << ", " << mean[2]
+    << "], std [" << std[0] << ", " << std[1] << ", " << std[2] << "])";
+  return s.str();
+}
+
+Preprocess resolve_preprocess(const config::DataConfig& cfg, const model::BackboneMeta& meta) {
+  Preprocess p;
+  auto size = cfg.image_size ? *cfg.image_size : meta.input_size;
+  p.height = size[0];
+  p.width = size[1];
+  if (cfg.resize > 0) {
+    p.resize = cfg.resize;
+  } else {
+    // Keep the backbone's resize/crop ratio (256/224 = 1/0.875 for ImageNet models).
+    double base = static_cast<double>(std::min(meta.input_size[0], meta.input_size[1]));
+    p.resize = static_cast<int64_t>(std::llround(static_cast<double>(meta.resize) * std::min(p.height, p.width) / base));
+  }
+  if (cfg.normalization == "backbone") {
+    p.normalization = "backbone";
+    for (int c = 0; c < 3; ++c) {
+      p.mean[c] = static_cast<float>(meta.mean[c]);
+      p.std[c] = static_cast<float>(meta.std[c]);
+    }
+    p.bgr = meta.color_order == "BGR";
+    // pixel_range: the value a white pixel has before mean/std (1 for torchvision, 255 for caffe).
+    p.pixel_scale = static_cast<float>(meta.pixel_range / 255.0);
+  } else {
+    const NormPreset* found = nullptr;
+    for (const auto& preset : kPresets)
+      if (cfg.normalization == preset.name) found = &preset;
+    TLTRAIN_CHECK(found, ErrorKind::Usage,
+                  "data.normalization: unknown preset \"" + cfg.normalization + "\"; choices: backbone, imagenet, unit, symmetric, caffe");
+    p.normalization = found->name;
+    p.mean = found->mean;
+    p.std = found->std;
+    p.bgr = found->bgr;
+    p.pixel_scale = found->pixel_scale;
+  }
+  p.max_pixels = cfg.max_pixels;
+  p.skip_bad_images = cfg.on_bad_image != "error";
+  return p;
+}
+
+namespace {
+uint64_t splitmix(uint64_t& s) {
+  uint64_t z = (s += 0x9E3779B97F4A7C15ULL);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+}  // namespace
+
+uint64_t mix_seed(uint64_t a, uint64_t b, uint64_t c) {
+  uint64_t s = a;
+  uint64_t h = splitmix(s);
+  s = h ^ (b * 0xD6E8FEB86659FD93ULL);
+  h = splitmix(s);
+  s = h ^ (c * 0xA0761D6478BD642FULL);
+  return splitmix(s);
+}
+
+SampleRng SampleRng::for_sample(uint64_t seed, int64_t epoch, int64_t index) {
+  return SampleRng(mix_seed(seed, static_cast<uint64_t>(epoch) + 1, static_cast<uint64_t>(index) + 1));
+}
+
+uint64_t SampleRng::next() { return splitmix(state_); }
+
+double SampleRng::uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
+
+double SampleRng::uniform(double lo, double hi) { return lo + (hi - lo) * uniform(); }
+
+int64_t SampleRng::below(int64_t n) {
+  // Multiply-shift: unbiased enough for n << 2^64 and the same everywhere.
+  return static_cast<int64_t>((static_cast<unsigned __int128>(next()) * static_cast<uint64_t>(n)) >> 64);
+}
+
+}  // namespace tltrain::data
+
+namespace tltrain::data {
+
+std::vector<int64_t> epoch_order(int64_t n, uint64_t seed, int64_t epoch, bool shuffle, int64_t rank, int64_t world_size) {
+  TLTRAIN_ASSERT(n >= 0 && world_size >= 1 && rank >= 0 && rank < world_size, "epoch_order: bad arguments");
+  std::vector<int64_t> perm(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) perm[static_cast<size_t>(i)] = i;
+  if (shuffle) {
+    // Fisher-Yates with our own generator: std::shuffle's algorithm is implementation-defined.
+    SampleRng rng(mix_seed(seed, static_cast<uint64_t>(epoch) + 1, 0x5348554646ULL));
+    for (int64_t i = n - 1; i > 0; --i) std::swap(perm[static_cast<size_t>(i)], perm[static_cast<size_t>(rng.below(i + 1))]);
+  }
+  if (world_size == 1 || n == 0) return perm;
+  const int64_t per_rank = (n + world_size - 1) / world_size;
+  std::vector<int64_t> mine;
+  mine.reserve(static_cast<size_t>(per_rank));
+  for (int64_t k = 0; k < per_rank; ++k) mine.push_back(perm[static_cast<size_t>((rank + k * world_size) % n)]);
+  return mine;
+}
+
+}  // namespace tltrain::data

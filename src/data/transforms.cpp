@@ -1,0 +1,246 @@
+#include "tltrain/data/transforms.h"
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <opencv2/imgproc.hpp>
+
+#include "tltrain/core/error.h"
+
+namespace tltrain::data {
+
+namespace {
+
+/// Shrinking by 2× or more uses pixel-area averaging (antialiased, as PIL's bilinear is);
+/// otherwise bilinear.
+void resize_to(const cv::Mat& src, cv::Mat& dst, int width, int height) {
+  bool shrink = src.cols >= 2 * width && src.rows >= 2 * height;
+  cv::resize(src, dst, cv::Size(width, height), 0, 0, shrink ? cv::INTER_AREA : cv::INTER_LINEAR);
+}
+
+int border_mode(const std::string& fill_mode) {
+  if (fill_mode == "constant") return cv::BORDER_CONSTANT;
+  if (fill_mode == "reflect") return cv::BORDER_REFLECT;
+  if (fill_mode == "wrap") return cv::BORDER_WRAP;
+  return cv::BORDER_REPLICATE;  // Keras "nearest"
+}
+
+void apply_lut(cv::Mat& img, const std::function<int(int)>& f) {
+  cv::Mat lut(1, 256, CV_8U);
+  for (int v = 0; v < 256; ++v) lut.at<uchar>(v) = cv::saturate_cast<uchar>(f(v));
+  cv::LUT(img, lut, img);
+}
+
+}  // namespace
+
+cv::Rect random_resized_crop_rect(int width, int height, const std::array<double, 2>& scale, const std::array<double, 2>& ratio,
+                                  SampleRng& rng) {
+  const double area = static_cast<double>(width) * height;
+  const double log_lo = std::log(ratio[0]), log_hi = std::log(ratio[1]);
+  for (int attempt = 0; attempt < 10; ++attempt) {
+    double target_area = area * rng.uniform(scale[0], scale[1]);
+    double aspect = std::exp(rng.uniform(log_lo, log_hi));
+    int w = static_cast<int>(std::lround(std::sqrt(target_area * aspect)));
+    int h = static_cast<int>(std::lround(std::sqrt(target_area / aspect)));
+    if (w > 0 && w <= width && h > 0 && h <= height) {
+      int top = static_cast<int>(rng.below(height - h + 1));
+      int left = static_cast<int>(rng.below(width - w + 1));
+      return {left, top, w, h};
+    }
+  }
+  double in_ratio = static_cast<double>(width) / height;
+  int w = width, h = height;
+  if (in_ratio < ratio[0]) h = std::max(1, static_cast<int>(std::lround(w / ratio[0])));
+  else if (in_ratio > ratio[1]) w = std::max(1, static_cast<int>(std::lround(h * ratio[1])));
+  return {(width - w) / 2, (height - h) / 2, w, h};
+}
+
+cv::Mat resize_center_crop(const cv::Mat& img, int64_t resize, int64_t height, int64_t width) {
+  // torchvision Resize(int): the shorter side becomes RESIZE, the longer keeps the aspect (truncated).
+  int rw, rh;
+  if (img.cols <= img.rows) {
+    rw = static_cast<int>(resize);
+    rh = static_cast<int>(resize * img.rows / img.cols);
+  } else {
+    rh = static_cast<int>(resize);
+    rw = static_cast<int>(resize * img.cols / img.rows);
+  }
+  cv::Mat resized;
+  if (rw == img.cols && rh == img.rows) resized = img;
+  else resize_to(img, resized, rw, rh);
+  const int H = static_cast<int>(height), W = static_cast<int>(width);
+  if (rh < H || rw < W) {  // torchvision CenterCrop pads with zeros
+    int pad_y = std::max(0, H - rh), pad_x = std::max(0, W - rw);
+    cv::copyMakeBorder(resized, resized, pad_y / 2, pad_y - pad_y / 2, pad_x / 2, pad_x - pad_x / 2, cv::BORDER_CONSTANT,
+                       cv::Scalar::all(0));
+  }
+  int top = static_cast<int>(std::lround((resized.rows - H) / 2.0));
+  int left = static_cast<int>(std::lround((resized.cols - W) / 2.0));
+  return resized(cv::Rect(left, top, W, H)).clone();
+}
+
+cv::Matx23d affine_inverse_map(const AffineParams& p, int width, int height) {
+  // Keras composes in (row, col) coordinates; written here directly in (x = col, y = row).
+  const double th = p.theta_deg * CV_PI / 180.0, sh = p.shear_deg * CV_PI / 180.0;
+  cv::Matx33d rotation(std::cos(th), std::sin(th), 0, -std::sin(th), std::cos(th), 0, 0, 0, 1);
+  cv::Matx33d shift(1, 0, p.shift_x, 0, 1, p.shift_y, 0, 0, 1);
+  cv::Matx33d shear(std::cos(sh), 0, 0, -std::sin(sh), 1, 0, 0, 0, 1);
+  cv::Matx33d zoom(p.zoom_x, 0, 0, 0, p.zoom_y, 0, 0, 0, 1);
+  // About the true pixel centre, so that e.g. a 180° turn maps the grid onto itself.
+  const double cx = (width - 1) / 2.0, cy = (height - 1) / 2.0;
+  cv::Matx33d to_center(1, 0, cx, 0, 1, cy, 0, 0, 1), from_center(1, 0, -cx, 0, 1, -cy, 0, 0, 1);
+  cv::Matx33d m = to_center * rotation * shift * shear * zoom * from_center;
+  return cv::Matx23d(m(0, 0), m(0, 1), m(0, 2), m(1, 0), m(1, 1), m(1, 2));
+}
+
+void apply_color_jitter(cv::Mat& img, const ColorParams& p) {
+  // PIL ImageEnhance semantics (what torchvision ColorJitter runs on PIL images):
+  // blend(degenerate, img, f) = degenerate + f * (img - degenerate), truncated to 8 bits.
+  for (int op : p.order) {
+    if (op == 0 && p.brightness != 1.0) {
+      const double f = p.brightness;
+      apply_lut(img, [f](int v) { return static_cast<int>(v * f); });
+    } else if (op == 1 && p.contrast != 1.0) {
+      cv::Mat gray;
+      cv::cvtColor(img, gray, cv::COLOR_BGR2GRAY);
+      const double mean = static_cast<int>(cv::mean(gray)[0] + 0.5), f = p.contrast;
+      apply_lut(img, [=](int v) { return static_cast<int>(mean + f * (v - mean)); });
+    } else if (op == 2 && p.saturation != 1.0) {
+      cv::Mat gray;
+      cv::cvtColor(img, gray, cv::COLOR_BGR2GRAY);
+      const float f = static_cast<float>(p.saturation);
+      for (int y = 0; y < img.rows; ++y) {
+        uchar* row = img.ptr<uchar>(y);
+        const uchar* g = gray.ptr<uchar>(y);
+        for (int x = 0; x < img.cols; ++x)
+          for (int c = 0; c < 3; ++c) {
+            float v = g[x] + f * (static_cast<float>(row[3 * x + c]) - g[x]);
+            row[3 * x + c] = static_cast<uchar>(std::clamp(static_cast<int>(v), 0, 255));
+          }
+      }
+    } else if (op == 3 && p.hue != 0.0) {
+      cv::Mat hsv;
+      cv::cvtColor(img, hsv, cv::COLOR_BGR2HSV_FULL);  // hue over the full 0..255 range, as PIL's HSV
+      const int shift = static_cast<int>(std::lround(p.hue * 255.0));
+      for (int y = 0; y < hsv.rows; ++y) {
+        uchar* row = hsv.ptr<uchar>(y);
+        for (int x = 0; x < hsv.cols; ++x) row[3 * x] = static_cast<uchar>((row[3 * x] + shift + 256) & 0xFF);
+      }
+      cv::cvtColor(hsv, img, cv::COLOR_HSV2BGR_FULL);
+    }
+  }
+}
+
+Transform::Transform(const Preprocess& pre, const config::AugmentConfig& augment, Mode mode)
+    : pre_(pre), aug_(augment), mode_(mode) {
+  TLTRAIN_ASSERT(pre.height > 0 && pre.width > 0 && pre.resize > 0, "unresolved Preprocess");
+  color_ = aug_.brightness > 0 || aug_.contrast > 0 || aug_.saturation > 0 || aug_.hue > 0;
+  for (int c = 0; c < 3; ++c)
+    for (int v = 0; v < 256; ++v) lut_[c][v] = (static_cast<float>(v) * pre_.pixel_scale - pre_.mean[c]) / pre_.std[c];
+  min_decode_side_ = pre_.resize;
+  bool crops = std::find(aug_.order.begin(), aug_.order.end(), "crop") != aug_.order.end();
+  if (mode_ == Mode::Train && aug_.random_resized_crop.enabled && crops) {
+    // The smallest crop (area share scale[0]) must still cover the output without upscaling.
+    double side = static_cast<double>(std::max(pre_.height, pre_.width)) / std::sqrt(aug_.random_resized_crop.scale[0]);
+    min_decode_side_ = static_cast<int64_t>(std::ceil(side));
+  }
+  if (mode_ == Mode::Train && aug_.zoom_range[0] < 1.0)
+    min_decode_side_ = static_cast<int64_t>(std::ceil(static_cast<double>(min_decode_side_) / aug_.zoom_range[0]));
+}
+
+cv::Mat Transform::apply(const cv::Mat& bgr, SampleRng& rng) const {
+  TLTRAIN_ASSERT(bgr.type() == CV_8UC3 && !bgr.empty(), "Transform::apply needs 8-bit BGR");
+  const int H = static_cast<int>(pre_.height), W = static_cast<int>(pre_.width);
+  if (mode_ == Mode::Eval) return resize_center_crop(bgr, pre_.resize, H, W);
+  cv::Mat img = bgr, tmp;
+  // Draws happen for every configured step whether or not it changes the image, so one
+  // step's settings never shift another step's random numbers.
+  for (const auto& step : aug_.order) {
+    if (step == "crop") {
+      if (aug_.random_resized_crop.enabled) {
+        cv::Rect r = random_resized_crop_rect(img.cols, img.rows, aug_.random_resized_crop.scale, aug_.random_resized_crop.ratio, rng);
+        resize_to(img(r), tmp, W, H);
+        img = tmp;
+        tmp = cv::Mat();
+      } else {
+        img = resize_center_crop(img, pre_.resize, H, W);
+      }
+    } else if (step == "affine") {
+      AffineParams p;
+      p.theta_deg = rng.uniform(-aug_.rotation_range, aug_.rotation_range);
+      p.shift_y = rng.uniform(-aug_.height_shift_range, aug_.height_shift_range) * img.rows;
+      p.shift_x = rng.uniform(-aug_.width_shift_range, aug_.width_shift_range) * img.cols;
+      p.shear_deg = rng.uniform(-aug_.shear_range, aug_.shear_range);
+      p.zoom_y = rng.uniform(aug_.zoom_range[0], aug_.zoom_range[1]);
+      p.zoom_x = rng.uniform(aug_.zoom_range[0], aug_.zoom_range[1]);
+      if (aug_.zoom_range[0] == aug_.zoom_range[1]) p.zoom_x = p.zoom_y = aug_.zoom_range[0];
+      if (!p.identity()) {
+        cv::warpAffine(img, tmp, cv::Mat(affine_inverse_map(p, img.cols, img.rows)), img.size(),
+                       cv::INTER_LINEAR | cv::WARP_INVERSE_MAP, border_mode(aug_.fill_mode), cv::Scalar::all(aug_.fill_value));
+        img = tmp;
+        tmp = cv::Mat();
+      }
+    } else if (step == "flip") {
+      bool h = aug_.horizontal_flip && rng.uniform() < 0.5;
+      bool v = aug_.vertical_flip && rng.uniform() < 0.5;
+      if (h || v) {
+        cv::flip(img, tmp, h && v ? -1 : h ? 1 : 0);
+        img = tmp;
+        tmp = cv::Mat();
+      }
+    } else if (step == "color" && color_) {
+      ColorParams c;
+      for (int i = 0; i < 4; ++i) c.order[i] = i;
+      for (int i = 3; i > 0; --i) std::swap(c.order[i], c.order[rng.below(i + 1)]);  // ColorJitter's random order
+      auto factor = [&](double x) { return x > 0 ? rng.uniform(std::max(0.0, 1.0 - x), 1.0 + x) : 1.0; };
+      c.brightness = factor(aug_.brightness);
+      c.contrast = factor(aug_.contrast);
+      c.saturation = factor(aug_.saturation);
+      c.hue = aug_.hue > 0 ? rng.uniform(-aug_.hue, aug_.hue) : 0.0;
+      if (img.data == bgr.data) img = img.clone();  // never write into the caller's pixels
+      apply_color_jitter(img, c);
+    }
+  }
+  if (img.cols != W || img.rows != H) img = resize_center_crop(img, pre_.resize, H, W);  // no crop step configured
+  if (img.data == bgr.data) img = img.clone();
+  return img;
+}
+
+void Transform::normalize_into(const cv::Mat& bgr, float* out) const {
+  TLTRAIN_ASSERT(bgr.type() == CV_8UC3 && bgr.rows == pre_.height && bgr.cols == pre_.width, "normalize_into: wrong image size");
+  const int H = bgr.rows, W = bgr.cols;
+  const size_t plane = static_cast<size_t>(H) * W;
+  // Source (BGR) channel feeding output channel c.
+  const int s0 = pre_.bgr ? 0 : 2, s1 = 1, s2 = pre_.bgr ? 2 : 0;
+  const float *l0 = lut_[0].data(), *l1 = lut_[1].data(), *l2 = lut_[2].data();
+  for (int y = 0; y < H; ++y) {
+    const uchar* row = bgr.ptr<uchar>(y);
+    float* o0 = out + static_cast<size_t>(y) * W;
+    float* o1 = o0 + plane;
+    float* o2 = o1 + plane;
+    for (int x = 0; x < W; ++x) {
+      const uchar* px = row + 3 * x;
+      o0[x] = l0[px[s0]];
+      o1[x] = l1[px[s1]];
+      o2[x] = l2[px[s2]];
+    }
+  }
+}
+
+cv::Mat Transform::denormalize(const float* chw) const {
+  const int H = static_cast<int>(pre_.height), W = static_cast<int>(pre_.width);
+  const size_t plane = static_cast<size_t>(H) * W;
+  cv::Mat out(H, W, CV_8UC3);
+  for (int c = 0; c < 3; ++c) {
+    int dst = pre_.bgr ? c : 2 - c;
+    for (int y = 0; y < H; ++y) {
+      uchar* row = out.ptr<uchar>(y);
+      const float* in = chw + c * plane + static_cast<size_t>(y) * W;
+      for (int x = 0; x < W; ++x)
+        row[3 * x + dst] = cv::saturate_cast<uchar>((in[x] * pre_.std[c] + pre_.mean[c]) / pre_.pixel_scale);
+    }
+  }
+  return out;
+}
+
+}  // namespace tltrain::data
