@@ -202,3 +202,17 @@ TEST(Config, EveryShippedConfigValidates) {
   }
   EXPECT_GE(n, 1);
 }
+
+TEST(Config, ResolvedConfigParsesBackToItself) {
+  // Run directories store the resolved config; --resume and eval read it back.
+  json j = minimal();
+  j["data"]["augment"] = {{"random_resized_crop", {{"scale", {0.5, 1.0}}}}, {"zoom_range", 0.2}};
+  j["stages"][0]["early_stopping"] = {{"patience", 2}};
+  j["stages"].push_back({{"trainable", {{"fraction", 0.2}}}, {"optimizer", {{"name", "sgd"}}}, {"class_weights", "auto"}});
+  auto first = parse(j.dump());
+  auto second = config::parse_run_config(first.resolved, "resolved.json");
+  EXPECT_EQ(first.resolved, second.resolved);
+  j["data"]["augment"]["random_resized_crop"] = false;
+  first = parse(j.dump());
+  EXPECT_EQ(config::parse_run_config(first.resolved, "resolved.json").resolved, first.resolved);
+}

@@ -101,6 +101,7 @@ AugmentConfig read_augment(ObjectReader r) {
     ObjectReader c(rrc && rrc->is_object() ? *rrc : empty, sub, r.path_of("random_resized_crop"), r.problems());
     a.random_resized_crop.scale = to_array<2>(c.numbers("scale", {0.08, 1.0}, left_open(0.0, 1.0), {2}));
     a.random_resized_crop.ratio = to_array<2>(c.numbers("ratio", {3.0 / 4.0, 4.0 / 3.0}, gt(0.0), {2}));
+    if (rrc && rrc->is_object()) a.random_resized_crop.enabled = c.boolean("enabled", true);
     c.finish();
     if (a.random_resized_crop.scale[0] > a.random_resized_crop.scale[1])
       r.problems().error(r.path_of("random_resized_crop.scale"), "lower bound must be <= upper bound");
@@ -159,7 +160,10 @@ DataConfig read_data(ObjectReader r) {
   d.validation_split = r.number("validation_split", 0.0, Range{0.0, 1.0, false, true});
   if (!d.val.empty() && d.validation_split > 0)
     r.problems().error(r.path_of("validation_split"), "set either data.val or data.validation_split, not both");
-  if (r.has("image_size")) {
+  const json* isz = r.raw("image_size");
+  if (isz && isz->is_string() && isz->get<std::string>() == "backbone") {
+    r.resolve("image_size", "backbone");
+  } else if (isz) {
     auto v = r.integers("image_size", {224, 224}, closed(8, 4096), {1, 2});
     d.image_size = std::array<int64_t, 2>{v[0], v.size() == 2 ? v[1] : v[0]};
     r.resolve("image_size", json::array({(*d.image_size)[0], (*d.image_size)[1]}));

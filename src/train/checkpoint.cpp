@@ -73,10 +73,8 @@ Checkpoint load_checkpoint(const std::string& path, const torch::Device& device)
     head.read(key, t);
     ck.head["head." + key] = t;
   }
-  if (std::find(archive.keys().begin(), archive.keys().end(), "optimizer") != archive.keys().end()) {
-    ck.optimizer = std::make_shared<torch::serialize::InputArchive>();
-    archive.read("optimizer", *ck.optimizer);
-  }
+  auto optimizer = std::make_shared<torch::serialize::InputArchive>();
+  if (archive.try_read("optimizer", *optimizer)) ck.optimizer = optimizer;
   return ck;
 }
 
