@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include "test_util.h"
 #include "tltrain/config/run_config.h"
@@ -215,4 +216,35 @@ TEST(Config, ResolvedConfigParsesBackToItself) {
   j["data"]["augment"]["random_resized_crop"] = false;
   first = parse(j.dump());
   EXPECT_EQ(config::parse_run_config(first.resolved, "resolved.json").resolved, first.resolved);
+}
+
+namespace {
+void collect_keys(const json& j, const std::string& prefix, std::vector<std::string>& out) {
+  if (j.is_object()) {
+    for (auto it = j.begin(); it != j.end(); ++it) {
+      std::string path = prefix.empty() ? it.key() : prefix + "." + it.key();
+      // Leaves and lists are settings; plain objects only group them.
+      if (!it.value().is_object()) out.push_back(path);
+      collect_keys(it.value(), path, out);
+    }
+  } else if (j.is_array() && !j.empty() && j[0].is_object()) {
+    for (const auto& e : j) collect_keys(e, prefix + "[]", out);
+    out.erase(std::find(out.begin(), out.end(), prefix));  // the list itself: its elements are documented
+  }
+}
+}  // namespace
+
+TEST(Config, EveryKeyIsDocumentedInTheUserGuide) {
+  json j = minimal();
+  j["stages"][0]["early_stopping"] = {{"patience", 2}};
+  j["stages"][0]["feature_cache"] = {{"views", 2}};
+  j["data"]["augment"]["random_resized_crop"] = {{"scale", {0.5, 1.0}}};
+  auto c = parse(j.dump());
+  std::vector<std::string> keys;
+  collect_keys(c.resolved, "", keys);
+  std::ifstream in(std::string(TLTRAIN_SOURCE_DIR) + "/docs/user-guide.md");
+  std::string doc((std::istreambuf_iterator<char>(in)), {});
+  ASSERT_FALSE(doc.empty());
+  EXPECT_GT(keys.size(), 50u);
+  for (const auto& k : keys) EXPECT_NE(doc.find("`" + k + "`"), std::string::npos) << "docs/user-guide.md does not describe `" << k << "`";
 }

@@ -137,11 +137,16 @@ TEST(Train, ZeroLearningRateLeavesEveryWeightUnchanged) {
 
 TEST(Train, EarlyStoppingStopsAfterPatienceAndRestoresBest) {
   Project p;
-  // lr 0: val_loss never improves after the first epoch; patience 1 → stop after epoch 3.
+  // lr 0: val_loss never improves after the first epoch; patience 2 → stop after epoch 3 (Keras).
   json stages = json::array({{{"epochs", 10}, {"trainable", "head"}, {"optimizer", {{"name", "adam"}, {"lr", 0.0}}},
-                              {"early_stopping", {{"monitor", "val_loss"}, {"patience", 1}}}}});
+                              {"early_stopping", {{"monitor", "val_loss"}, {"patience", 2}}}}});
   auto r = train::fit(p.parsed(p.config(stages)));
   EXPECT_EQ(r.history.size(), 3u) << r.history.dump();
+  // With a learning rate the loss keeps improving and all epochs run: the stop above was earned.
+  stages[0]["optimizer"]["lr"] = 0.01;
+  stages[0]["epochs"] = 4;
+  auto r2 = train::fit(p.parsed(p.config(stages, "run2")));
+  EXPECT_EQ(r2.history.size(), 4u) << r2.history.dump();
 }
 
 TEST(Train, ExistingRunIsNotOverwritten) {
@@ -224,4 +229,17 @@ TEST(TrainCli, FitFinetuneEvalThroughTheBinary) {
                                " --set data.val=" + (p.dir / "other") + " --output-dir " + (p.dir / "bad"));
   EXPECT_EQ(bad.exit_code, exit_code::data) << bad.output;
   EXPECT_NE(bad.output.find("trained on classes"), std::string::npos) << bad.output;
+}
+
+TEST(Train, RestoreBestPutsBackTheBestEpochsWeights) {
+  Project p;
+  // A too-high rate makes val_loss bounce, so the last epoch is not the best one.
+  json cfg = p.config(json::array({{{"epochs", 8}, {"trainable", "head"}, {"optimizer", {{"name", "sgd"}, {"lr", 3.0}}},
+                                    {"early_stopping", {{"monitor", "val_loss"}, {"patience", 3}}}}}));
+  cfg["monitor"] = "val_loss";
+  auto r = train::fit(p.parsed(cfg));
+  double best = 1e9;
+  for (const auto& e : r.history) best = std::min(best, e["val_loss"].get<double>());
+  ASSERT_GT(r.history.back()["val_loss"].get<double>(), best) << "precondition: the last epoch must not be the best\n" << r.history.dump();
+  EXPECT_EQ(max_abs_diff(weights_of(r.last_checkpoint), weights_of(r.best_checkpoint)), 0.0);
 }

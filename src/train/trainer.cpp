@@ -566,9 +566,10 @@ FitResult fit(const config::RunConfig& cfg, const FitOptions& opts) {
           }
         } else {
           stage_state["wait"] = stage_state.value("wait", 0) + 1;
-          if (stage_state["wait"].get<int64_t>() > es.patience) {
+          // Keras semantics: stop once `patience` epochs in a row brought no improvement.
+          if (stage_state["wait"].get<int64_t>() >= std::max<int64_t>(es.patience, 1)) {
             stage_state["stopped"] = true;
-            line += "  (early stop: " + es.monitor + " did not improve for " + std::to_string(es.patience + 1) + " epochs)";
+            line += "  (early stop: " + es.monitor + " did not improve for " + std::to_string(stage_state["wait"].get<int64_t>()) + " epochs)";
           }
         }
       }
