@@ -11,6 +11,7 @@
 
 #include "test_util.h"
 #include "tltrain/model/backbone.h"
+#include "tltrain/model/classifier.h"
 #include "tltrain/model/inspect.h"
 
 namespace fs = std::filesystem;
@@ -100,4 +101,26 @@ TEST(ExportedImagenet, SharedMobileNetV2PutsBeeInTop5) {
     EXPECT_TRUE(has_bee) << name << " top-5: " << top5;
     EXPECT_NE(top5[0].item<int64_t>(), kAnt) << name;
   }
+}
+
+TEST(ExportedClassifier, ModesFollowTheFreezePlanInsideNestedContainers) {
+  // MobileNetV2's blocks live inside the `features` container: modes must be set per module.
+  auto bb = model::load_backbone(exported("mobilenet_v2.pt"));
+  model::Classifier m(bb, config::HeadConfig{}, 2, torch::kCPU);
+  m.set_trainable(15);  // features.15 … features.18
+  auto bn_training = [&](const std::string& name) {
+    for (const auto& mod : m.backbone_module().named_modules())
+      if (mod.name == name) return mod.value.is_training();
+    ADD_FAILURE() << "no module " << name;
+    return false;
+  };
+  m.set_training(true, "train");
+  EXPECT_TRUE(bn_training("features.18.1"));        // BN of a trainable block trains
+  EXPECT_TRUE(bn_training("features.15.conv.0.1"));
+  EXPECT_FALSE(bn_training("features.14.conv.0.1"));  // frozen block: inference mode
+  EXPECT_FALSE(bn_training("features.0.1"));
+  m.set_training(true, "frozen");
+  EXPECT_FALSE(bn_training("features.18.1"));
+  m.set_training(false, "train");
+  EXPECT_FALSE(bn_training("features.18.1"));
 }

@@ -62,17 +62,18 @@ void Classifier::set_trainable(size_t cut) {
 
 void Classifier::set_training(bool training, const std::string& bn_policy) {
   head_->train(training);
-  backbone_.module.train(training);
-  if (!training) return;
   for (const auto& m : backbone_.module.named_modules()) {
-    if (m.name.empty()) continue;
-    int b = block_of(backbone_.meta.blocks, m.name + ".");
-    bool frozen_block = b < 0 || static_cast<size_t>(b) < cut_;
-    // Frozen blocks run exactly as at inference (dropout off, BN statistics fixed).
-    if (frozen_block || (bn_policy == "frozen" && is_batchnorm(m.value))) {
-      torch::jit::Module mod = m.value;
-      mod.train(false);
+    bool on = training;
+    if (on && !m.name.empty()) {
+      int b = block_of(backbone_.meta.blocks, m.name + ".");
+      // Frozen blocks run exactly as at inference (dropout off, BN statistics fixed).
+      if (b >= 0 && static_cast<size_t>(b) < cut_) on = false;
+      if (bn_policy == "frozen" && is_batchnorm(m.value)) on = false;
     }
+    // jit::Module::train() recurses into children, which would override a trainable block
+    // inside a frozen container (features.18 in features); set each module's own flag.
+    torch::jit::Module mod = m.value;
+    mod.setattr("training", on);
   }
 }
 

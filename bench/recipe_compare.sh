@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# tltrain vs its Python reference on one config, for several seeds: accuracy and wall time.
+#   bench/recipe_compare.sh [--set KEY=VALUE ...]     (the --set overrides go to both sides)
+# For each seed: `build/tltrain fit --config $CONFIG --set seed=S ...` and
+# `bench/reference/recipe.py --config $CONFIG --seed S ...`, each timed as a whole command;
+# best/final val accuracy from tltrain's log.jsonl and recipe.py's JSON. Prints a markdown table.
+#
+# Environment: SEEDS="1 2 3"  CONFIG=configs/hymenoptera.json  THREADS=2  WORKERS=2
+#   SHARED=../shared  WEIGHTS=$SHARED/models/mobilenet_v2_imagenet.pth
+#   DATA=<dir with train/ and val/>  (default: the config's own data paths)   OUT=<tmp dir>
+# Smoke test: DATA=/tmp/tiny SEEDS=1 bench/recipe_compare.sh --set 'stages[0].epochs=1' --set 'stages[1].epochs=1'
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SHARED=${SHARED:-../shared}
+if [[ ! -d "$SHARED" ]]; then
+  echo "recipe_compare: $SHARED is absent (no data/weights) — skipped"
+  exit 0
+fi
+SEEDS=${SEEDS:-1 2 3}
+CONFIG=${CONFIG:-configs/hymenoptera.json}
+THREADS=${THREADS:-2}
+WORKERS=${WORKERS:-2}
+WEIGHTS=${WEIGHTS:-$SHARED/models/mobilenet_v2_imagenet.pth}
+OUT=${OUT:-$(mktemp -d /tmp/recipe_compare.XXXXXX)}
+PY=/usr/bin/python3
+BACKBONE=build/backbones/mobilenet_v2_imagenet.pt
+mkdir -p "$OUT"
+
+[[ -x build/tltrain ]] || { echo "recipe_compare: build/tltrain is missing; build it first" >&2; exit 1; }
+if [[ ! -f "$BACKBONE" ]]; then
+  echo "recipe_compare: making $BACKBONE" >&2
+  mkdir -p "$(dirname "$BACKBONE")"
+  "$PY" scripts/export_backbone.py --arch mobilenet_v2 --weights "$WEIGHTS" --out "$BACKBONE" >&2
+fi
+
+# Overrides shared by both sides: the command line's --set pairs, threads, and DATA if given.
+SETS=()
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --set) SETS+=(--set "$2"); shift 2 ;;
+    --set=*) SETS+=(--set "${1#--set=}"); shift ;;
+    *) echo "recipe_compare: unknown argument '$1' (only --set KEY=VALUE)" >&2; exit 2 ;;
+  esac
+done
+SETS+=(--set "threads.intra_op=$THREADS" --set "threads.loader=$WORKERS")
+if [[ -n "${DATA:-}" ]]; then SETS+=(--set "data.train=$DATA/train" --set "data.val=$DATA/val"); fi
+
+now() { date +%s.%N; }
+RESULTS=$OUT/results.tsv
+: >"$RESULTS"
+echo "recipe_compare: logs in $OUT (seeds $SEEDS, threads $THREADS, workers $WORKERS)" >&2
+for S in $SEEDS; do
+  echo "recipe_compare: seed $S — tltrain" >&2
+  t0=$(now)
+  build/tltrain fit --config "$CONFIG" "${SETS[@]}" --set "seed=$S" --set "output_dir=$OUT/tl_seed$S" \
+    >"$OUT/tl_seed$S.out" 2>&1 || { echo "recipe_compare: tltrain failed, see $OUT/tl_seed$S.out" >&2; exit 1; }
+  t1=$(now)
+  echo "recipe_compare: seed $S — python recipe" >&2
+  bench/reference/recipe.py --config "$CONFIG" --weights "$WEIGHTS" --seed "$S" \
+    --threads "$THREADS" --workers "$WORKERS" "${SETS[@]}" --json-out "$OUT/py_seed$S.json" \
+    >"$OUT/py_seed$S.out" 2>&1 || { echo "recipe_compare: recipe.py failed, see $OUT/py_seed$S.out" >&2; exit 1; }
+  t2=$(now)
+  printf '%s\t%s\t%s\t%s\t%s\n' "$S" "$OUT/tl_seed$S/log.jsonl" "$OUT/py_seed$S.json" \
+    "$("$PY" -c "print($t1 - $t0)")" "$("$PY" -c "print($t2 - $t1)")" >>"$RESULTS"
+done
+
+"$PY" - "$RESULTS" "$CONFIG" "$THREADS" "$WORKERS" <<'EOF'
+import json, os, sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+print(f"\n### tltrain vs Python reference — {sys.argv[2]}, threads {sys.argv[3]}, loader/workers {sys.argv[4]}, "
+      f"{os.cpu_count()} cores visible\n")
+print("| seed | tltrain best val_acc | tltrain final val_acc | tltrain wall s | Python best val_acc | "
+      "Python final val_acc | Python wall s | wall Python / tltrain |")
+print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+acc = []
+for seed, log, pyj, tl_wall, py_wall in rows:
+    hist = [json.loads(l) for l in open(log) if l.strip()]
+    vals = [h["val_accuracy"] for h in hist if h.get("val_accuracy") is not None]
+    py = json.load(open(pyj))
+    r = (max(vals), vals[-1], float(tl_wall), py["best_val_accuracy"], py["final_val_accuracy"], float(py_wall))
+    acc.append(r)
+    print(f"| {seed} | {r[0]:.4f} | {r[1]:.4f} | {r[2]:.1f} | {r[3]:.4f} | {r[4]:.4f} | {r[5]:.1f} | {r[5] / r[2]:.2f} |")
+mean = [sum(r[i] for r in acc) / len(acc) for i in range(6)]
+print(f"| mean | {mean[0]:.4f} | {mean[1]:.4f} | {mean[2]:.1f} | {mean[3]:.4f} | {mean[4]:.4f} | {mean[5]:.1f} | "
+      f"{mean[5] / mean[2]:.2f} |")
+print("\nWall time = the whole command (startup, data scan, feature cache, training, validation); "
+      "best = max val_accuracy over all epochs, final = the last epoch's.")
+EOF
+echo "Logs: $OUT"
