@@ -164,7 +164,6 @@ void Loader::start_epoch(int64_t epoch) {
 
 std::optional<Batch> Loader::next() {
   Impl& m = *impl_;
-  TLTRAIN_ASSERT(m.running || m.consumed >= m.num_batches, "Loader::next() before start_epoch()");
   for (;;) {
     Impl::Slot slot;
     int64_t b;
@@ -232,6 +231,11 @@ int64_t Loader::batches_per_epoch() const {
 }
 
 const std::vector<Sample>& Loader::samples() const { return impl_->samples; }
+
+int64_t Loader::pending_batches() const {
+  std::lock_guard<std::mutex> lk(impl_->mu);
+  return static_cast<int64_t>(impl_->slots.size());
+}
 
 std::vector<BadImage> Loader::bad_images() const {
   std::lock_guard<std::mutex> lk(impl_->mu);
