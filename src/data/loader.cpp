@@ -9,6 +9,7 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <opencv2/core.hpp>
 
 #include "tltrain/core/error.h"
 #include "tltrain/data/image_io.h"
@@ -53,6 +54,9 @@ struct Loader::Impl {
       : samples(std::move(s)), transform(pre, aug, m), mode(m), opts(o) {
     decode.max_pixels = pre.max_pixels;
     decode.min_short_side = transform.min_decode_side();
+    // The workers are the parallelism: OpenCV's own pool inside each would oversubscribe the cores
+    // (on 2 cores the difference was within noise; it matters with many workers).
+    if (opts.threads != 1) cv::setNumThreads(1);
     threads = opts.threads > 0 ? opts.threads : std::max<int64_t>(1, std::thread::hardware_concurrency());
   }
 
