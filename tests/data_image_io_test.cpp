@@ -3,6 +3,7 @@
 
 #include <fstream>
 #include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
 
 #include "test_util.h"
 #include "tltrain/data/image_io.h"
@@ -128,4 +129,34 @@ TEST(DataImageIo, ProbeReadsSizesFromHeaders) {
     EXPECT_EQ(h.width, 37) << ext;
     EXPECT_EQ(h.height, 23) << ext;
   }
+}
+
+TEST(DataImageIo, RegionDecodeGivesTheSamePixelsAsFullDecodeThenCrop) {
+  cv::Mat img(150, 203, CV_8UC3);
+  cv::randu(img, cv::Scalar::all(0), cv::Scalar::all(255));
+  cv::GaussianBlur(img, img, cv::Size(5, 5), 2);  // photo-like, so chroma subsampling matters
+  std::string jpeg = encode(img, ".jpg");
+  cv::Mat full = decode_image(jpeg).image;
+  for (cv::Rect roi : {cv::Rect(37, 21, 101, 77), cv::Rect(0, 0, 203, 150), cv::Rect(190, 140, 13, 10), cv::Rect(5, 0, 1, 1)}) {
+    int seen_w = 0, seen_h = 0;
+    auto r = decode_image_region(jpeg, [&](int w, int h) { seen_w = w; seen_h = h; return roi; });
+    ASSERT_TRUE(r.ok()) << r.reason();
+    EXPECT_TRUE(r.region);
+    EXPECT_EQ(seen_w, 203);
+    EXPECT_EQ(seen_h, 150);
+    ASSERT_EQ(r.image.size(), roi.size());
+    cv::Mat diff;
+    cv::absdiff(r.image, full(roi), diff);
+    cv::Mat nz;
+    cv::findNonZero(diff.reshape(1, diff.rows) > 0, nz);
+    cv::Rect where = nz.empty() ? cv::Rect() : cv::boundingRect(nz);
+    EXPECT_EQ(cv::norm(r.image, full(roi), cv::NORM_INF), 0) << roi << " differs in " << where << " (x in channel units)";
+  }
+  // Other formats decode fully and crop; bad files keep their reasons.
+  auto png = decode_image_region(encode(img, ".png"), [](int, int) { return cv::Rect(1, 2, 3, 4); });
+  ASSERT_TRUE(png.ok());
+  EXPECT_FALSE(png.region);
+  EXPECT_EQ(cv::norm(png.image, img(cv::Rect(1, 2, 3, 4)), cv::NORM_INF), 0);
+  EXPECT_EQ(decode_image_region(jpeg.substr(0, jpeg.size() / 2), [](int, int) { return cv::Rect(0, 0, 1, 1); }).failure,
+            DecodeFailure::Truncated);
 }

@@ -6,11 +6,14 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <opencv2/imgcodecs.hpp>
 #include <thread>
 
 #include "test_util.h"
 #include "tltrain/core/error.h"
+#include "tltrain/data/image_io.h"
 #include "tltrain/data/loader.h"
+#include "tltrain/data/transforms.h"
 
 using namespace tltrain;
 using namespace tltrain::data;
@@ -48,7 +51,10 @@ std::vector<Batch> epoch(Loader& l, int64_t e) {
 
 TEST(DataLoader, BatchesAreBitIdenticalForOneAndFourThreads) {
   TempDir dir;
-  auto samples = color_samples(dir, 8);
+  // PNGs (full decode) and JPEG copies (the random crop's region-only decode), 48 samples.
+  for (const auto& s : color_samples(dir, 8, 40)) cv::imwrite(s.path.substr(0, s.path.size() - 4) + ".jpg", cv::imread(s.path));
+  auto samples = scan_source(dir / "root").samples;
+  ASSERT_EQ(samples.size(), 48u);
   LoaderOptions o;
   o.batch_size = 5;
   o.shuffle = true;
@@ -60,7 +66,7 @@ TEST(DataLoader, BatchesAreBitIdenticalForOneAndFourThreads) {
   Loader four(samples, pre(12), all_augment(), Mode::Train, o);
   for (int64_t e : {0, 1}) {
     auto a = epoch(one, e), b = epoch(four, e);
-    ASSERT_EQ(a.size(), 5u);  // 24 samples in batches of 5
+    ASSERT_EQ(a.size(), 10u);  // 48 samples in batches of 5
     ASSERT_EQ(a.size(), b.size());
     for (size_t i = 0; i < a.size(); ++i) {
       EXPECT_EQ(a[i].indices, b[i].indices);
@@ -186,4 +192,25 @@ TEST(DataLoader, PrefetchIsBoundedAndStopIsPromptMidEpoch) {
     l.start_epoch(0);  // destroyed mid-epoch without reading a batch
   }
   EXPECT_LT(std::chrono::duration<double>(clock::now() - t0).count(), 2.0);
+}
+
+TEST(DataLoader, RegionDecodedJpegMatchesTheFullDecodePipeline) {
+  TempDir dir;
+  cv::Mat img(120, 160, CV_8UC3);
+  cv::randu(img, cv::Scalar::all(0), cv::Scalar::all(255));
+  std::filesystem::create_directories(dir / "r/a");
+  cv::imwrite(dir / "r/a/x.jpg", img);
+  auto samples = scan_source(dir / "r").samples;
+  LoaderOptions o;
+  o.threads = 1;
+  o.seed = 5;
+  Loader l(samples, pre(32), all_augment(), Mode::Train, o);
+  auto batch = epoch(l, 3).at(0);
+  // The reference: decode everything, then the whole transform on the full image.
+  Transform t(pre(32), all_augment(), Mode::Train);
+  ASSERT_TRUE(t.random_crop_first());
+  SampleRng rng = SampleRng::for_sample(5, 3, 0);
+  std::vector<float> ref(3 * 32 * 32);
+  t.normalize_into(t.apply(decode_file(samples[0].path).image, rng), ref.data());
+  EXPECT_TRUE(torch::equal(batch.images[0], torch::from_blob(ref.data(), {3, 32, 32})));
 }
