@@ -18,9 +18,9 @@ rate() { sed -n 's/.*: \([0-9.]*\) images\/s.*/\1/p'; }
 decode=() ours=() theirs=()
 for ((r = 1; r <= ROUNDS; r++)); do
   echo "round $r/$ROUNDS" >&2
-  decode+=("$("$BIN" bench data --config "$CONFIG" --threads "$WORKERS" --seconds "$SECS" --decode-only | tee /dev/stderr | rate)")
-  ours+=("$("$BIN" bench data --config "$CONFIG" --threads "$WORKERS" --seconds "$SECS" | tee /dev/stderr | rate)")
-  theirs+=("$(/usr/bin/python3 bench/reference/torchvision_loader.py "$ROOT" --workers "$WORKERS" --seconds "$SECS" | tee /dev/stderr | rate)")
+  decode+=("$("$BIN" bench data --config "$CONFIG" --threads "$WORKERS" --seconds "$SECS" --decode-only | tee -a /dev/stderr | rate)")
+  ours+=("$("$BIN" bench data --config "$CONFIG" --threads "$WORKERS" --seconds "$SECS" | tee -a /dev/stderr | rate)")
+  theirs+=("$(/usr/bin/python3 bench/reference/torchvision_loader.py "$ROOT" --workers "$WORKERS" --seconds "$SECS" | tee -a /dev/stderr | rate)")
 done
 
 /usr/bin/python3 - "$WORKERS" "${decode[*]}" "${ours[*]}" "${theirs[*]}" <<'PY'
