@@ -2,9 +2,16 @@
 
 #include <algorithm>
 #include <cstring>
+#include <csetjmp>
+#include <cstdio>
 #include <fstream>
+#include <optional>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
+
+#include <jpeglib.h>
+
+#include "tltrain/core/error.h"
 
 namespace tltrain::data {
 
@@ -155,11 +162,12 @@ DecodeResult failed(DecodeFailure f, std::string detail = {}) {
 
 ImageHeader probe_header(const unsigned char* data, size_t size) { return probe(data, size, nullptr); }
 
-DecodeResult decode_image(const std::string& bytes, const DecodeOptions& opts) {
+namespace {
+/// The checks every decode starts with; a failed result when the bytes must not be decoded.
+std::optional<DecodeResult> precheck(const std::string& bytes, const DecodeOptions& opts, ImageHeader& h, int& orientation) {
   if (bytes.empty()) return failed(DecodeFailure::Empty);
   const auto* d = reinterpret_cast<const unsigned char*>(bytes.data());
-  int orientation = 1;
-  ImageHeader h = probe(d, bytes.size(), &orientation);
+  h = probe(d, bytes.size(), &orientation);
   if (h.format.empty()) return failed(DecodeFailure::NotAnImage);
   // libjpeg pads a cut-off JPEG with grey and only warns; PIL refuses it, and so do we.
   if (h.format == "jpeg" && !h.jpeg_complete) return failed(DecodeFailure::Truncated);
@@ -167,6 +175,15 @@ DecodeResult decode_image(const std::string& bytes, const DecodeOptions& opts) {
   if (pixels > opts.max_pixels)
     return failed(DecodeFailure::TooLarge, std::to_string(h.width) + "x" + std::to_string(h.height) + " = " +
                                                std::to_string(pixels) + " pixels > " + std::to_string(opts.max_pixels));
+  return std::nullopt;
+}
+}  // namespace
+
+DecodeResult decode_image(const std::string& bytes, const DecodeOptions& opts) {
+  ImageHeader h;
+  int orientation = 1;
+  if (auto bad = precheck(bytes, opts, h, orientation)) return *bad;
+  const int64_t pixels = int64_t(h.width) * int64_t(h.height);
   int reduction = 1;
   // Only JPEG decodes faster when reduced (DCT scaling); OpenCV would decode other formats fully
   // and then resize without antialiasing.
@@ -199,14 +216,116 @@ DecodeResult decode_image(const std::string& bytes, const DecodeOptions& opts) {
   return r;
 }
 
-DecodeResult decode_file(const std::string& path, const DecodeOptions& opts) {
+namespace {
+
+struct JpegError {
+  jpeg_error_mgr mgr;
+  std::jmp_buf jump;
+  char message[JMSG_LENGTH_MAX];
+};
+
+void jpeg_error_exit(j_common_ptr c) {
+  auto* e = reinterpret_cast<JpegError*>(c->err);
+  (*c->err->format_message)(c, e->message);
+  std::longjmp(e->jump, 1);
+}
+void jpeg_quiet(j_common_ptr, int) {}  // corrupt-data warnings: the image still decodes, as with OpenCV
+
+/// Decodes rows [roi.y, roi.y + roi.height) and at least columns [roi.x, roi.x + roi.width) of a
+/// YCbCr/RGB JPEG. Rows above the region are skipped (entropy-decoded only), rows below never
+/// read, columns outside cropped to iMCU boundaries: libjpeg-turbo's jpeg_skip_scanlines and
+/// jpeg_crop_scanline, which produce the same pixels as a full decode.
+bool decode_jpeg_region(const std::string& bytes, const cv::Rect& roi, cv::Mat& out, std::string& error) {
+  jpeg_decompress_struct cinfo;
+  JpegError err;
+  cinfo.err = jpeg_std_error(&err.mgr);
+  err.mgr.error_exit = jpeg_error_exit;
+  err.mgr.emit_message = jpeg_quiet;
+  cv::Mat band;
+  if (setjmp(err.jump)) {
+    jpeg_destroy_decompress(&cinfo);
+    error = err.message;
+    return false;
+  }
+  jpeg_create_decompress(&cinfo);
+  jpeg_mem_src(&cinfo, reinterpret_cast<const unsigned char*>(bytes.data()), static_cast<unsigned long>(bytes.size()));
+  jpeg_read_header(&cinfo, TRUE);
+  cinfo.out_color_space = JCS_EXT_BGR;
+  jpeg_start_decompress(&cinfo);
+  // Fancy (smoothed) chroma upsampling reads one neighbour beyond each edge of a cropped band;
+  // a 16-pixel margin (one iMCU) on each side keeps the region's own pixels exact.
+  const int left = std::max(0, roi.x - 16), right = std::min(static_cast<int>(cinfo.output_width), roi.x + roi.width + 16);
+  JDIMENSION xoff = static_cast<JDIMENSION>(left), width = static_cast<JDIMENSION>(right - left);
+  jpeg_crop_scanline(&cinfo, &xoff, &width);  // widens to iMCU boundaries: xoff <= left
+  if (roi.y > 0) jpeg_skip_scanlines(&cinfo, static_cast<JDIMENSION>(roi.y));
+  band.create(roi.height, static_cast<int>(width), CV_8UC3);
+  while (cinfo.output_scanline < static_cast<JDIMENSION>(roi.y + roi.height)) {
+    JSAMPROW row = band.ptr<uchar>(static_cast<int>(cinfo.output_scanline) - roi.y);
+    jpeg_read_scanlines(&cinfo, &row, 1);
+  }
+  jpeg_abort_decompress(&cinfo);  // the rows below the region are never decoded
+  jpeg_destroy_decompress(&cinfo);
+  out = band(cv::Rect(roi.x - static_cast<int>(xoff), 0, roi.width, roi.height));
+  return true;
+}
+
+/// Colour spaces libjpeg-turbo converts to BGR itself (CMYK/YCCK go through OpenCV).
+bool jpeg_region_decodable(const std::string& bytes) {
+  jpeg_decompress_struct cinfo;
+  JpegError err;
+  cinfo.err = jpeg_std_error(&err.mgr);
+  err.mgr.error_exit = jpeg_error_exit;
+  err.mgr.emit_message = jpeg_quiet;
+  if (setjmp(err.jump)) {
+    jpeg_destroy_decompress(&cinfo);
+    return false;
+  }
+  jpeg_create_decompress(&cinfo);
+  jpeg_mem_src(&cinfo, reinterpret_cast<const unsigned char*>(bytes.data()), static_cast<unsigned long>(bytes.size()));
+  jpeg_read_header(&cinfo, TRUE);
+  bool ok = (cinfo.jpeg_color_space == JCS_YCbCr || cinfo.jpeg_color_space == JCS_RGB) && cinfo.num_components == 3;
+  jpeg_destroy_decompress(&cinfo);
+  return ok;
+}
+
+}  // namespace
+
+DecodeResult decode_image_region(const std::string& bytes, const std::function<cv::Rect(int, int)>& choose_roi,
+                                 const DecodeOptions& opts) {
+  ImageHeader h;
+  int orientation = 1;
+  if (auto bad = precheck(bytes, opts, h, orientation)) return *bad;
+  if (h.format == "jpeg" && orientation == 1 && h.width > 0 && h.height > 0 && jpeg_region_decodable(bytes)) {
+    cv::Rect roi = choose_roi(h.width, h.height);
+    TLTRAIN_ASSERT((roi & cv::Rect(0, 0, h.width, h.height)) == roi && !roi.empty(), "region outside the image");
+    DecodeResult r;
+    std::string error;
+    if (!decode_jpeg_region(bytes, roi, r.image, error)) return failed(DecodeFailure::Corrupt, error);
+    r.full_width = h.width;
+    r.full_height = h.height;
+    r.region = true;
+    return r;
+  }
+  DecodeOptions full = opts;
+  full.min_short_side = 0;  // the region is chosen in full-resolution coordinates
+  DecodeResult r = decode_image(bytes, full);
+  if (r.ok()) r.image = r.image(choose_roi(r.image.cols, r.image.rows));
+  return r;
+}
+
+bool read_bytes(const std::string& path, std::string& bytes) {
   std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) return failed(DecodeFailure::Unreadable);
+  if (!in) return false;
   std::streamsize size = in.tellg();
-  if (size < 0) return failed(DecodeFailure::Unreadable);
-  std::string bytes(static_cast<size_t>(size), '\0');
+  if (size < 0) return false;
+  bytes.assign(static_cast<size_t>(size), '\0');
   in.seekg(0);
-  if (size > 0 && !in.read(bytes.data(), size)) return failed(DecodeFailure::Unreadable);
+  return size == 0 || static_cast<bool>(in.read(bytes.data(), size));
+}
+
+DecodeResult decode_file(const std::string& path, const DecodeOptions& opts) {
+  std::string bytes;
+  if (!read_bytes(path, bytes)) return failed(DecodeFailure::Unreadable);
   return decode_image(bytes, opts);
 }
 

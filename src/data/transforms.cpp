@@ -137,6 +137,7 @@ Transform::Transform(const Preprocess& pre, const config::AugmentConfig& augment
   color_ = aug_.brightness > 0 || aug_.contrast > 0 || aug_.saturation > 0 || aug_.hue > 0;
   for (int c = 0; c < 3; ++c)
     for (int v = 0; v < 256; ++v) lut_[c][v] = (static_cast<float>(v) * pre_.pixel_scale - pre_.mean[c]) / pre_.std[c];
+  random_crop_first_ = mode_ == Mode::Train && aug_.random_resized_crop.enabled && !aug_.order.empty() && aug_.order[0] == "crop";
   min_decode_side_ = pre_.resize;
   bool crops = std::find(aug_.order.begin(), aug_.order.end(), "crop") != aug_.order.end();
   if (mode_ == Mode::Train && aug_.random_resized_crop.enabled && crops) {
@@ -148,18 +149,33 @@ Transform::Transform(const Preprocess& pre, const config::AugmentConfig& augment
     min_decode_side_ = static_cast<int64_t>(std::ceil(static_cast<double>(min_decode_side_) / aug_.zoom_range[0]));
 }
 
+cv::Rect Transform::draw_crop(int width, int height, SampleRng& rng) const {
+  return random_resized_crop_rect(width, height, aug_.random_resized_crop.scale, aug_.random_resized_crop.ratio, rng);
+}
+
+cv::Mat Transform::apply_cropped(const cv::Mat& crop, SampleRng& rng) const {
+  TLTRAIN_ASSERT(random_crop_first_, "apply_cropped without a leading random crop");
+  cv::Mat resized;
+  resize_to(crop, resized, static_cast<int>(pre_.width), static_cast<int>(pre_.height));
+  return run(resized, rng, 1);
+}
+
 cv::Mat Transform::apply(const cv::Mat& bgr, SampleRng& rng) const {
   TLTRAIN_ASSERT(bgr.type() == CV_8UC3 && !bgr.empty(), "Transform::apply needs 8-bit BGR");
+  if (mode_ == Mode::Eval) return resize_center_crop(bgr, pre_.resize, pre_.height, pre_.width);
+  return run(bgr, rng, 0);
+}
+
+cv::Mat Transform::run(const cv::Mat& bgr, SampleRng& rng, size_t first_step) const {
   const int H = static_cast<int>(pre_.height), W = static_cast<int>(pre_.width);
-  if (mode_ == Mode::Eval) return resize_center_crop(bgr, pre_.resize, H, W);
   cv::Mat img = bgr, tmp;
   // Draws happen for every configured step whether or not it changes the image, so one
   // step's settings never shift another step's random numbers.
-  for (const auto& step : aug_.order) {
+  for (size_t s = first_step; s < aug_.order.size(); ++s) {
+    const std::string& step = aug_.order[s];
     if (step == "crop") {
       if (aug_.random_resized_crop.enabled) {
-        cv::Rect r = random_resized_crop_rect(img.cols, img.rows, aug_.random_resized_crop.scale, aug_.random_resized_crop.ratio, rng);
-        resize_to(img(r), tmp, W, H);
+        resize_to(img(draw_crop(img.cols, img.rows, rng)), tmp, W, H);
         img = tmp;
         tmp = cv::Mat();
       } else {

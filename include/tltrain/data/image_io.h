@@ -4,6 +4,7 @@
 #include <opencv2/core.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 namespace tltrain::data {
@@ -33,6 +34,7 @@ struct DecodeResult {
   std::string detail;     ///< e.g. "12000x9000 = 108000000 pixels > max_pixels 89478485"
   int full_width = 0, full_height = 0;  ///< size before any reduced decode (0 when unknown)
   int reduction = 1;      ///< 1, 2, 4 or 8
+  bool region = false;    ///< only a region was decoded (decode_image_region's fast path)
   bool ok() const { return failure == DecodeFailure::None; }
   std::string reason() const;  ///< to_string(failure) plus the detail
 };
@@ -48,6 +50,15 @@ ImageHeader probe_header(const unsigned char* data, size_t size);
 /// Decodes encoded bytes. Grayscale, alpha (dropped, as PIL's convert("RGB")), 16-bit and CMYK
 /// inputs all come out as 8-bit BGR.
 DecodeResult decode_image(const std::string& bytes, const DecodeOptions& opts = {});
+
+/// Decodes only the region CHOOSE_ROI(full width, full height) picks: for JPEGs (no EXIF rotation,
+/// YCbCr/RGB) rows and columns outside it are not reconstructed, with the same pixels as a full
+/// decode; other files are decoded fully and cropped. A random crop decodes ~half the image.
+DecodeResult decode_image_region(const std::string& bytes, const std::function<cv::Rect(int, int)>& choose_roi,
+                                 const DecodeOptions& opts = {});
+
+/// Whole file into BYTES; false when it cannot be read.
+bool read_bytes(const std::string& path, std::string& bytes);
 
 /// Reads PATH and decodes it.
 DecodeResult decode_file(const std::string& path, const DecodeOptions& opts = {});

@@ -48,7 +48,7 @@ class Loader {
 
   /// Starts producing EPOCH's batches (stops any epoch in flight).
   void start_epoch(int64_t epoch);
-  /// The next batch of the current epoch; nullopt at its end. Throws a Data error for a bad
+  /// The next batch of the current epoch; nullopt at its end (and before start_epoch or after stop). Throws a Data error for a bad
   /// image under on_bad_image: error, and rethrows a worker's failure.
   std::optional<Batch> next();
   /// Stops the workers (also done by the destructor and by a new start_epoch).
@@ -56,6 +56,8 @@ class Loader {
 
   int64_t batches_per_epoch() const;
   const std::vector<Sample>& samples() const;
+  /// Batches filled or being filled that next() has not taken yet; never above prefetch_batches.
+  int64_t pending_batches() const;
   /// Bad images met so far (each path once).
   std::vector<BadImage> bad_images() const;
 

@@ -1,0 +1,271 @@
+// Transforms on known images: crop bounds, flips, resize+center crop, affine maps, colour, and
+// normalization values; plus the per-sample RNG and epoch_order.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+#include "tltrain/data/transforms.h"
+
+using namespace tltrain;
+using namespace tltrain::data;
+
+namespace {
+/// Left half red, right half blue (BGR).
+cv::Mat halves(int w, int h) {
+  cv::Mat m(h, w, CV_8UC3, cv::Scalar(0, 0, 255));
+  m(cv::Rect(w / 2, 0, w - w / 2, h)).setTo(cv::Scalar(255, 0, 0));
+  return m;
+}
+Preprocess small(int size) {
+  Preprocess p;
+  p.height = p.width = size;
+  p.resize = size;
+  return p;
+}
+config::AugmentConfig no_augment() {
+  config::AugmentConfig a;
+  a.random_resized_crop.enabled = false;
+  a.horizontal_flip = false;
+  return a;
+}
+bool same(const cv::Mat& a, const cv::Mat& b) { return a.size() == b.size() && cv::norm(a, b, cv::NORM_INF) == 0; }
+}  // namespace
+
+TEST(DataTransforms, RandomResizedCropStaysInsideWithScaleAndRatio) {
+  for (int i = 0; i < 500; ++i) {
+    SampleRng rng = SampleRng::for_sample(7, 0, i);
+    cv::Rect r = random_resized_crop_rect(300, 200, {0.08, 1.0}, {3.0 / 4, 4.0 / 3}, rng);
+    ASSERT_GE(r.x, 0);
+    ASSERT_GE(r.y, 0);
+    ASSERT_LE(r.x + r.width, 300);
+    ASSERT_LE(r.y + r.height, 200);
+    double area = static_cast<double>(r.area()) / (300.0 * 200.0), ratio = static_cast<double>(r.width) / r.height;
+    EXPECT_GE(area, 0.07);
+    EXPECT_LE(area, 1.0);
+    EXPECT_GE(ratio, 0.74);
+    EXPECT_LE(ratio, 1.35);
+  }
+}
+
+TEST(DataTransforms, RandomResizedCropFallsBackToClampedCenterCrop) {
+  SampleRng rng(1);
+  // Ratio 2 at full area never fits a square: torchvision's fallback is a centered 100×50.
+  cv::Rect r = random_resized_crop_rect(100, 100, {1.0, 1.0}, {2.0, 2.0}, rng);
+  EXPECT_EQ(r, cv::Rect(0, 25, 100, 50));
+}
+
+TEST(DataTransforms, EvalResizesShorterSideThenCentersCrop) {
+  // 80×40, columns coloured by x: after resize to shorter side 20 (40×20) the 20×20 center crop
+  // covers source columns 20..59.
+  cv::Mat img(40, 80, CV_8UC3);
+  for (int x = 0; x < 80; ++x) img.col(x).setTo(cv::Scalar(x * 3, 0, 0));
+  cv::Mat out = resize_center_crop(img, 20, 20, 20);
+  ASSERT_EQ(out.size(), cv::Size(20, 20));
+  EXPECT_NEAR(out.at<cv::Vec3b>(10, 0)[0], 20 * 3 + 1.5, 4);
+  EXPECT_NEAR(out.at<cv::Vec3b>(10, 19)[0], 58 * 3 + 1.5, 4);
+  // Smaller than the crop: zero padding, as torchvision's CenterCrop.
+  cv::Mat pad = resize_center_crop(cv::Mat(10, 10, CV_8UC3, cv::Scalar::all(200)), 10, 14, 14);
+  EXPECT_EQ(pad.at<cv::Vec3b>(0, 0), cv::Vec3b(0, 0, 0));
+  EXPECT_EQ(pad.at<cv::Vec3b>(7, 7), cv::Vec3b(200, 200, 200));
+}
+
+TEST(DataTransforms, HorizontalFlipMirrorsAboutHalfTheSamples) {
+  cv::Mat img = halves(16, 16);
+  auto aug = no_augment();
+  aug.horizontal_flip = true;
+  Transform t(small(16), aug, Mode::Train);
+  int flipped = 0;
+  cv::Mat mirrored;
+  cv::flip(img, mirrored, 1);
+  for (int i = 0; i < 100; ++i) {
+    SampleRng rng = SampleRng::for_sample(3, 0, i);
+    cv::Mat out = t.apply(img, rng);
+    bool f = same(out, mirrored);
+    ASSERT_TRUE(f || same(out, img)) << "sample " << i << " is neither the image nor its mirror";
+    flipped += f;
+  }
+  EXPECT_GT(flipped, 30);
+  EXPECT_LT(flipped, 70);
+  EXPECT_EQ(img.at<cv::Vec3b>(0, 0), cv::Vec3b(0, 0, 255)) << "the input must not be modified";
+}
+
+TEST(DataTransforms, EvalModeNeverAugments) {
+  cv::Mat img = halves(16, 16);
+  config::AugmentConfig aug;  // flips and crops on, but Eval ignores them
+  aug.rotation_range = 40;
+  Transform t(small(16), aug, Mode::Eval);
+  for (int i = 0; i < 10; ++i) {
+    SampleRng rng = SampleRng::for_sample(3, 0, i);
+    EXPECT_TRUE(same(t.apply(img, rng), img));
+  }
+}
+
+TEST(DataTransforms, AffineMapsAboutTheCentre) {
+  AffineParams p;
+  p.theta_deg = 180;
+  cv::Matx23d m = affine_inverse_map(p, 11, 7);
+  cv::Vec3d pt(2, 1, 1);
+  cv::Vec2d src = m * pt;  // output (2,1) reads input (8,5) after a half turn of an 11×7 grid
+  EXPECT_NEAR(src[0], 8, 1e-9);
+  EXPECT_NEAR(src[1], 5, 1e-9);
+  AffineParams s;
+  s.shift_x = 3;
+  cv::Vec2d shifted = affine_inverse_map(s, 11, 7) * pt;
+  EXPECT_NEAR(shifted[0], 5, 1e-9);
+  EXPECT_NEAR(shifted[1], 1, 1e-9);
+  AffineParams z;
+  z.zoom_x = z.zoom_y = 2;  // Keras: zoom > 1 reads a wider area (zooms out)
+  cv::Vec2d zoomed = affine_inverse_map(z, 11, 7) * cv::Vec3d(6, 3, 1);
+  EXPECT_NEAR(zoomed[0], 7, 1e-9);
+  EXPECT_NEAR(zoomed[1], 3, 1e-9);
+}
+
+TEST(DataTransforms, ShiftFillsWithTheFillMode) {
+  cv::Mat img(16, 16, CV_8UC3, cv::Scalar::all(100));
+  auto aug = no_augment();
+  aug.width_shift_range = 0.5;
+  aug.fill_mode = "constant";
+  aug.fill_value = 7;
+  Transform t(small(16), aug, Mode::Train);
+  int filled = 0;
+  for (int i = 0; i < 20; ++i) {
+    SampleRng rng = SampleRng::for_sample(1, 0, i);
+    cv::Mat out = t.apply(img, rng);
+    filled += out.at<cv::Vec3b>(8, 0)[0] == 7 || out.at<cv::Vec3b>(8, 15)[0] == 7;
+  }
+  EXPECT_GT(filled, 10);
+  aug.fill_mode = "nearest";
+  Transform n(small(16), aug, Mode::Train);
+  for (int i = 0; i < 20; ++i) {
+    SampleRng rng = SampleRng::for_sample(1, 0, i);
+    EXPECT_EQ(cv::norm(n.apply(img, rng), img, cv::NORM_INF), 0) << "nearest fill of a flat image stays flat";
+  }
+}
+
+TEST(DataTransforms, EachAugmentKnobChangesTheOutput) {
+  cv::Mat img(32, 32, CV_8UC3);
+  cv::randu(img, cv::Scalar::all(0), cv::Scalar::all(255));
+  Transform base(small(32), no_augment(), Mode::Train);
+  std::vector<std::function<void(config::AugmentConfig&)>> knobs = {
+      [](auto& a) { a.random_resized_crop.enabled = true; }, [](auto& a) { a.vertical_flip = true; },
+      [](auto& a) { a.rotation_range = 40; },               [](auto& a) { a.height_shift_range = 0.2; },
+      [](auto& a) { a.shear_range = 20; },                  [](auto& a) { a.zoom_range = {0.8, 1.2}; },
+      [](auto& a) { a.brightness = 0.5; },                  [](auto& a) { a.contrast = 0.5; },
+      [](auto& a) { a.saturation = 0.5; },                  [](auto& a) { a.hue = 0.2; }};
+  for (size_t k = 0; k < knobs.size(); ++k) {
+    auto aug = no_augment();
+    knobs[k](aug);
+    Transform t(small(32), aug, Mode::Train);
+    int differ = 0;
+    for (int i = 0; i < 8; ++i) {
+      SampleRng r1 = SampleRng::for_sample(5, 0, i), r2 = SampleRng::for_sample(5, 0, i);
+      differ += !same(t.apply(img, r1), base.apply(img, r2));
+    }
+    EXPECT_GT(differ, 0) << "knob " << k << " changed nothing";
+  }
+}
+
+TEST(DataTransforms, ColorJitterFollowsPilBlends) {
+  cv::Mat img(2, 2, CV_8UC3, cv::Scalar(40, 100, 201));
+  ColorParams p;
+  p.brightness = 0.5;
+  cv::Mat b = img.clone();
+  apply_color_jitter(b, p);
+  EXPECT_EQ(b.at<cv::Vec3b>(0, 0), cv::Vec3b(20, 50, 100));  // truncated, as PIL's blend
+  ColorParams s;
+  s.saturation = 0;
+  cv::Mat g = img.clone();
+  apply_color_jitter(g, s);
+  cv::Vec3b px = g.at<cv::Vec3b>(1, 1);
+  EXPECT_EQ(px[0], px[1]);
+  EXPECT_EQ(px[1], px[2]);
+  EXPECT_NEAR(px[0], 0.299 * 201 + 0.587 * 100 + 0.114 * 40, 1.0);
+}
+
+TEST(DataTransforms, NormalizationPresets) {
+  cv::Mat px(1, 1, CV_8UC3, cv::Scalar(128, 0, 255));  // B=128 G=0 R=255
+  auto norm = [&](const std::string& preset) {
+    config::DataConfig cfg;
+    cfg.normalization = preset;
+    cfg.image_size = std::array<int64_t, 2>{1, 1};
+    Preprocess p = resolve_preprocess(cfg, model::BackboneMeta{});
+    std::array<float, 3> out{};
+    Transform(p, no_augment(), Mode::Eval).normalize_into(px, out.data());
+    return out;
+  };
+  auto in = norm("imagenet");
+  EXPECT_NEAR(in[0], (1.0 - 0.485) / 0.229, 1e-5);
+  EXPECT_NEAR(in[1], (0.0 - 0.456) / 0.224, 1e-5);
+  EXPECT_NEAR(in[2], (128 / 255.0 - 0.406) / 0.225, 1e-5);
+  auto u = norm("unit");
+  EXPECT_NEAR(u[0], 1.0, 1e-6);
+  EXPECT_NEAR(u[1], 0.0, 1e-6);
+  auto s = norm("symmetric");
+  EXPECT_NEAR(s[0], 1.0, 1e-6);
+  EXPECT_NEAR(s[1], -1.0, 1e-6);
+  auto c = norm("caffe");  // BGR order, raw pixels minus the BGR mean
+  EXPECT_NEAR(c[0], 128 - 103.939, 1e-4);
+  EXPECT_NEAR(c[1], 0 - 116.779, 1e-4);
+  EXPECT_NEAR(c[2], 255 - 123.68, 1e-4);
+  auto b = norm("backbone");  // the default metadata is ImageNet's
+  EXPECT_NEAR(b[0], in[0], 1e-6);
+}
+
+TEST(DataTransforms, PreprocessFollowsTheBackboneUnlessOverridden) {
+  model::BackboneMeta meta;
+  meta.input_size = {299, 299};
+  meta.resize = 342;
+  meta.mean = {0.5, 0.5, 0.5};
+  meta.std = {0.5, 0.5, 0.5};
+  config::DataConfig cfg;
+  Preprocess p = resolve_preprocess(cfg, meta);
+  EXPECT_EQ(p.height, 299);
+  EXPECT_EQ(p.resize, 342);
+  EXPECT_FLOAT_EQ(p.mean[0], 0.5f);
+  cfg.image_size = std::array<int64_t, 2>{224, 224};
+  EXPECT_EQ(resolve_preprocess(cfg, model::BackboneMeta{}).resize, 256);  // round(224 / 0.875)
+  cfg.resize = 300;
+  EXPECT_EQ(resolve_preprocess(cfg, meta).resize, 300);
+}
+
+TEST(DataTransforms, DenormalizeInvertsNormalize) {
+  cv::Mat img(4, 4, CV_8UC3);
+  cv::randu(img, cv::Scalar::all(0), cv::Scalar::all(255));
+  Transform t(small(4), no_augment(), Mode::Eval);
+  std::vector<float> chw(3 * 16);
+  t.normalize_into(img, chw.data());
+  EXPECT_TRUE(same(t.denormalize(chw.data()), img));
+}
+
+TEST(DataSampling, SampleRngDependsOnSeedEpochAndIndexOnly) {
+  auto draw = [](uint64_t s, int64_t e, int64_t i) { return SampleRng::for_sample(s, e, i).next(); };
+  EXPECT_EQ(draw(1, 2, 3), draw(1, 2, 3));
+  EXPECT_NE(draw(1, 2, 3), draw(1, 2, 4));
+  EXPECT_NE(draw(1, 2, 3), draw(1, 3, 3));
+  EXPECT_NE(draw(1, 2, 3), draw(2, 2, 3));
+  EXPECT_NE(draw(0, 0, 1), draw(0, 1, 0));
+}
+
+TEST(DataSampling, EpochOrderShufflesPerEpochAndShardsLikeDistributedSampler) {
+  auto identity = epoch_order(10, 1, 0, false, 0, 1);
+  for (int64_t i = 0; i < 10; ++i) EXPECT_EQ(identity[i], i);
+  auto e0 = epoch_order(100, 1, 0, true, 0, 1), e1 = epoch_order(100, 1, 1, true, 0, 1);
+  EXPECT_EQ(e0, epoch_order(100, 1, 0, true, 0, 1));
+  EXPECT_NE(e0, e1);
+  std::vector<int64_t> sorted = e0;
+  std::sort(sorted.begin(), sorted.end());
+  EXPECT_EQ(sorted, epoch_order(100, 1, 0, false, 0, 1));
+  // 10 samples over 3 ranks: 4 each, padded by wrapping; rank r takes positions r, r+3, ...
+  std::multiset<int64_t> all;
+  auto perm = epoch_order(10, 9, 2, true, 0, 1);
+  for (int64_t r = 0; r < 3; ++r) {
+    auto mine = epoch_order(10, 9, 2, true, r, 3);
+    ASSERT_EQ(mine.size(), 4u);
+    for (size_t k = 0; k < mine.size(); ++k) EXPECT_EQ(mine[k], perm[(r + 3 * k) % 10]);
+    all.insert(mine.begin(), mine.end());
+  }
+  for (int64_t i = 0; i < 10; ++i) EXPECT_GE(all.count(i), 1u);
+  EXPECT_EQ(all.size(), 12u);
+}
