@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 
@@ -242,4 +243,20 @@ TEST(Train, RestoreBestPutsBackTheBestEpochsWeights) {
   for (const auto& e : r.history) best = std::min(best, e["val_loss"].get<double>());
   ASSERT_GT(r.history.back()["val_loss"].get<double>(), best) << "precondition: the last epoch must not be the best\n" << r.history.dump();
   EXPECT_EQ(max_abs_diff(weights_of(r.last_checkpoint), weights_of(r.best_checkpoint)), 0.0);
+}
+
+TEST(TrainCli, CtrlCStopsCleanlyWithExit130AndAResumableRun) {
+  Project p;
+  auto cfg = p.write(p.config(json::array({{{"epochs", 5000}, {"trainable", "all"}, {"feature_cache", false},
+                                            {"optimizer", {{"name", "sgd"}, {"lr", 0.001}}}}})));
+  auto start = std::chrono::steady_clock::now();
+  auto r = test::run_command("timeout --preserve-status -s INT 3 " + std::string(TLTRAIN_BIN) + " fit --config " + cfg);
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_EQ(r.exit_code, exit_code::interrupted) << r.output;
+  EXPECT_NE(r.output.find("tltrain fit --resume " + (p.dir / "run")), std::string::npos) << r.output;
+  EXPECT_LT(secs, 15.0) << "took too long to stop";
+  // The checkpoint left behind is complete and names a point inside the stage.
+  auto ck = train::load_checkpoint(p.dir / "run/checkpoints/last.pt");
+  EXPECT_GT(ck.info["progress"]["epoch"].get<int64_t>(), 0);
+  EXPECT_LT(ck.info["progress"]["epoch"].get<int64_t>(), 5000);
 }

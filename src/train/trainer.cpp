@@ -22,6 +22,9 @@
 #include "tltrain/model/classifier.h"
 #include "tltrain/model/inference.h"
 #include "tltrain/train/checkpoint.h"
+#include "tltrain/train/feature_cache.h"
+#include "tltrain/train/run_log.h"
+#include "tltrain/train/step.h"
 #include "tltrain/train/plan.h"
 #include "tltrain/train/schedule.h"
 
@@ -60,201 +63,10 @@ bool improved(const std::string& metric, double value, double best, double min_d
   return lower_is_better(metric) ? value < best - min_delta : value > best + min_delta;
 }
 
-/// Sum of per-sample losses (class-weighted, label-smoothed as torch's cross_entropy) and the
-/// sum of the samples' weights, so chunks of a batch add up to the batch's exact mean loss.
-std::pair<torch::Tensor, torch::Tensor> loss_sum(const torch::Tensor& logits, const torch::Tensor& y,
-                                                 const torch::Tensor& class_w, double smoothing) {
-  auto logp = torch::log_softmax(logits, 1);
-  auto nll = -logp.gather(1, y.unsqueeze(1)).squeeze(1);
-  auto w_y = class_w.defined() ? class_w.index_select(0, y) : torch::ones_like(nll);
-  auto per = (1.0 - smoothing) * w_y * nll;
-  if (smoothing > 0) {
-    auto all = class_w.defined() ? -(logp * class_w.unsqueeze(0)).sum(1) : -logp.sum(1);
-    per = per + smoothing * all / static_cast<double>(logits.size(1));
-  }
-  return {per.sum(), w_y.sum()};
-}
-
-struct StepStats {
-  double loss_sum = 0, weight_sum = 0;
-  int64_t correct = 0, count = 0;
-  void add(const StepStats& o) {
-    loss_sum += o.loss_sum;
-    weight_sum += o.weight_sum;
-    correct += o.correct;
-    count += o.count;
-  }
-  double loss() const { return weight_sum > 0 ? loss_sum / weight_sum : 0.0; }
-  double accuracy() const { return count > 0 ? static_cast<double>(correct) / static_cast<double>(count) : 0.0; }
-};
-
-/// The one gradient step: zero, forward/backward in micro-batches with the loss normalised by
-/// the whole batch (so the gradient equals the full batch's), then one optimizer step.
-/// Data-parallel training all-reduces the gradients between backward and step, here.
-StepStats gradient_step(const std::function<torch::Tensor(const torch::Tensor&)>& forward, const torch::Tensor& inputs,
-                        const torch::Tensor& labels, torch::optim::Optimizer& optimizer, const torch::Tensor& class_w,
-                        double smoothing, int64_t micro) {
-  optimizer.zero_grad();
-  const int64_t n = inputs.size(0);
-  if (micro <= 0 || micro > n) micro = n;
-  torch::Tensor total_w = class_w.defined() ? class_w.index_select(0, labels).sum() : torch::full({}, static_cast<double>(n));
-  StepStats s;
-  for (int64_t start = 0; start < n; start += micro) {
-    int64_t len = std::min(micro, n - start);
-    auto x = inputs.narrow(0, start, len), y = labels.narrow(0, start, len);
-    auto logits = forward(x);
-    auto [ls, ws] = loss_sum(logits, y, class_w, smoothing);
-    (ls / total_w.to(ls.dtype())).backward();
-    s.loss_sum += ls.item<double>();
-    s.weight_sum += ws.item<double>();
-    s.correct += logits.argmax(1).eq(y).sum().item<int64_t>();
-    s.count += len;
-  }
-  optimizer.step();
-  return s;
-}
-
-std::unique_ptr<torch::optim::Optimizer> make_optimizer(const config::OptimizerConfig& o,
-                                                        std::vector<std::pair<std::vector<torch::Tensor>, double>> groups) {
-  std::vector<torch::optim::OptimizerParamGroup> pg;
-  auto options = [&](double lr) -> std::unique_ptr<torch::optim::OptimizerOptions> {
-    if (o.name == "sgd")
-      return std::make_unique<torch::optim::SGDOptions>(
-          torch::optim::SGDOptions(lr).momentum(o.momentum).nesterov(o.nesterov).weight_decay(o.weight_decay));
-    if (o.name == "adam")
-      return std::make_unique<torch::optim::AdamOptions>(
-          torch::optim::AdamOptions(lr).betas({o.betas[0], o.betas[1]}).eps(o.eps).weight_decay(o.weight_decay));
-    if (o.name == "adamw")
-      return std::make_unique<torch::optim::AdamWOptions>(
-          torch::optim::AdamWOptions(lr).betas({o.betas[0], o.betas[1]}).eps(o.eps).weight_decay(o.weight_decay));
-    return std::make_unique<torch::optim::RMSpropOptions>(
-        torch::optim::RMSpropOptions(lr).alpha(o.alpha).eps(o.eps).weight_decay(o.weight_decay).momentum(o.momentum));
-  };
-  for (auto& [params, lr] : groups) pg.emplace_back(params, options(lr));
-  auto defaults = options(o.lr);
-  if (o.name == "sgd") return std::make_unique<torch::optim::SGD>(pg, static_cast<torch::optim::SGDOptions&>(*defaults));
-  if (o.name == "adam") return std::make_unique<torch::optim::Adam>(pg, static_cast<torch::optim::AdamOptions&>(*defaults));
-  if (o.name == "adamw") return std::make_unique<torch::optim::AdamW>(pg, static_cast<torch::optim::AdamWOptions&>(*defaults));
-  return std::make_unique<torch::optim::RMSprop>(pg, static_cast<torch::optim::RMSpropOptions&>(*defaults));
-}
-
-/// Pooled backbone features of every sample, computed once: VIEWS augmented views (or one
-/// un-augmented view when VIEWS is 0). Samples that failed to decode are left out.
-struct FeatureCache {
-  std::vector<torch::Tensor> views;  ///< each M×C' on the model's device
-  torch::Tensor labels;              ///< M
-  std::vector<int64_t> sample_index; ///< row → dataset sample index
-};
-
-FeatureCache build_cache(model::Classifier& m, const std::vector<data::Sample>& samples, const data::Preprocess& pre,
-                         const config::AugmentConfig& aug, int64_t views, uint64_t seed, int64_t epoch_base,
-                         int64_t batch_size, int64_t threads, int64_t micro) {
-  torch::NoGradGuard no_grad;
-  m.set_training(false, "frozen");
-  FeatureCache c;
-  const int64_t n = static_cast<int64_t>(samples.size());
-  std::vector<int64_t> seen(static_cast<size_t>(n), 0);  // views in which each sample decoded
-  std::vector<torch::Tensor> full;
-  for (int64_t v = 0; v < std::max<int64_t>(views, 1); ++v) {
-    data::LoaderOptions lo;
-    lo.batch_size = batch_size;
-    lo.threads = threads;
-    lo.seed = seed;
-    data::Loader loader(samples, pre, aug, views == 0 ? data::Mode::Eval : data::Mode::Train, lo);
-    loader.start_epoch(epoch_base + v);
-    torch::Tensor out;
-    while (auto b = loader.next()) {
-      if (g_stop) TLTRAIN_FAIL(ErrorKind::Interrupted, "interrupted while computing the feature cache");
-      auto x = b->images.to(m.device(), true);
-      auto f = model::in_chunks(x, micro, [&](const torch::Tensor& t) { return m.head()->pool(m.features(t)); });
-      if (!out.defined()) out = torch::zeros({n, f.size(1)}, f.options());
-      auto idx = torch::tensor(b->indices, torch::kLong).to(m.device());
-      out.index_copy_(0, idx, f);
-      for (int64_t i : b->indices) seen[static_cast<size_t>(i)]++;
-    }
-    full.push_back(out);
-  }
-  std::vector<int64_t> rows, labels;
-  for (int64_t i = 0; i < n; ++i)
-    if (seen[static_cast<size_t>(i)] == static_cast<int64_t>(full.size())) {
-      rows.push_back(i);
-      labels.push_back(samples[static_cast<size_t>(i)].label);
-    }
-  TLTRAIN_CHECK(!rows.empty(), ErrorKind::Data, "no training image could be decoded");
-  auto idx = torch::tensor(rows, torch::kLong).to(m.device());
-  for (auto& f : full) c.views.push_back(f.index_select(0, idx));
-  c.labels = torch::tensor(labels, torch::kLong).to(m.device());
-  c.sample_index = rows;
-  return c;
-}
-
 std::string fmt(double v, int precision = 4) {
   std::ostringstream ss;
   ss << std::fixed << std::setprecision(precision) << v;
   return ss.str();
-}
-
-std::string fmt_duration(double s) {
-  int t = static_cast<int>(s + 0.5);
-  std::ostringstream ss;
-  ss << t / 60 << ":" << std::setw(2) << std::setfill('0') << t % 60;
-  return ss.str();
-}
-
-/// Progress on a terminal: one rewritten line per batch; nothing when stderr is not a TTY.
-class Progress {
- public:
-  Progress(std::string label, int64_t total) : label_(std::move(label)), total_(total), tty_(::isatty(2) && log::is_output_rank()) {
-    start_ = std::chrono::steady_clock::now();
-  }
-  void update(int64_t done, const StepStats& s, int64_t images) {
-    if (!tty_) return;
-    double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-    double eta = done > 0 ? el / static_cast<double>(done) * static_cast<double>(total_ - done) : 0;
-    int width = 24, filled = total_ > 0 ? static_cast<int>(width * done / total_) : width;
-    std::fprintf(stderr, "\r%s [%s%s] %lld/%lld loss %.4f acc %.3f %.1f img/s ETA %s   ", label_.c_str(),
-                 std::string(static_cast<size_t>(filled), '=').c_str(), std::string(static_cast<size_t>(width - filled), ' ').c_str(),
-                 static_cast<long long>(done), static_cast<long long>(total_), s.loss(), s.accuracy(),
-                 el > 0 ? static_cast<double>(images) / el : 0.0, fmt_duration(eta).c_str());
-    std::fflush(stderr);
-  }
-  void finish() {
-    if (tty_) std::fprintf(stderr, "\r%*s\r", 110, "");
-  }
-
- private:
-  std::string label_;
-  int64_t total_;
-  bool tty_;
-  std::chrono::steady_clock::time_point start_;
-};
-
-void write_logs(const std::string& dir, const json& history) {
-  static const std::vector<std::string> cols{"stage", "stage_name", "epoch", "global_epoch", "step", "loss", "accuracy",
-                                             "val_loss", "val_accuracy", "lr", "lr_backbone", "images_per_s", "seconds"};
-  std::ostringstream csv, jsonl;
-  for (size_t i = 0; i < cols.size(); ++i) csv << (i ? "," : "") << cols[i];
-  csv << "\n";
-  for (const auto& e : history) {
-    for (size_t i = 0; i < cols.size(); ++i) {
-      const json& v = e.contains(cols[i]) ? e[cols[i]] : json(nullptr);
-      csv << (i ? "," : "") << (v.is_null() ? "" : v.is_string() ? v.get<std::string>() : v.dump());
-    }
-    csv << "\n";
-    jsonl << e.dump() << "\n";
-  }
-  write_file_atomically(dir + "/log.csv", csv.str());
-  write_file_atomically(dir + "/log.jsonl", jsonl.str());
-}
-
-json split_json(const data::Datasets& ds) {
-  auto list = [](const data::Dataset& d) {
-    json a = json::array();
-    for (const auto& s : d.samples) a.push_back({s.path, s.label});
-    return a;
-  };
-  return {{"classes", ds.train.classes}, {"train_source", ds.train.source}, {"val_source", ds.val.source},
-          {"train", list(ds.train)}, {"val", list(ds.val)}};
 }
 
 }  // namespace
@@ -269,6 +81,7 @@ config::RunConfig load_run_dir_config(const std::string& run_dir) {
 
 FitResult fit(const config::RunConfig& cfg, const FitOptions& opts) {
   g_stop = false;
+  const std::function<bool()> stop = [] { return g_stop.load(); };
   // The profiling executor re-optimises the TorchScript graph on the fly; measured slower for
   // training on CPU than the plain interpreter (docs/benchmarks.md).
   torch::jit::setGraphExecutorOptimize(false);
@@ -345,7 +158,7 @@ FitResult fit(const config::RunConfig& cfg, const FitOptions& opts) {
     }
     fs::create_directories(ckpt_dir);
     write_file_atomically(dir + "/config.json", cfg.resolved.dump(2) + "\n");
-    write_file_atomically(dir + "/split.json", split_json(ds).dump(1) + "\n");
+    write_file_atomically(dir + "/split.json", data::split_to_json(ds).dump(1) + "\n");
   }
 
   auto info_for = [&](size_t stage, int64_t epoch) {
@@ -404,21 +217,7 @@ FitResult fit(const config::RunConfig& cfg, const FitOptions& opts) {
     auto optimizer = make_optimizer(st.optimizer, groups);
     if (resume_optimizer && resuming_here) optimizer->load(*resume_optimizer);
 
-    // Class weights: "auto" is sklearn's "balanced", n / (classes * count).
-    torch::Tensor class_w;
-    if (st.class_weights_mode == "auto") {
-      auto counts = ds.train.class_counts();
-      std::vector<float> w;
-      for (auto c : counts)
-        w.push_back(c > 0 ? static_cast<float>(ds.train.samples.size()) / static_cast<float>(num_classes * c) : 0.f);
-      class_w = torch::tensor(w).to(device);
-    } else if (st.class_weights_mode == "list") {
-      TLTRAIN_CHECK(static_cast<int64_t>(st.class_weights.size()) == num_classes, ErrorKind::Usage,
-                    cfg.source + ": stages[" + std::to_string(si) + "].class_weights has " + std::to_string(st.class_weights.size()) +
-                        " weights for " + std::to_string(num_classes) + " classes");
-      std::vector<float> w(st.class_weights.begin(), st.class_weights.end());
-      class_w = torch::tensor(w).to(device);
-    }
+    const torch::Tensor class_w = class_weights(st, ds.train.class_counts(), device);
 
     // Feature cache for a frozen backbone.
     std::unique_ptr<FeatureCache> cache, val_cache;
@@ -427,10 +226,10 @@ FitResult fit(const config::RunConfig& cfg, const FitOptions& opts) {
     if (st.feature_cache) {
       auto t0 = std::chrono::steady_clock::now();
       cache = std::make_unique<FeatureCache>(build_cache(m, ds.train.samples, pre, cfg.data.augment, st.cache_views, seed, epoch_base,
-                                                         cfg.data.batch_size, loader_threads, micro));
+                                                         cfg.data.batch_size, loader_threads, micro, stop));
       if (ds.has_val)
         val_cache = std::make_unique<FeatureCache>(build_cache(m, ds.val.samples, pre, cfg.data.augment, 0, seed, 0,
-                                                               cfg.data.batch_size, loader_threads, micro));
+                                                               cfg.data.batch_size, loader_threads, micro, stop));
       double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       log::info("feature cache: " + std::to_string(cache->labels.size(0)) + " images x " +
                 std::to_string(std::max<int64_t>(st.cache_views, 1)) + " view(s) in " + fmt(secs, 1) + " s");
@@ -483,7 +282,7 @@ FitResult fit(const config::RunConfig& cfg, const FitOptions& opts) {
         epoch_stats.add(s);
         ++stage_step;
         ++global_step;
-        progress.update(done, epoch_stats, epoch_stats.count);
+        progress.update(done, epoch_stats.loss(), epoch_stats.accuracy(), epoch_stats.count);
         if (const char* kill = std::getenv("TLTRAIN_DEBUG_KILL_AFTER_STEPS"); kill && global_step == std::atoll(kill))
           std::raise(SIGKILL);  // the resume test's kill -9, at a chosen step
         if (g_stop) TLTRAIN_FAIL(ErrorKind::Interrupted, "interrupted in stage '" + st.name + "', epoch " + std::to_string(epoch + 1) +

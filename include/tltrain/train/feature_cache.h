@@ -1,0 +1,26 @@
+#pragma once
+// Feature cache for stages whose backbone is frozen: the backbone runs once per image (and per
+// augmented view), the head trains on the pooled features.
+#include <torch/torch.h>
+
+#include <vector>
+
+#include "tltrain/data/loader.h"
+#include "tltrain/model/classifier.h"
+
+namespace tltrain::train {
+
+struct FeatureCache {
+  std::vector<torch::Tensor> views;   ///< each M×C' on the model's device
+  torch::Tensor labels;               ///< M
+  std::vector<int64_t> sample_index;  ///< row → dataset sample index
+};
+
+/// Pooled backbone features of every sample: VIEWS augmented views drawn as loader epochs
+/// EPOCH_BASE + v, or one un-augmented view when VIEWS is 0. Samples that failed to decode in
+/// any view are left out. Throws Interrupted when a stop was requested.
+FeatureCache build_cache(model::Classifier& m, const std::vector<data::Sample>& samples, const data::Preprocess& pre,
+                         const config::AugmentConfig& aug, int64_t views, uint64_t seed, int64_t epoch_base,
+                         int64_t batch_size, int64_t threads, int64_t micro, const std::function<bool()>& stop_requested);
+
+}  // namespace tltrain::train

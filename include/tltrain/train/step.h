@@ -1,0 +1,47 @@
+#pragma once
+// The gradient step and the optimizers: the single place where a batch becomes an update.
+// Data-parallel training (all-reduce between backward and step) hooks in here.
+#include <torch/torch.h>
+
+#include <functional>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "tltrain/config/run_config.h"
+
+namespace tltrain::train {
+
+struct StepStats {
+  double loss_sum = 0, weight_sum = 0;
+  int64_t correct = 0, count = 0;
+  void add(const StepStats& o) {
+    loss_sum += o.loss_sum;
+    weight_sum += o.weight_sum;
+    correct += o.correct;
+    count += o.count;
+  }
+  double loss() const { return weight_sum > 0 ? loss_sum / weight_sum : 0.0; }
+  double accuracy() const { return count > 0 ? static_cast<double>(correct) / static_cast<double>(count) : 0.0; }
+};
+
+/// Sum of per-sample losses (class-weighted, label-smoothed as torch's cross_entropy) and the
+/// sum of the samples' weights, so chunks of a batch add up to the batch's exact mean loss.
+std::pair<torch::Tensor, torch::Tensor> loss_sum(const torch::Tensor& logits, const torch::Tensor& y,
+                                                 const torch::Tensor& class_w, double smoothing);
+
+/// Zero, forward/backward in chunks of MICRO rows (0: all) with the loss normalised by the whole
+/// batch (so the gradient equals the full batch's), then one optimizer step.
+StepStats gradient_step(const std::function<torch::Tensor(const torch::Tensor&)>& forward, const torch::Tensor& inputs,
+                        const torch::Tensor& labels, torch::optim::Optimizer& optimizer, const torch::Tensor& class_w,
+                        double smoothing, int64_t micro);
+
+/// The stage's optimizer over parameter groups (params, initial lr).
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(const config::OptimizerConfig& o,
+                                                        std::vector<std::pair<std::vector<torch::Tensor>, double>> groups);
+
+/// Per-class loss weights for a stage: undefined for "none", sklearn's "balanced"
+/// n / (classes * count) for "auto", or the configured list (its length checked against COUNTS).
+torch::Tensor class_weights(const config::StageConfig& st, const std::vector<int64_t>& counts, const torch::Device& device);
+
+}  // namespace tltrain::train

@@ -1,0 +1,50 @@
+#include "tltrain/train/feature_cache.h"
+
+#include "tltrain/core/error.h"
+#include "tltrain/model/inference.h"
+
+namespace tltrain::train {
+
+FeatureCache build_cache(model::Classifier& m, const std::vector<data::Sample>& samples, const data::Preprocess& pre,
+                         const config::AugmentConfig& aug, int64_t views, uint64_t seed, int64_t epoch_base,
+                         int64_t batch_size, int64_t threads, int64_t micro, const std::function<bool()>& stop_requested) {
+  torch::NoGradGuard no_grad;
+  m.set_training(false, "frozen");
+  FeatureCache c;
+  const int64_t n = static_cast<int64_t>(samples.size());
+  std::vector<int64_t> seen(static_cast<size_t>(n), 0);  // views in which each sample decoded
+  std::vector<torch::Tensor> full;
+  for (int64_t v = 0; v < std::max<int64_t>(views, 1); ++v) {
+    data::LoaderOptions lo;
+    lo.batch_size = batch_size;
+    lo.threads = threads;
+    lo.seed = seed;
+    data::Loader loader(samples, pre, aug, views == 0 ? data::Mode::Eval : data::Mode::Train, lo);
+    loader.start_epoch(epoch_base + v);
+    torch::Tensor out;
+    while (auto b = loader.next()) {
+      if (stop_requested()) TLTRAIN_FAIL(ErrorKind::Interrupted, "interrupted while computing the feature cache");
+      auto x = b->images.to(m.device(), true);
+      auto f = model::in_chunks(x, micro, [&](const torch::Tensor& t) { return m.head()->pool(m.features(t)); });
+      if (!out.defined()) out = torch::zeros({n, f.size(1)}, f.options());
+      auto idx = torch::tensor(b->indices, torch::kLong).to(m.device());
+      out.index_copy_(0, idx, f);
+      for (int64_t i : b->indices) seen[static_cast<size_t>(i)]++;
+    }
+    full.push_back(out);
+  }
+  std::vector<int64_t> rows, labels;
+  for (int64_t i = 0; i < n; ++i)
+    if (seen[static_cast<size_t>(i)] == static_cast<int64_t>(full.size())) {
+      rows.push_back(i);
+      labels.push_back(samples[static_cast<size_t>(i)].label);
+    }
+  TLTRAIN_CHECK(!rows.empty(), ErrorKind::Data, "no training image could be decoded");
+  auto idx = torch::tensor(rows, torch::kLong).to(m.device());
+  for (auto& f : full) c.views.push_back(f.index_select(0, idx));
+  c.labels = torch::tensor(labels, torch::kLong).to(m.device());
+  c.sample_index = rows;
+  return c;
+}
+
+}  // namespace tltrain::train

@@ -1,0 +1,85 @@
+#include "tltrain/train/step.h"
+
+#include "tltrain/core/error.h"
+
+namespace tltrain::train {
+
+std::pair<torch::Tensor, torch::Tensor> loss_sum(const torch::Tensor& logits, const torch::Tensor& y,
+                                                 const torch::Tensor& class_w, double smoothing) {
+  auto logp = torch::log_softmax(logits, 1);
+  auto nll = -logp.gather(1, y.unsqueeze(1)).squeeze(1);
+  auto w_y = class_w.defined() ? class_w.index_select(0, y) : torch::ones_like(nll);
+  auto per = (1.0 - smoothing) * w_y * nll;
+  if (smoothing > 0) {
+    auto all = class_w.defined() ? -(logp * class_w.unsqueeze(0)).sum(1) : -logp.sum(1);
+    per = per + smoothing * all / static_cast<double>(logits.size(1));
+  }
+  return {per.sum(), w_y.sum()};
+}
+
+StepStats gradient_step(const std::function<torch::Tensor(const torch::Tensor&)>& forward, const torch::Tensor& inputs,
+                        const torch::Tensor& labels, torch::optim::Optimizer& optimizer, const torch::Tensor& class_w,
+                        double smoothing, int64_t micro) {
+  optimizer.zero_grad();
+  const int64_t n = inputs.size(0);
+  if (micro <= 0 || micro > n) micro = n;
+  torch::Tensor total_w = class_w.defined() ? class_w.index_select(0, labels).sum() : torch::full({}, static_cast<double>(n));
+  StepStats s;
+  for (int64_t start = 0; start < n; start += micro) {
+    int64_t len = std::min(micro, n - start);
+    auto x = inputs.narrow(0, start, len), y = labels.narrow(0, start, len);
+    auto logits = forward(x);
+    auto [ls, ws] = loss_sum(logits, y, class_w, smoothing);
+    (ls / total_w.to(ls.dtype())).backward();
+    s.loss_sum += ls.item<double>();
+    s.weight_sum += ws.item<double>();
+    s.correct += logits.argmax(1).eq(y).sum().item<int64_t>();
+    s.count += len;
+  }
+  optimizer.step();
+  return s;
+}
+
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(const config::OptimizerConfig& o,
+                                                        std::vector<std::pair<std::vector<torch::Tensor>, double>> groups) {
+  std::vector<torch::optim::OptimizerParamGroup> pg;
+  auto options = [&](double lr) -> std::unique_ptr<torch::optim::OptimizerOptions> {
+    if (o.name == "sgd")
+      return std::make_unique<torch::optim::SGDOptions>(
+          torch::optim::SGDOptions(lr).momentum(o.momentum).nesterov(o.nesterov).weight_decay(o.weight_decay));
+    if (o.name == "adam")
+      return std::make_unique<torch::optim::AdamOptions>(
+          torch::optim::AdamOptions(lr).betas({o.betas[0], o.betas[1]}).eps(o.eps).weight_decay(o.weight_decay));
+    if (o.name == "adamw")
+      return std::make_unique<torch::optim::AdamWOptions>(
+          torch::optim::AdamWOptions(lr).betas({o.betas[0], o.betas[1]}).eps(o.eps).weight_decay(o.weight_decay));
+    return std::make_unique<torch::optim::RMSpropOptions>(
+        torch::optim::RMSpropOptions(lr).alpha(o.alpha).eps(o.eps).weight_decay(o.weight_decay).momentum(o.momentum));
+  };
+  for (auto& [params, lr] : groups) pg.emplace_back(params, options(lr));
+  auto defaults = options(o.lr);
+  if (o.name == "sgd") return std::make_unique<torch::optim::SGD>(pg, static_cast<torch::optim::SGDOptions&>(*defaults));
+  if (o.name == "adam") return std::make_unique<torch::optim::Adam>(pg, static_cast<torch::optim::AdamOptions&>(*defaults));
+  if (o.name == "adamw") return std::make_unique<torch::optim::AdamW>(pg, static_cast<torch::optim::AdamWOptions&>(*defaults));
+  return std::make_unique<torch::optim::RMSprop>(pg, static_cast<torch::optim::RMSpropOptions&>(*defaults));
+}
+
+torch::Tensor class_weights(const config::StageConfig& st, const std::vector<int64_t>& counts, const torch::Device& device) {
+  const auto classes = static_cast<int64_t>(counts.size());
+  std::vector<float> w;
+  if (st.class_weights_mode == "auto") {
+    int64_t n = 0;
+    for (auto c : counts) n += c;
+    for (auto c : counts) w.push_back(c > 0 ? static_cast<float>(n) / static_cast<float>(classes * c) : 0.f);
+  } else if (st.class_weights_mode == "list") {
+    TLTRAIN_CHECK(static_cast<int64_t>(st.class_weights.size()) == classes, ErrorKind::Usage,
+                  "stage '" + st.name + "': class_weights has " + std::to_string(st.class_weights.size()) + " weights for " +
+                      std::to_string(classes) + " classes");
+    w.assign(st.class_weights.begin(), st.class_weights.end());
+  } else {
+    return {};
+  }
+  return torch::tensor(w).to(device);
+}
+
+}  // namespace tltrain::train
