@@ -196,12 +196,12 @@ TEST(Config, JsonSyntaxErrorGivesLineAndColumn) {
 TEST(Config, EveryShippedConfigValidates) {
   namespace fs = std::filesystem;
   int n = 0;
-  for (const auto& e : fs::directory_iterator(std::string(TLTRAIN_SOURCE_DIR) + "/configs")) {
+  for (const auto& e : fs::recursive_directory_iterator(std::string(TLTRAIN_SOURCE_DIR) + "/configs")) {
     if (e.path().extension() != ".json") continue;
     ++n;
     EXPECT_NO_THROW(config::load_run_config(e.path().string())) << e.path();
   }
-  EXPECT_GE(n, 1);
+  EXPECT_GE(n, 8);
 }
 
 TEST(Config, ResolvedConfigParsesBackToItself) {

@@ -13,6 +13,7 @@
 #include "tltrain/model/backbone.h"
 #include "tltrain/model/classifier.h"
 #include "tltrain/model/inspect.h"
+#include "tltrain/train/plan.h"
 
 namespace fs = std::filesystem;
 using namespace tltrain;
@@ -123,4 +124,21 @@ TEST(ExportedClassifier, ModesFollowTheFreezePlanInsideNestedContainers) {
   EXPECT_FALSE(bn_training("features.18.1"));
   m.set_training(false, "train");
   EXPECT_FALSE(bn_training("features.18.1"));
+}
+
+TEST(ExportedConfigs, EveryShippedConfigPlansAgainstItsArchitecture) {
+  // Block names in configs ("features.24", "layer4.0") must exist in the architecture they name.
+  int checked = 0;
+  for (const auto& e : fs::recursive_directory_iterator(std::string(TLTRAIN_SOURCE_DIR) + "/configs")) {
+    if (e.path().extension() != ".json") continue;
+    auto cfg = config::load_run_config(e.path().string());
+    std::string arch;
+    for (const char* a : {"mobilenet_v2", "efficientnet_b0", "resnet50", "vgg16"})
+      if (cfg.model.backbone.find(a) != std::string::npos) arch = a;
+    ASSERT_FALSE(arch.empty()) << e.path() << ": no known architecture in " << cfg.model.backbone;
+    auto meta = model::read_backbone_meta(exported(arch + ".pt"));
+    EXPECT_NO_THROW(train::plan_stages(cfg, meta, 5)) << e.path();
+    ++checked;
+  }
+  EXPECT_GE(checked, 8);
 }
