@@ -594,13 +594,19 @@ def gradient_step(forward, x, y, opt, class_w, smoothing, micro):
     return st
 
 
-def mix(a, b):
-    """trainer.cpp's seed mixer, for the per-epoch dropout seed."""
+def mix_seed(a, b, c=0):
+    """data::mix_seed (src/data/preprocess.cpp), for the per-epoch dropout seed."""
     m = (1 << 64) - 1
-    z = a ^ ((b + 0x9e3779b97f4a7c15 + (a << 6) + (a >> 2)) & m)
-    z = ((z ^ (z >> 30)) * 0xbf58476d1ce4e5b9) & m
-    z = ((z ^ (z >> 27)) * 0x94d049bb133111eb) & m
-    return z ^ (z >> 31)
+
+    def splitmix(s):
+        s = (s + 0x9E3779B97F4A7C15) & m
+        z = ((s ^ (s >> 30)) * 0xBF58476D1CE4E5B9) & m
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m
+        return z ^ (z >> 31)
+
+    h = splitmix(a)
+    h = splitmix(h ^ ((b * 0xD6E8FEB86659FD93) & m))
+    return splitmix(h ^ ((c * 0xA0761D6478BD642F) & m))
 
 
 def improved(metric, value, best, min_delta, have_best):
@@ -699,7 +705,7 @@ def fit(cfg, args):
         es_best, es_have, es_wait, stage_best = 0.0, False, 0, None
         for epoch in range(st["epochs"]):
             epoch_id = epoch_base + epoch
-            torch.manual_seed(mix(mix(seed, si + 1), epoch))
+            torch.manual_seed(mix_seed(seed, si + 1, epoch))
             m.set_training(True, st["batch_norm"])
             t0 = time.time()
             tot = [0.0, 0.0, 0, 0]

@@ -39,13 +39,6 @@ namespace {
 
 std::atomic<bool> g_stop{false};
 
-uint64_t mix(uint64_t a, uint64_t b) {
-  uint64_t z = a ^ (b + 0x9e3779b97f4a7c15ULL + (a << 6) + (a >> 2));
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
 torch::Device pick_device(const std::string& d) {
   if (d == "cpu") return torch::kCPU;
   bool cuda = torch::cuda::is_available();
@@ -260,7 +253,7 @@ FitResult fit(const config::RunConfig& cfg, const FitOptions& opts) {
       if (stage_state.value("stopped", false)) break;
       const int64_t epoch_id = epoch_base + epoch;
       // Dropout draws come from (seed, stage, epoch): a resumed epoch repeats them exactly.
-      torch::manual_seed(mix(mix(seed, si + 1), static_cast<uint64_t>(epoch)));
+      torch::manual_seed(data::mix_seed(seed, si + 1, static_cast<uint64_t>(epoch)));
       m.set_training(true, st.batch_norm);
       auto t0 = std::chrono::steady_clock::now();
       StepStats epoch_stats;
