@@ -1,7 +1,10 @@
 // tltrain: thin CLI over tltrain_lib. Parses, dispatches, and maps failures to exit codes.
 #include <torch/version.h>
 
+#include <unistd.h>
+
 #include <csignal>
+#include <cstdlib>
 #include <iostream>
 
 #include "commands.h"
@@ -9,8 +12,21 @@
 #include "tltrain/core/log.h"
 #include "tltrain/train/trainer.h"
 
+namespace {
+/// OpenMP threads that spin while waiting made training 5-10x slower whenever anything else
+/// used the cores (loader threads, another process; docs/benchmarks.md). libgomp reads
+/// OMP_WAIT_POLICY once, when it is loaded before main, so the policy is set by re-executing
+/// once; a user's own OMP_WAIT_POLICY is kept.
+void use_passive_openmp(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY")) return;
+  ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+  ::execv("/proc/self/exe", argv);  // returns only on failure: then run with the default policy
+}
+}  // namespace
+
 int main(int argc, char** argv) {
   using namespace tltrain;
+  use_passive_openmp(argv);
   CLI::App app{"tltrain — transfer learning for image classification on LibTorch"};
   app.set_version_flag("--version", std::string("tltrain 0.1.0 (LibTorch ") + TORCH_VERSION + ")");
   app.require_subcommand(1);
