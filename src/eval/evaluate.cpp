@@ -13,8 +13,7 @@
 namespace tltrain::eval {
 
 ClassificationReport evaluate_checkpoint(const EvalOptions& o) {
-  torch::Device device = o.device == "cpu" || !torch::cuda::is_available() ? torch::Device(torch::kCPU) : torch::Device(torch::kCUDA);
-  TLTRAIN_CHECK(o.device != "cuda" || device.is_cuda(), ErrorKind::Usage, "--device cuda but CUDA is not available");
+  const torch::Device device = model::resolve_device(o.device);
   if (o.threads > 0) torch::set_num_threads(static_cast<int>(o.threads));
   auto ck = train::load_checkpoint(o.checkpoint, device);
   auto cfg = config::parse_run_config(ck.info.at("config"), o.checkpoint + " (its config)");

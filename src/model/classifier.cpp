@@ -4,6 +4,14 @@
 
 namespace tltrain::model {
 
+torch::Device resolve_device(const std::string& d) {
+  if (d == "cpu") return torch::kCPU;
+  bool cuda = torch::cuda::is_available();
+  TLTRAIN_CHECK(cuda || d != "cuda", ErrorKind::Usage,
+                "device is \"cuda\" but CUDA is not available (this LibTorch has no CUDA, or no GPU is visible); use \"auto\" or \"cpu\"");
+  return cuda ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+}
+
 HeadImpl::HeadImpl(const config::HeadConfig& c, int64_t feature_channels, int64_t num_classes) : cfg(c) {
   int64_t in = c.pooling == "avgmax" ? 2 * feature_channels : feature_channels;
   dense = register_module("dense", torch::nn::ModuleList());

@@ -39,14 +39,6 @@ namespace {
 
 std::atomic<bool> g_stop{false};
 
-torch::Device pick_device(const std::string& d) {
-  if (d == "cpu") return torch::kCPU;
-  bool cuda = torch::cuda::is_available();
-  TLTRAIN_CHECK(cuda || d != "cuda", ErrorKind::Usage,
-                "device is \"cuda\" but CUDA is not available (this LibTorch has no CUDA, or no GPU is visible); use \"auto\" or \"cpu\"");
-  return cuda ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
-}
-
 int64_t hardware_threads() { return std::max<int64_t>(1, static_cast<int64_t>(std::thread::hardware_concurrency())); }
 
 bool lower_is_better(const std::string& metric) { return metric.find("loss") != std::string::npos; }
@@ -78,7 +70,7 @@ FitResult fit(const config::RunConfig& cfg, const FitOptions& opts) {
   // The profiling executor re-optimises the TorchScript graph on the fly; measured slower for
   // training on CPU than the plain interpreter (docs/benchmarks.md).
   torch::jit::setGraphExecutorOptimize(false);
-  const torch::Device device = pick_device(cfg.device);
+  const torch::Device device = model::resolve_device(cfg.device);
   const int64_t intra = cfg.intra_op_threads > 0 ? cfg.intra_op_threads : hardware_threads();
   const int64_t loader_threads = cfg.loader_threads > 0 ? cfg.loader_threads : hardware_threads();
   torch::set_num_threads(static_cast<int>(intra));

@@ -24,6 +24,10 @@ struct HeadImpl : torch::nn::Module {
 };
 TORCH_MODULE(Head);
 
+/// "auto" → CUDA when LibTorch has it and a GPU is visible, else CPU; "cpu"; "cuda" (a Usage
+/// error when CUDA is not available). The one place that picks the device.
+torch::Device resolve_device(const std::string& device);
+
 class Classifier {
  public:
   /// The head is initialised from torch's global generator: seed it first for reproducibility.
