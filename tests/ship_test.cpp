@@ -123,6 +123,24 @@ TEST(ShipExport, ModelFileComputesTheCheckpointsLogitsInCppAndPython) {
   EXPECT_EQ(out.at("training"), false);
 }
 
+TEST(ShipExport, EveryPoolingAndActivationExportsExactly) {
+  const auto& s = shipped();
+  test::TempDir d("heads");
+  auto ck = train::load_checkpoint(s.checkpoint);
+  const std::vector<std::pair<std::string, std::string>> heads{{"avg", "relu"}, {"max", "silu"}, {"avgmax", "tanh"}, {"avg", "gelu"}};
+  for (const auto& [pooling, activation] : heads) {
+    json info = ck.info;
+    info["config"]["model"]["head"] = {{"pooling", pooling}, {"hidden", {6, 5}}, {"activation", activation}, {"dropout", 0.5}};
+    auto head = config::parse_run_config(info["config"], "heads").model.head;
+    torch::manual_seed(1);
+    model::Classifier m(model::load_backbone(test::tiny_backbone()), head, 3, torch::kCPU);
+    train::save_checkpoint(d / "ck.pt", m, nullptr, info);
+    auto summary = ship::export_model({d / "ck.pt", d / "model.pt"});
+    EXPECT_LE(summary.check_max_abs_diff, 1e-5) << pooling << " " << activation;
+    EXPECT_EQ(summary.metadata.at("head").at("activation"), activation);
+  }
+}
+
 TEST(ShipExport, ModelLoaderRefusesBackbonesAndCheckpointsWithTheFix) {
   const auto& s = shipped();
   try {
