@@ -48,6 +48,7 @@ void setup_serve(CLI::App& app) {
   sub->add_option("--http-threads", o->http_threads, "Connections served at once (default 64)")->check(CLI::PositiveNumber);
   sub->add_option("--topk", o->topk, "Classes per answer (default 5; ?topk=N per request)")->check(CLI::PositiveNumber);
   sub->add_option("--threads", o->torch_threads, "Intra-op threads of the forward (default: torch's)")->check(CLI::NonNegativeNumber);
+  sub->add_flag("!--no-optimize", o->optimize, "Run the file as saved, without freezing and oneDNN folding (slower; exact logits)");
   sub->add_option("--micro-batch", o->micro, "Rows per forward call (default 8)")->check(CLI::PositiveNumber);
   sub->callback([o] { run_serve(*o); });
 }

@@ -57,12 +57,15 @@ struct Server::Impl {
   std::atomic<int64_t> ok{0}, bad_request{0}, too_large{0}, busy{0}, timeouts{0}, failed{0};
   std::atomic<bool> running{false};
   int listen_fd = -1;
+  bool optimized = false;  ///< the frozen oneDNN module serves (ServeOptions::optimize and it worked)
 
   explicit Impl(const ServeOptions& o)
       : opts(o), model(ship::load_model_file(o.model)), transform(model.info.preprocess, config::AugmentConfig{}, data::Mode::Eval) {
     decode.max_pixels = opts.max_pixels > 0 ? opts.max_pixels : model.info.preprocess.max_pixels;
     decode.min_short_side = transform.min_decode_side();
     if (opts.torch_threads > 0) torch::set_num_threads(static_cast<int>(opts.torch_threads));
+    if (opts.optimize) optimize();
+    warm_up();
     BatcherOptions bo;
     bo.max_batch = opts.max_batch;
     bo.max_wait_ms = opts.max_wait_ms;
@@ -72,6 +75,40 @@ struct Server::Impl {
       return torch::softmax(logits, 1);
     });
     routes();
+  }
+
+  /// Swaps in the frozen, oneDNN-folded module when it computes what the file computes; otherwise
+  /// (LibTorch cannot freeze every module, e.g. one whose types were already loaded differently in
+  /// this process) serves the file as saved, with a warning.
+  void optimize() {
+    torch::InferenceMode guard;
+    const auto& pre = model.info.preprocess;
+    try {
+      torch::manual_seed(0);
+      auto x = torch::randn({2, 3, pre.height, pre.width});
+      torch::jit::Module fast = torch::jit::optimize_for_inference(model.module);
+      auto want = model.module.forward({x}).toTensor();
+      double diff = (fast.forward({x}).toTensor() - want).abs().max().item<double>();
+      double scale = std::max(1.0, want.abs().max().item<double>());
+      if (diff <= 1e-3 * scale) {
+        model.module = fast;
+        optimized = true;
+        return;
+      }
+      log::warn("optimized module differs from the file by " + std::to_string(diff) + "; serving the file as saved");
+    } catch (const std::exception& e) {
+      std::string what = e.what();
+      log::warn("cannot optimize the model for inference (" + what.substr(0, what.find('\n')) + "); serving the file as saved");
+    }
+  }
+
+  /// The first calls of a TorchScript module profile and optimize its graph: pay that before
+  /// the first client does, for a single image and for a full micro-batch.
+  void warm_up() {
+    torch::InferenceMode guard;
+    const auto& pre = model.info.preprocess;
+    for (int64_t n : {int64_t{1}, std::max<int64_t>(1, std::min(opts.micro, opts.max_batch))})
+      for (int i = 0; i < 2; ++i) model.module.forward({torch::zeros({n, 3, pre.height, pre.width})});
   }
 
   json metadata() const {
@@ -85,13 +122,13 @@ struct Server::Impl {
             {"exported_at", raw.value("exported_at", "")},
             {"serving", {{"max_batch", opts.max_batch}, {"max_wait_ms", opts.max_wait_ms}, {"queue_capacity", opts.queue_capacity},
                          {"max_body_bytes", opts.max_body_bytes}, {"max_pixels", decode.max_pixels},
-                         {"timeout_ms", opts.timeout_ms}, {"topk", opts.topk}}}};
+                         {"timeout_ms", opts.timeout_ms}, {"topk", opts.topk}, {"optimized", optimized}}}};
   }
 
   json stats() const {
     auto b = batcher->stats();
     return {{"ok", ok.load()}, {"bad_request", bad_request.load()}, {"too_large", too_large.load()}, {"busy", busy.load()},
-            {"timeouts", timeouts.load()}, {"failed", failed.load()}, {"queued", batcher->queued()},
+            {"timeouts", timeouts.load()}, {"optimized", optimized}, {"failed", failed.load()}, {"queued", batcher->queued()},
             {"batches", b.batches}, {"images", b.images}, {"largest_batch", b.largest_batch}};
   }
 
