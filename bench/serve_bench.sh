@@ -36,19 +36,28 @@ measure() {
   echo "$rps | $p50 | $p99 | ${non2xx:-0}${errs:+ ($errs)}"
 }
 
+pid=
+trap '[ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null' EXIT
+
 run_server() {  # NAME CMD...
   local name=$1
   shift
+  # A leftover server on the port would be measured instead of this one.
+  if curl -s -o /dev/null "http://127.0.0.1:$port/health"; then
+    echo "port $port is already served by another process" >&2
+    exit 1
+  fi
   "$@" >"/tmp/serve_bench_$port.log" 2>&1 &
-  local pid=$!
+  pid=$!
   wait_up
   # Warm-up: first calls pay for allocations and TorchScript's profiling runs.
   wrk -t2 -c8 -d3s -s "$lua" "http://127.0.0.1:$port/predict" -- "$image" >/dev/null
   for c in 1 8 32; do
     echo "| $name | $c | $(measure "$c") |"
   done
-  kill -INT "$pid"
+  kill -TERM "$pid"  # background jobs of a script ignore SIGINT
   wait "$pid" || true
+  pid=
 }
 
 echo "model: $model, image: $image ($(stat -c %s "$image") bytes), $secs s per point, $(nproc) cores, $(date -u +%F)"
@@ -56,7 +65,7 @@ echo
 echo "| server | concurrency | requests/s | p50 | p99 | non-2xx |"
 echo "|---|---|---|---|---|---|"
 # shellcheck disable=SC2086
-run_server "tltrain serve, dynamic batching (max 16, 5 ms)" "$tltrain" serve --model "$model" --port "$port" --max-batch 16 --max-wait-ms 5 ${SERVE_ARGS:-}
+run_server "tltrain serve, dynamic batching (max 16, 2 ms)" "$tltrain" serve --model "$model" --port "$port" --max-batch 16 --max-wait-ms 2 ${SERVE_ARGS:-}
 run_server "tltrain serve, no batching (--max-batch 1)" "$tltrain" serve --model "$model" --port "$port" --max-batch 1
 run_server "Flask + torch.jit.load (reference, as the seeds)" /usr/bin/python3 bench/reference/flask_server.py --model "$model" --port "$port"
 run_server "Flask + optimize_for_inference (tuned reference)" /usr/bin/python3 bench/reference/flask_server.py --model "$model" --port "$port" --optimize

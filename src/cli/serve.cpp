@@ -1,4 +1,4 @@
-// tltrain serve --model model.pt [--host 127.0.0.1] [--port 8080] [--max-batch 16] [--max-wait-ms 5] ...
+// tltrain serve --model model.pt [--host 127.0.0.1] [--port 8080] [--max-batch 16] [--max-wait-ms 2] ...
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -40,7 +40,7 @@ void setup_serve(CLI::App& app) {
   sub->add_option("--host", o->host, "Address to bind (default 127.0.0.1: this machine only)");
   sub->add_option("--port", o->port, "Port (default 8080; 0: any free port)")->check(CLI::Range(0, 65535));
   sub->add_option("--max-batch", o->max_batch, "Images per forward (default 16; 1: no dynamic batching)")->check(CLI::PositiveNumber);
-  sub->add_option("--max-wait-ms", o->max_wait_ms, "Longest a batch waits to fill (default 5)")->check(CLI::NonNegativeNumber);
+  sub->add_option("--max-wait-ms", o->max_wait_ms, "Longest a batch waits to fill (default 2)")->check(CLI::NonNegativeNumber);
   sub->add_option("--queue", o->queue_capacity, "Images waiting at most; beyond: 503 (default 128)")->check(CLI::PositiveNumber);
   sub->add_option("--max-body", o->max_body_bytes, "Largest request body in bytes; beyond: 413 (default 20 MiB)")->check(CLI::PositiveNumber);
   sub->add_option("--max-pixels", o->max_pixels, "Largest image in pixels; beyond: 413 (default: the model's)")->check(CLI::NonNegativeNumber);
@@ -49,7 +49,7 @@ void setup_serve(CLI::App& app) {
   sub->add_option("--topk", o->topk, "Classes per answer (default 5; ?topk=N per request)")->check(CLI::PositiveNumber);
   sub->add_option("--threads", o->torch_threads, "Intra-op threads of the forward (default: torch's)")->check(CLI::NonNegativeNumber);
   sub->add_flag("!--no-optimize", o->optimize, "Run the file as saved, without freezing and oneDNN folding (slower; exact logits)");
-  sub->add_option("--micro-batch", o->micro, "Rows per forward call (default 8)")->check(CLI::PositiveNumber);
+  sub->add_option("--micro-batch", o->micro, "Rows per forward call, and the fill a batch waits for (default 4)")->check(CLI::PositiveNumber);
   sub->callback([o] { run_serve(*o); });
 }
 

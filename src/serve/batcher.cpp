@@ -67,10 +67,12 @@ void Batcher::run() {
       std::unique_lock<std::mutex> lk(mu_);
       cv_.wait(lk, [&] { return stopping_ || !queue_.empty(); });
       if (queue_.empty()) return;  // stopping and drained
-      // Wait for company only while some request is still decoding: at low load nobody is,
-      // and the first image goes through at once.
+      // Wait for company only while some request is still decoding (at low load nobody is, and
+      // the first image goes through at once) and only up to one efficient chunk: while this
+      // batch runs, the next one gathers in the queue by itself.
       auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(opts_.max_wait_ms);
-      while (static_cast<int64_t>(queue_.size()) < opts_.max_batch && expected_ > 0 && !stopping_) {
+      const int64_t fill = std::min(opts_.max_batch, std::max<int64_t>(1, opts_.fill));
+      while (static_cast<int64_t>(queue_.size()) < fill && expected_ > 0 && !stopping_) {
         if (cv_.wait_until(lk, deadline) == std::cv_status::timeout) break;
       }
       while (!queue_.empty() && static_cast<int64_t>(batch.size()) < opts_.max_batch) {
@@ -84,16 +86,22 @@ void Batcher::run() {
       stats_.images += static_cast<int64_t>(batch.size());
       stats_.largest_batch = std::max<int64_t>(stats_.largest_batch, static_cast<int64_t>(batch.size()));
     }
-    torch::Tensor out;
-    try {
-      std::vector<torch::Tensor> images;
-      for (const auto& j : batch) images.push_back(j->image);
-      out = forward_(torch::stack(images));
-    } catch (...) {
-      for (auto& j : batch) j->result.set_exception(std::current_exception());
-      continue;
+    // One forward per chunk of `fill`, each chunk's answers released as soon as it is done:
+    // its clients send their next images while the rest of the batch still runs.
+    const size_t chunk = static_cast<size_t>(std::max<int64_t>(1, opts_.fill));
+    for (size_t start = 0; start < batch.size(); start += chunk) {
+      const size_t end = std::min(batch.size(), start + chunk);
+      torch::Tensor out;
+      try {
+        std::vector<torch::Tensor> images;
+        for (size_t i = start; i < end; ++i) images.push_back(batch[i]->image);
+        out = forward_(torch::stack(images));
+      } catch (...) {
+        for (size_t i = start; i < end; ++i) batch[i]->result.set_exception(std::current_exception());
+        continue;
+      }
+      for (size_t i = start; i < end; ++i) batch[i]->result.set_value(out[static_cast<int64_t>(i - start)].clone());
     }
-    for (size_t i = 0; i < batch.size(); ++i) batch[i]->result.set_value(out[static_cast<int64_t>(i)].clone());
   }
 }
 

@@ -3,6 +3,8 @@
 #include <httplib.h>
 #include <torch/torch.h>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <atomic>
@@ -13,7 +15,6 @@
 #include "tltrain/core/log.h"
 #include "tltrain/data/image_io.h"
 #include "tltrain/data/transforms.h"
-#include "tltrain/model/inference.h"
 #include "tltrain/serve/batcher.h"
 #include "tltrain/ship/model_file.h"
 
@@ -70,9 +71,9 @@ struct Server::Impl {
     bo.max_batch = opts.max_batch;
     bo.max_wait_ms = opts.max_wait_ms;
     bo.queue_capacity = opts.queue_capacity;
+    bo.fill = opts.micro;
     batcher = std::make_unique<Batcher>(bo, [this](const torch::Tensor& x) {
-      auto logits = model::in_chunks(x, opts.micro, [&](const torch::Tensor& c) { return model.module.forward({c}).toTensor(); });
-      return torch::softmax(logits, 1);
+      return torch::softmax(model.module.forward({x}).toTensor(), 1);
     });
     routes();
   }
@@ -208,6 +209,10 @@ struct Server::Impl {
     http.new_task_queue = [n = opts.http_threads] { return new httplib::ThreadPool(static_cast<size_t>(std::max<int64_t>(1, n))); };
     http.set_socket_options([this](socket_t sock) {
       httplib::default_socket_options(sock);
+      // Accepted sockets inherit it on Linux: without it, httplib's header and body writes meet
+      // Nagle and delayed ACKs and every answer waits ~40 ms.
+      int one = 1;
+      ::setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
       listen_fd = static_cast<int>(sock);
     });
     http.set_payload_max_length(static_cast<size_t>(opts.max_body_bytes));
@@ -243,7 +248,11 @@ struct Server::Impl {
     http.set_error_handler(httplib::Server::HandlerWithResponse([this](const httplib::Request& q, httplib::Response& r) {
       if (r.body.empty()) {
         if (r.status == 413) ++too_large;
-        std::string msg = r.status == 413 ? "body larger than max_body_bytes " + std::to_string(opts.max_body_bytes)
+        // httplib parses form-encoded bodies and caps them at 8 KiB: curl --data-binary sends that type by default.
+        bool form = q.get_header_value("Content-Type") == "application/x-www-form-urlencoded";
+        std::string msg = r.status == 413 && form ? "the image was sent as application/x-www-form-urlencoded (curl --data-binary's "
+                                                    "default); send it with -H 'Content-Type: image/jpeg' or as -F file=@image.jpg"
+                          : r.status == 413 ? "body larger than max_body_bytes " + std::to_string(opts.max_body_bytes)
                           : r.status == 404 ? "no route " + q.path + "; try POST /predict, GET /health, GET /metadata"
                                             : "HTTP " + std::to_string(r.status);
         reply_error(r, r.status, msg);

@@ -19,7 +19,8 @@ namespace tltrain::serve {
 
 struct BatcherOptions {
   int64_t max_batch = 16;       ///< images per forward; 1 turns batching off
-  int64_t max_wait_ms = 5;      ///< longest a batch's first image waits for more
+  int64_t max_wait_ms = 2;      ///< longest a batch's first image waits for more
+  int64_t fill = 4;             ///< rows per forward; waiting stops once this many are queued
   int64_t queue_capacity = 128; ///< waiting images; submit() refuses beyond (the server answers 503)
 };
 
@@ -35,7 +36,7 @@ class Batcher {
     std::atomic<bool> cancelled{false};   ///< its request timed out: skip it
   };
   using JobPtr = std::shared_ptr<Job>;
-  /// FORWARD maps an N×3×H×W batch to N×C rows; it runs on the batcher's thread only.
+  /// FORWARD maps an N×3×H×W chunk (N <= fill) to N×C rows; it runs on the batcher's thread only.
   Batcher(BatcherOptions opts, std::function<torch::Tensor(const torch::Tensor&)> forward);
   ~Batcher();
   Batcher(const Batcher&) = delete;
