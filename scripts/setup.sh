@@ -12,6 +12,8 @@ PACKAGES=(
   libopencv-dev  # ships OpenCVConfig.cmake; the narrower -dev packages do not
   libcli11-dev nlohmann-json3-dev libspdlog-dev libgtest-dev
   python3-torch python3-torchvision  # scripts/export_backbone.py and the Python references
+  libcpp-httplib-dev                 # tltrain serve
+  wrk python3-flask                  # bench/serve_bench.sh and its Flask reference server
   dataset-fashion-mnist              # the quick start's offline data
 )
 

@@ -11,5 +11,8 @@ void setup_finetune(CLI::App& app);
 void setup_eval(CLI::App& app);
 void setup_data(CLI::App& app);
 void setup_bench(CLI::App& app);
+void setup_export(CLI::App& app);
+void setup_predict(CLI::App& app);
+void setup_serve(CLI::App& app);
 
 }  // namespace tltrain::cli

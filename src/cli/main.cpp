@@ -47,6 +47,9 @@ int main(int argc, char** argv) {
   std::signal(SIGTERM, on_signal);
   cli::setup_data(app);
   cli::setup_bench(app);
+  cli::setup_export(app);
+  cli::setup_predict(app);
+  cli::setup_serve(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

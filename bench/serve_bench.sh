@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Serving benchmark on loopback with wrk: tltrain serve with dynamic batching, tltrain serve
+# without (--max-batch 1), and the Flask/torch reference (bench/reference/flask_server.py) on the
+# same model file (as the seeds run it, and tuned with optimize_for_inference like tltrain serve),
+# one server at a time, at concurrency 1, 8 and 32. Prints a markdown table.
+#   bench/serve_bench.sh MODEL.pt IMAGE.jpg [SECONDS per point, default 15]
+# Env: TLTRAIN (default build/tltrain), SERVE_ARGS (extra args for the batching server).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+model=$1 image=$2 secs=${3:-15}
+tltrain=${TLTRAIN:-build/tltrain}
+port=18181
+lua=bench/post_image.lua
+
+wait_up() {
+  for _ in $(seq 300); do
+    curl -sf "http://127.0.0.1:$port/health" >/dev/null && return 0
+    sleep 0.1
+  done
+  echo "server on $port did not come up" >&2
+  return 1
+}
+
+# One wrk run → "req/s | p50 | p99 | errors".
+measure() {
+  local c=$1 threads=1
+  ((c > 1)) && threads=2
+  local out
+  out=$(wrk -t"$threads" -c"$c" -d"${secs}s" --timeout 10s --latency -s "$lua" "http://127.0.0.1:$port/predict" -- "$image")
+  local rps p50 p99 non2xx errs
+  rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+  p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
+  p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+  non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
+  errs=$(awk '/Socket errors/ {print $0}' <<<"$out" | sed 's/ *Socket errors: //')
+  echo "$rps | $p50 | $p99 | ${non2xx:-0}${errs:+ ($errs)}"
+}
+
+pid=
+trap '[ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null' EXIT
+
+run_server() {  # NAME CMD...
+  local name=$1
+  shift
+  # A leftover server on the port would be measured instead of this one.
+  if curl -s -o /dev/null "http://127.0.0.1:$port/health"; then
+    echo "port $port is already served by another process" >&2
+    exit 1
+  fi
+  "$@" >"/tmp/serve_bench_$port.log" 2>&1 &
+  pid=$!
+  wait_up
+  # Warm-up: first calls pay for allocations and TorchScript's profiling runs.
+  wrk -t2 -c8 -d3s -s "$lua" "http://127.0.0.1:$port/predict" -- "$image" >/dev/null
+  for c in 1 8 32; do
+    echo "| $name | $c | $(measure "$c") |"
+  done
+  kill -TERM "$pid"  # background jobs of a script ignore SIGINT
+  wait "$pid" || true
+  pid=
+}
+
+echo "model: $model, image: $image ($(stat -c %s "$image") bytes), $secs s per point, $(nproc) cores, $(date -u +%F)"
+echo
+echo "| server | concurrency | requests/s | p50 | p99 | non-2xx |"
+echo "|---|---|---|---|---|---|"
+# shellcheck disable=SC2086
+run_server "tltrain serve, dynamic batching (max 16, 2 ms)" "$tltrain" serve --model "$model" --port "$port" --max-batch 16 --max-wait-ms 2 ${SERVE_ARGS:-}
+run_server "tltrain serve, no batching (--max-batch 1)" "$tltrain" serve --model "$model" --port "$port" --max-batch 1
+run_server "Flask + torch.jit.load (reference, as the seeds)" /usr/bin/python3 bench/reference/flask_server.py --model "$model" --port "$port"
+run_server "Flask + optimize_for_inference (tuned reference)" /usr/bin/python3 bench/reference/flask_server.py --model "$model" --port "$port" --optimize

@@ -1,0 +1,24 @@
+// tltrain export --checkpoint best.pt --out model.pt
+#include <iostream>
+
+#include "commands.h"
+#include "tltrain/ship/export.h"
+
+namespace tltrain::cli {
+
+void setup_export(CLI::App& app) {
+  auto o = std::make_shared<ship::ExportOptions>();
+  auto* sub = app.add_subcommand("export", "Write one standalone TorchScript model (backbone + head, classes and preprocessing inside)");
+  sub->add_option("--checkpoint", o->checkpoint, "Checkpoint from fit (best.pt / last.pt)")->required();
+  sub->add_option("--out", o->out, "Model file to write, e.g. model.pt")->required();
+  sub->callback([o] {
+    auto s = ship::export_model(*o);
+    const auto& m = s.metadata;
+    std::cout << "wrote " << s.out << ": " << m.at("backbone").value("arch", "?") << " + head, " << m.at("classes").size()
+              << " classes, input " << m.at("preprocess").at("input_size").dump() << " " << m.at("preprocess").at("color_order").get<std::string>()
+              << " (self-check max |diff| " << s.check_max_abs_diff << ")\n"
+              << "load it with torch.jit.load(\"" << s.out << "\"): forward(x) -> logits, predict_proba(x) -> probabilities, m.classes\n";
+  });
+}
+
+}  // namespace tltrain::cli

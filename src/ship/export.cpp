@@ -1,0 +1,140 @@
+#include "tltrain/ship/export.h"
+
+#include <torch/torch.h>
+
+#include <chrono>
+#include <ctime>
+#include <sstream>
+
+#include "tltrain/core/error.h"
+#include "tltrain/core/fs.h"
+#include "tltrain/ship/model_file.h"
+#include "tltrain/train/checkpoint.h"
+
+namespace tltrain::ship {
+
+namespace {
+
+/// TorchScript source of the head's forward for CFG with N dense layers (dropout is identity in eval).
+std::string head_source(const config::HeadConfig& cfg, size_t n) {
+  std::ostringstream s;
+  s << "def forward(self, f):\n";
+  if (cfg.pooling == "avg") s << "    x = torch.mean(f, [2, 3])\n";
+  else if (cfg.pooling == "max") s << "    x = torch.amax(f, [2, 3])\n";
+  else s << "    x = torch.cat([torch.mean(f, [2, 3]), torch.amax(f, [2, 3])], 1)\n";
+  for (size_t i = 0; i < n; ++i) {
+    s << "    x = torch.linear(x, self.dense" << i << "_weight, self.dense" << i << "_bias)\n";
+    if (i + 1 < n) s << "    x = torch." << cfg.activation << "(x)\n";
+  }
+  s << "    return x\n";
+  return s.str();
+}
+
+std::string now_iso() {
+  std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return buf;
+}
+
+/// What a deployment wants to know about the run, from the checkpoint's info.
+config::json training_summary(const config::json& info) {
+  config::json s = {{"monitor", info.value("monitor", "")}};
+  if (info.contains("progress")) {
+    const auto& p = info.at("progress");
+    s["best_value"] = p.value("best_value", 0.0);
+    s["stage"] = p.value("stage", 0);
+    s["epoch"] = p.value("epoch", 0);
+    s["global_step"] = p.value("global_step", 0);
+  }
+  if (info.contains("history") && info.at("history").is_array() && !info.at("history").empty()) {
+    s["epochs"] = info.at("history").size();
+    s["last_epoch"] = info.at("history").back();
+  }
+  const auto& data = info.at("config").at("data");
+  s["train_source"] = data.value("train", "");
+  s["val_source"] = data.value("val", "");
+  return s;
+}
+
+}  // namespace
+
+ExportSummary export_model(const ExportOptions& o) {
+  TLTRAIN_CHECK(!o.out.empty(), ErrorKind::Usage, "--out is required");
+  auto ck = train::load_checkpoint(o.checkpoint, torch::kCPU);
+  auto cfg = config::parse_run_config(ck.info.at("config"), o.checkpoint + " (its config)");
+  auto classes = ck.info.at("classes").get<std::vector<std::string>>();
+  auto m = train::classifier_from(ck, torch::kCPU);
+  m.set_training(false, "frozen");
+  const data::Preprocess pre = data::resolve_preprocess(cfg.data, m.meta());
+
+  // The trained backbone goes in unchanged as a submodule; the head becomes plain parameters and
+  // script, so the file needs nothing of tltrain to run.
+  auto cu = std::make_shared<torch::jit::CompilationUnit>();
+  torch::jit::Module head(c10::QualifiedName("__torch__.tltrain.export.Head"), cu, true);
+  auto& dense = m.head()->dense;
+  for (size_t i = 0; i < dense->size(); ++i) {
+    auto lin = dense[i]->as<torch::nn::Linear>();
+    head.register_parameter("dense" + std::to_string(i) + "_weight", lin->weight.detach().clone(), false);
+    head.register_parameter("dense" + std::to_string(i) + "_bias", lin->bias.detach().clone(), false);
+  }
+  head.register_attribute("training", c10::BoolType::get(), false);
+  head.define(head_source(m.head()->cfg, dense->size()));
+
+  torch::jit::Module root(c10::QualifiedName("__torch__.tltrain.export.TltrainModel"), cu, true);
+  torch::jit::Module backbone = m.backbone_module();
+  backbone.eval();
+  root.register_module("backbone", backbone);
+  root.register_module("head", head);
+  root.register_attribute("training", c10::BoolType::get(), false);
+  // Attributes so Python users can read m.classes, m.input_size, ... without the extra file.
+  c10::List<std::string> cls;
+  for (const auto& c : classes) cls.push_back(c);
+  root.register_attribute("classes", c10::ListType::ofStrings(), cls);
+  root.register_attribute("input_size", c10::ListType::ofInts(), c10::List<int64_t>({pre.height, pre.width}));
+  root.register_attribute("resize", c10::IntType::get(), pre.resize);
+  root.register_attribute("mean", c10::ListType::ofFloats(), c10::List<double>({pre.mean[0], pre.mean[1], pre.mean[2]}));
+  root.register_attribute("std", c10::ListType::ofFloats(), c10::List<double>({pre.std[0], pre.std[1], pre.std[2]}));
+  root.register_attribute("color_order", c10::StringType::get(), std::string(pre.bgr ? "BGR" : "RGB"));
+  root.register_attribute("pixel_scale", c10::FloatType::get(), static_cast<double>(pre.pixel_scale));
+  root.register_attribute("arch", c10::StringType::get(), m.meta().arch);
+  root.define(R"(
+def forward(self, x):
+    return self.head.forward(self.backbone.forward(x))
+
+def predict_proba(self, x):
+    return torch.softmax(self.forward(x), 1)
+)");
+
+  config::json bb = m.meta().raw;
+  bb.erase("blocks");  // training-only detail
+  config::json meta = {{"format", kModelFormat},
+                       {"format_version", 1},
+                       {"classes", classes},
+                       {"preprocess", preprocess_to_json(pre)},
+                       {"backbone", bb},
+                       {"head", {{"pooling", m.head()->cfg.pooling},
+                                 {"hidden", m.head()->cfg.hidden},
+                                 {"activation", m.head()->cfg.activation}}},
+                       {"training", training_summary(ck.info)},
+                       {"outputs", "forward(x) -> logits N×C; predict_proba(x) -> softmax N×C; x is N×3×H×W float32 "
+                                   "preprocessed as 'preprocess' says"},
+                       {"source_checkpoint", o.checkpoint},
+                       {"exported_at", now_iso()},
+                       {"torch_version", TORCH_VERSION}};
+  root.register_attribute("metadata_json", c10::StringType::get(), meta.dump());
+
+  // Self-check before writing: the file must compute what the checkpoint computes.
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(0);
+  auto x = torch::randn({2, 3, pre.height, pre.width});
+  double diff = (root.forward({x}).toTensor() - m.forward(x)).abs().max().item<double>();
+  TLTRAIN_CHECK(diff <= o.check_tolerance, ErrorKind::Runtime,
+                "exported module differs from the checkpoint by " + std::to_string(diff) + " (a bug in tltrain export)");
+
+  torch::jit::ExtraFilesMap extra{{kModelFileName, meta.dump(2)}};
+  write_atomically(o.out, [&](const std::string& tmp) { root.save(tmp, extra); });
+  return {o.out, meta, diff};
+}
+
+}  // namespace tltrain::ship

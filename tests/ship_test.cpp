@@ -1,0 +1,331 @@
+// Shipping a model: export (parity with the checkpoint and with Python's torch.jit.load),
+// predict (parity with eval, error rows for bad files) and serve (real HTTP on an ephemeral port:
+// good, corrupt, empty, oversized and huge uploads, wrong methods, 32 concurrent clients).
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "test_util.h"
+#include "tltrain/core/error.h"
+#include "tltrain/data/dataset.h"
+#include "tltrain/data/loader.h"
+#include "tltrain/model/inference.h"
+#include "tltrain/serve/server.h"
+#include "tltrain/ship/export.h"
+#include "tltrain/ship/model_file.h"
+#include "tltrain/ship/predict.h"
+#include "tltrain/train/checkpoint.h"
+#include "tltrain/train/trainer.h"
+
+namespace fs = std::filesystem;
+using namespace tltrain;
+using config::json;
+
+namespace {
+
+/// One trained run on coloured squares (three classes, a gelu hidden layer, avgmax pooling, so
+/// the exported head script covers more than the default), exported once per process.
+struct Shipped {
+  test::TempDir dir{"ship"};
+  std::string checkpoint, model;
+  std::vector<std::string> classes{"blue", "green", "red"};
+  Shipped() {
+    test::write_color_dataset(dir / "train", classes, 8);
+    test::write_color_dataset(dir / "val", classes, 4);
+    json cfg = {{"seed", 5},
+                {"device", "cpu"},
+                {"threads", {{"intra_op", 1}, {"loader", 2}}},
+                {"data", {{"train", dir / "train"}, {"val", dir / "val"}, {"batch_size", 8}}},
+                {"model", {{"backbone", test::tiny_backbone()},
+                           {"head", {{"hidden", {8}}, {"activation", "gelu"}, {"pooling", "avgmax"}, {"dropout", 0.2}}}}},
+                {"output_dir", dir / "run"},
+                {"stages", json::array({{{"name", "all"}, {"epochs", 2}, {"trainable", "all"},
+                                         {"optimizer", {{"name", "adam"}, {"lr", 0.01}}}}})}};
+    auto r = train::fit(config::parse_run_config(cfg, "ship_test.json"));
+    checkpoint = r.best_checkpoint;
+    model = dir / "model.pt";
+    ship::export_model({checkpoint, model});
+  }
+};
+
+const Shipped& shipped() {
+  static Shipped s;
+  return s;
+}
+
+/// The eval path: checkpoint → classifier → Loader in Eval mode over the val folder.
+model::Predictions eval_predictions(const std::string& checkpoint, const std::string& val) {
+  auto ck = train::load_checkpoint(checkpoint);
+  auto cfg = config::parse_run_config(ck.info.at("config"), "ckpt");
+  auto m = train::classifier_from(ck, torch::kCPU);
+  auto ds = data::scan_source(val);
+  data::LoaderOptions lo;
+  lo.batch_size = 64;
+  lo.threads = 2;
+  data::Loader loader(ds.samples, data::resolve_preprocess(cfg.data, m.meta()), cfg.data.augment, data::Mode::Eval, lo);
+  return model::predict(m, loader, 8);
+}
+
+std::string read_bytes(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(f), {}};
+}
+
+}  // namespace
+
+TEST(ShipExport, ModelFileComputesTheCheckpointsLogitsInCppAndPython) {
+  const auto& s = shipped();
+  auto mf = ship::load_model_file(s.model);
+  EXPECT_EQ(mf.info.classes, s.classes);
+  EXPECT_EQ(mf.info.preprocess.height, 32);
+  EXPECT_EQ(mf.info.arch, "tiny");
+
+  // The batch eval sees (not random noise): the val images through the eval loader.
+  auto ck = train::load_checkpoint(s.checkpoint);
+  auto cfg = config::parse_run_config(ck.info.at("config"), "ckpt");
+  auto m = train::classifier_from(ck, torch::kCPU);
+  m.set_training(false, "frozen");
+  auto ds = data::scan_source(s.dir / "val");
+  data::LoaderOptions lo;
+  lo.batch_size = 64;
+  data::Loader loader(ds.samples, data::resolve_preprocess(cfg.data, m.meta()), cfg.data.augment, data::Mode::Eval, lo);
+  loader.start_epoch(0);
+  auto batch = loader.next();
+  ASSERT_TRUE(batch);
+  torch::NoGradGuard ng;
+  auto expected = m.forward(batch->images);
+  auto cpp = mf.module.forward({batch->images}).toTensor();
+  EXPECT_LE((cpp - expected).abs().max().item<double>(), 1e-5);
+  auto proba = mf.module.get_method("predict_proba")({batch->images}).toTensor();
+  EXPECT_LE((proba - torch::softmax(expected, 1)).abs().max().item<double>(), 1e-6);
+
+  if (!fs::exists("/usr/bin/python3")) GTEST_SKIP() << "/usr/bin/python3 missing: Python parity not checked";
+  auto x = batch->images.contiguous();
+  {
+    std::ofstream f(s.dir / "batch.bin", std::ios::binary);
+    f.write(static_cast<const char*>(x.data_ptr()), static_cast<std::streamsize>(x.numel() * 4));
+  }
+  auto r = test::run_command("/usr/bin/python3 " + std::string(TLTRAIN_SOURCE_DIR) + "/tests/python/run_exported.py " + s.model + " " +
+                             (s.dir / "batch.bin") + " " + std::to_string(x.size(0)) + " 3 32 32 " + (s.dir / "py.bin"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto py_bytes = read_bytes(s.dir / "py.bin");
+  ASSERT_EQ(py_bytes.size(), static_cast<size_t>(expected.numel() * 4));
+  auto py = torch::from_blob(py_bytes.data(), expected.sizes(), torch::kFloat32).clone();
+  EXPECT_LE((py - expected).abs().max().item<double>(), 1e-4);
+  auto out = json::parse(r.output.substr(r.output.find('{')));
+  EXPECT_EQ(out.at("classes"), json(s.classes));
+  EXPECT_EQ(out.at("meta_classes"), json(s.classes));
+  EXPECT_EQ(out.at("input_size"), json({32, 32}));
+  EXPECT_EQ(out.at("training"), false);
+}
+
+TEST(ShipExport, EveryPoolingAndActivationExportsExactly) {
+  const auto& s = shipped();
+  test::TempDir d("heads");
+  auto ck = train::load_checkpoint(s.checkpoint);
+  const std::vector<std::pair<std::string, std::string>> heads{{"avg", "relu"}, {"max", "silu"}, {"avgmax", "tanh"}, {"avg", "gelu"}};
+  for (const auto& [pooling, activation] : heads) {
+    json info = ck.info;
+    info["config"]["model"]["head"] = {{"pooling", pooling}, {"hidden", {6, 5}}, {"activation", activation}, {"dropout", 0.5}};
+    auto head = config::parse_run_config(info["config"], "heads").model.head;
+    torch::manual_seed(1);
+    model::Classifier m(model::load_backbone(test::tiny_backbone()), head, 3, torch::kCPU);
+    train::save_checkpoint(d / "ck.pt", m, nullptr, info);
+    auto summary = ship::export_model({d / "ck.pt", d / "model.pt"});
+    EXPECT_LE(summary.check_max_abs_diff, 1e-5) << pooling << " " << activation;
+    EXPECT_EQ(summary.metadata.at("head").at("activation"), activation);
+  }
+}
+
+TEST(ShipExport, ModelLoaderRefusesBackbonesAndCheckpointsWithTheFix) {
+  const auto& s = shipped();
+  try {
+    ship::load_model_file(test::tiny_backbone());
+    FAIL() << "a backbone loaded as a model";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Data);
+    EXPECT_NE(std::string(e.what()).find("is a backbone"), std::string::npos) << e.what();
+  }
+  try {
+    ship::load_model_file(s.checkpoint);
+    FAIL() << "a checkpoint loaded as a model";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Data);
+    EXPECT_NE(std::string(e.what()).find("tltrain export --checkpoint"), std::string::npos) << e.what();
+  }
+  auto r = test::run_tltrain("predict --model " + test::tiny_backbone() + " " + (s.dir / "val"));
+  EXPECT_EQ(r.exit_code, exit_code::data) << r.output;
+}
+
+TEST(ShipPredict, PredictionsEqualEvalsAndBadFilesGetErrorRows) {
+  const auto& s = shipped();
+  test::TempDir extra("predict_bad");
+  test::write_text(extra / "broken.jpg", "this is not a jpeg");
+  ship::PredictOptions o;
+  o.model = s.model;
+  o.inputs = {s.dir / "val", extra / "broken.jpg"};
+  o.topk = 2;
+  o.batch_size = 5;  // batches that do not divide the set
+  auto rows = ship::predict_images(o);
+  auto p = eval_predictions(s.checkpoint, s.dir / "val");
+  auto ds = data::scan_source(s.dir / "val");
+  ASSERT_EQ(rows.size(), ds.samples.size() + 1);
+  auto top1 = p.logits.argmax(1);
+  for (size_t i = 0; i < p.indices.size(); ++i) {
+    const auto& path = ds.samples[static_cast<size_t>(p.indices[i])].path;
+    auto it = std::find_if(rows.begin(), rows.end(), [&](const ship::PredictRow& r) { return r.path == path; });
+    ASSERT_NE(it, rows.end()) << path;
+    ASSERT_EQ(it->top.size(), 2u) << it->error;
+    EXPECT_EQ(it->top[0].index, top1[static_cast<int64_t>(i)].item<int64_t>()) << path;
+    EXPECT_GE(it->top[0].probability, it->top[1].probability);
+  }
+  EXPECT_EQ(rows.back().path, extra / "broken.jpg");
+  EXPECT_TRUE(rows.back().top.empty());
+  EXPECT_FALSE(rows.back().error.empty());
+
+  auto r = test::run_tltrain("predict --model " + s.model + " --format csv --topk 1 " + (s.dir / "val") + " " + (extra / "broken.jpg"));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("broken.jpg,,,,,"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(",1,red,"), std::string::npos) << r.output;
+}
+
+TEST(ShipServe, AnswersGoodAndBadRequestsAndKeepsServingUnderConcurrency) {
+  const auto& s = shipped();
+  serve::ServeOptions o;
+  o.model = s.model;
+  o.port = 0;  // ephemeral
+  o.max_body_bytes = 64 * 1024;
+  o.max_pixels = 40 * 40;  // the 16×16 squares pass, a 64×64 image trips the decode guard
+  o.max_batch = 8;
+  o.max_wait_ms = 20;
+  serve::Server server(o);
+  int port = server.start();
+  ASSERT_GT(port, 0);
+  httplib::Client cli("127.0.0.1", port);
+  cli.set_read_timeout(30, 0);
+
+  auto ds = data::scan_source(s.dir / "val");
+  const std::string good = read_bytes(ds.samples[0].path);
+  const std::string expected = s.classes[static_cast<size_t>(ds.samples[0].label)];
+
+  auto res = cli.Post("/predict", good, "image/png");
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body;
+  auto j = json::parse(res->body);
+  ASSERT_EQ(j.at("predictions").size(), 3u);
+  std::string served_class = j["predictions"][0]["class"];
+
+  // Multipart upload, as a browser form or curl -F sends it; top-k from the query.
+  httplib::MultipartFormDataItems items{{"file", good, "square.png", "image/png"}};
+  res = cli.Post("/predict?topk=1", items);
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body;
+  EXPECT_EQ(json::parse(res->body)["predictions"].size(), 1u);
+  EXPECT_EQ(json::parse(res->body)["predictions"][0]["class"], served_class);
+
+  // Same answer as predict.
+  ship::PredictOptions po;
+  po.model = s.model;
+  po.inputs = {ds.samples[0].path};
+  EXPECT_EQ(ship::predict_images(po)[0].top[0].name, served_class);
+
+  auto expect_error = [&](const httplib::Result& r, int status) {
+    ASSERT_TRUE(r) << "no response for expected " << status;
+    EXPECT_EQ(r->status, status) << r->body;
+    auto e = json::parse(r->body, nullptr, false);
+    ASSERT_FALSE(e.is_discarded()) << r->body;
+    EXPECT_TRUE(e.contains("error")) << r->body;
+  };
+  expect_error(cli.Post("/predict", std::string("\xff\xd8\xff\xe0 garbage, not a jpeg", 24), "image/jpeg"), 400);
+  expect_error(cli.Post("/predict", "", "image/jpeg"), 400);
+  expect_error(cli.Post("/predict", std::string(200 * 1024, 'x'), "application/octet-stream"), 413);
+  test::write_solid_image(s.dir / "big.png", 64, 64, 10, 20, 30);
+  expect_error(cli.Post("/predict", read_bytes(s.dir / "big.png"), "image/png"), 413);
+  expect_error(cli.Get("/predict"), 405);
+  expect_error(cli.Post("/health", "x", "text/plain"), 405);
+  expect_error(cli.Get("/nowhere"), 404);
+
+  res = cli.Get("/metadata");
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200);
+  auto meta = json::parse(res->body);
+  EXPECT_EQ(meta.at("classes"), json(s.classes));
+  EXPECT_EQ(meta.at("input_size"), json({32, 32}));
+  EXPECT_EQ(meta.at("backbone").at("arch"), "tiny");
+  EXPECT_TRUE(meta.at("training").contains("best_value"));
+
+  // 32 clients at once, 4 requests each: every one answered, and the batcher did batch.
+  std::vector<std::thread> clients;
+  std::atomic<int> ok{0};
+  std::mutex failures_mu;
+  std::vector<std::string> failures;
+  for (int c = 0; c < 32; ++c)
+    clients.emplace_back([&, c] {
+      httplib::Client one("127.0.0.1", port);
+      one.set_read_timeout(30, 0);
+      for (int i = 0; i < 4; ++i) {
+        const auto& sample = ds.samples[static_cast<size_t>((c + i) % ds.samples.size())];
+        auto r = one.Post("/predict", read_bytes(sample.path), "image/png");
+        if (r && r->status == 200 && json::parse(r->body)["predictions"].size() == 3) {
+          ++ok;
+        } else {
+          std::lock_guard<std::mutex> lk(failures_mu);
+          failures.push_back(r ? std::to_string(r->status) + " " + r->body : "no response: " + httplib::to_string(r.error()));
+        }
+      }
+    });
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(ok.load(), 128) << json(failures).dump();
+  auto stats = server.stats();
+  EXPECT_GT(stats.at("largest_batch").get<int64_t>(), 1) << stats.dump();
+  EXPECT_LT(stats.at("batches").get<int64_t>(), stats.at("images").get<int64_t>()) << stats.dump();
+
+  res = cli.Get("/health");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  server.stop();
+  EXPECT_FALSE(httplib::Client("127.0.0.1", port).Get("/health")) << "still listening after stop()";
+}
+
+TEST(ShipServe, StopAnswersRequestsInFlight) {
+  const auto& s = shipped();
+  serve::ServeOptions o;
+  o.model = s.model;
+  o.port = 0;
+  o.max_batch = 4;
+  o.max_wait_ms = 200;  // requests sit in the batcher while stop() begins
+  serve::Server server(o);
+  int port = server.start();
+  auto ds = data::scan_source(s.dir / "val");
+  const std::string good = read_bytes(ds.samples[0].path);
+  std::vector<std::thread> clients;
+  std::atomic<int> ok{0};
+  for (int c = 0; c < 3; ++c)
+    clients.emplace_back([&] {
+      httplib::Client one("127.0.0.1", port);
+      auto r = one.Post("/predict", good, "image/png");
+      if (r && r->status == 200) ++ok;
+    });
+  std::this_thread::sleep_for(std::chrono::milliseconds(60));
+  server.stop();
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(ok.load(), 3);
+}
+
+TEST(ShipServe, CliServesAndStopsCleanlyOnSigterm) {
+  const auto& s = shipped();
+  test::TempDir d("serve_cli");
+  // Port 0 prints the chosen port; SIGTERM must end it with exit 0 and its final stats line.
+  auto r = test::run_command("(" + std::string(TLTRAIN_BIN) + " serve --model " + s.model + " --port 0 > " + (d / "out.txt") +
+                             " 2>&1 & pid=$!; for i in $(seq 50); do grep -q 'serving' " + (d / "out.txt") +
+                             " && break; sleep 0.1; done; kill -TERM $pid; wait $pid; echo exit=$?; cat " + (d / "out.txt") + ")");
+  EXPECT_NE(r.output.find("exit=0"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("http://127.0.0.1:"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("stopped;"), std::string::npos) << r.output;
+  // A fresh process can freeze the model: the fast path is the one that serves.
+  EXPECT_NE(r.output.find("\"optimized\":true"), std::string::npos) << r.output;
+}
