@@ -32,10 +32,12 @@ void run_fit(const FitOptions& o) {
     return;
   }
   auto r = train::fit(cfg, {!o.resume.empty(), ""});
+  std::string report = finish_run(r.run_dir, r.best_checkpoint.empty() ? r.last_checkpoint : r.best_checkpoint, cfg);
   std::cout << "run: " << r.run_dir << "\n"
             << "best " << r.monitor << ": " << r.best_value << "  (" << r.best_checkpoint << ")\n"
             << "last checkpoint: " << r.last_checkpoint << "\n"
             << "logs: " << r.run_dir << "/log.csv\n"
+            << (report.empty() ? "" : "report: " + report + "\n")
             << "next: tltrain eval --checkpoint " << r.best_checkpoint << "\n";
 }
 }  // namespace

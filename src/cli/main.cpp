@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   std::signal(SIGTERM, on_signal);
   cli::setup_data(app);
   cli::setup_bench(app);
+  cli::setup_report(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
