@@ -13,6 +13,7 @@ PACKAGES=(
   libcli11-dev nlohmann-json3-dev libspdlog-dev libgtest-dev
   python3-torch python3-torchvision  # scripts/export_backbone.py and the Python references
   dataset-fashion-mnist              # the quick start's offline data
+  chromium                           # the report test renders report.html headless (~290 MB, ~20 s to install)
 )
 
 missing=()

@@ -121,8 +121,8 @@ TEST_F(ReportRun, PageHasCurvesStagesLearningRateConfusionMistakesAndConfig) {
   std::string lr = svg_by_id(html, "plot-lr");
   auto lr_series = series_points(lr);
   ASSERT_EQ(lr_series.size(), 2u) << "head lr, and the backbone's once stage 2 trains it";
-  EXPECT_EQ(lr_series[0], 5u);
-  EXPECT_EQ(lr_series[1], 2u);
+  EXPECT_EQ(lr_series[0], 10u) << "drawn as steps: each epoch from its first step to its last";
+  EXPECT_EQ(lr_series[1], 4u);
   EXPECT_EQ(count(lr, "class=\"stage-boundary\""), 1u);
 
   // 2×2 confusion matrix whose counts add up to the 13 validation images.

@@ -123,6 +123,8 @@ struct Series {
   std::string name, color;
   bool dashed = false;
   std::vector<std::pair<double, double>> points;
+  /// When set (one per point): the value held from starts[i] to points[i].x, drawn as steps.
+  std::vector<double> starts;
 };
 
 struct Boundary {
@@ -140,18 +142,20 @@ struct ChartSpec {
 /// A line chart as inline SVG: class="series" polylines (one per non-empty series), class="point"
 /// markers so a one-epoch run still shows something, dashed class="stage-boundary" lines.
 std::string line_chart(const ChartSpec& spec, const std::vector<Series>& all_series, const std::vector<Boundary>& boundaries) {
-  const double W = 600, H = 320, ml = 64, mr = 16, mt = 44, mb = 46;
+  const double W = 560, H = 320, ml = 64, mr = 16, mt = 44, mb = 46;
   const double pw = W - ml - mr, ph = H - mt - mb;
   std::vector<const Series*> series;
   for (const auto& s : all_series)
     if (!s.points.empty()) series.push_back(&s);
 
   double xmin = std::numeric_limits<double>::infinity(), xmax = -xmin, ymin = xmin, ymax = -xmin;
-  for (const auto* s : series)
+  for (const auto* s : series) {
     for (auto [x, y] : s->points) {
       xmin = std::min(xmin, x), xmax = std::max(xmax, x);
       ymin = std::min(ymin, y), ymax = std::max(ymax, y);
     }
+    for (double x : s->starts) xmin = std::min(xmin, x);
+  }
   std::ostringstream o;
   o << "<figure class=\"chart-box\"><svg class=\"chart\" id=\"" << spec.id << "\" viewBox=\"0 0 " << W << " " << H << "\" width=\"" << W
     << "\" height=\"" << H << "\" role=\"img\" aria-label=\"" << escape(spec.title) << "\">\n";
@@ -197,15 +201,23 @@ std::string line_chart(const ChartSpec& spec, const std::vector<Series>& all_ser
     o << "<text class=\"stage-label\" x=\"" << ml + 4 << "\" y=\"" << mt + 12 << "\">" << escape(spec.first_stage_label) << "</text>\n";
   for (const auto& b : boundaries) {
     double bx = X(b.x);
+    // Near the right edge the name goes left of the line instead of being clipped.
+    bool left = bx + 4 + 6.5 * static_cast<double>(b.label.size()) > ml + pw;
     o << "<line class=\"stage-boundary\" x1=\"" << px(bx) << "\" x2=\"" << px(bx) << "\" y1=\"" << mt << "\" y2=\"" << mt + ph << "\"/>"
-      << "<text class=\"stage-label\" x=\"" << px(bx + 4) << "\" y=\"" << mt + 12 << "\">" << escape(b.label) << "</text>\n";
+      << "<text class=\"stage-label\" x=\"" << px(left ? bx - 4 : bx + 4) << "\" y=\"" << mt + 12 << "\""
+      << (left ? " text-anchor=\"end\"" : "") << ">" << escape(b.label) << "</text>\n";
   }
 
   // Data.
   for (const auto* s : series) {
     std::ostringstream pts;
-    for (auto [x, y] : s->points) pts << px(X(x)) << "," << px(Y(y)) << " ";
-    if (s->points.size() >= 2)
+    size_t n_pts = 0;
+    for (size_t i = 0; i < s->points.size(); ++i) {
+      auto [x, y] = s->points[i];
+      if (i < s->starts.size()) pts << px(X(s->starts[i])) << "," << px(Y(y)) << " ", ++n_pts;
+      pts << px(X(x)) << "," << px(Y(y)) << " ", ++n_pts;
+    }
+    if (n_pts >= 2)
       o << "<polyline class=\"series\" data-name=\"" << escape(s->name) << "\" fill=\"none\" stroke=\"" << s->color << "\""
         << (s->dashed ? " stroke-dasharray=\"6 4\"" : "") << " points=\"" << pts.str() << "\"/>\n";
     for (auto [x, y] : s->points)
@@ -264,7 +276,7 @@ std::string confusion_svg(const json& ev) {
         << escape(classes[i]) << ", predicted " << escape(classes[j]) << ": " << cm[i][j] << " (" << percent(f) << " of the class)</title></rect>";
       if (counts && cm[i][j] > 0)
         o << "<text class=\"count\" x=\"" << px(x + cell / 2) << "\" y=\"" << px(y + cell / 2 + 4) << "\" text-anchor=\"middle\" fill=\""
-          << (f > 0.5 ? "#fff" : "#222") << "\">" << cm[i][j] << "</text>";
+          << (f > 0.5 ? "#fff" : "#222") << "\" style=\"fill:" << (f > 0.5 ? "#fff" : "#222") << "\">" << cm[i][j] << "</text>";
     }
     o << "\n";
     if (labels)
@@ -375,10 +387,10 @@ body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans
 h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #ddd;padding-bottom:4px}
 .sub{color:#666;margin:0 0 12px}.cards{display:flex;flex-wrap:wrap;gap:10px}
 .card{border:1px solid #ddd;border-radius:6px;padding:8px 12px;min-width:120px}.card .v{font-size:20px;font-weight:600}.card .k{color:#666;font-size:12px}
-.charts{display:flex;flex-wrap:wrap;gap:16px}figure{margin:0}.chart-box figcaption,.caption{color:#666;font-size:12px;max-width:600px}
+.charts{display:flex;flex-wrap:wrap;gap:16px}figure{margin:0}.chart-box figcaption,.caption{color:#666;font-size:12px;max-width:1140px}
 svg text{font-family:inherit;font-size:11px;fill:#333}svg .title{font-size:13px;font-weight:600}svg .label{font-size:12px;fill:#555}
 svg .grid{stroke:#eee}svg .axis{stroke:#888}svg .tickmark{stroke:#888}svg .tick{fill:#666}
-svg .series{stroke-width:2;stroke-linejoin:round}svg .stage-boundary{stroke:#999;stroke-dasharray:4 4}svg .stage-label{fill:#777;font-style:italic}
+svg .series{stroke-width:2;stroke-linejoin:round}svg .stage-boundary{stroke:#999;stroke-dasharray:4 4}svg .stage-label{fill:#777;font-style:italic;paint-order:stroke;stroke:#fff;stroke-width:3px}
 svg .cell{stroke:#fff;stroke-width:.5}svg .count{font-size:11px}
 .cm-row{display:flex;flex-wrap:wrap;gap:24px;align-items:flex-start}
 table{border-collapse:collapse}td,th{border-bottom:1px solid #eee;padding:3px 10px;text-align:right}td:first-child,th:first-child{text-align:left}
@@ -462,9 +474,11 @@ std::string write_report(const std::string& run_dir) {
       val_acc.points.emplace_back(x, *v);
       best_val_acc = std::max(best_val_acc, *v);
     }
+    // An epoch's rate is held over its steps: from the previous epoch's last step to its own.
     double step = field(e, "step").value_or(x);
-    if (auto v = field(e, "lr")) lr.points.emplace_back(step, *v);
-    if (auto v = field(e, "lr_backbone")) lr_bb.points.emplace_back(step, *v);
+    double prev_step = i > 0 ? field(history[i - 1], "step").value_or(0) : 0;
+    if (auto v = field(e, "lr")) lr.points.emplace_back(step, *v), lr.starts.push_back(prev_step);
+    if (auto v = field(e, "lr_backbone")) lr_bb.points.emplace_back(step, *v), lr_bb.starts.push_back(prev_step);
     total_seconds += field(e, "seconds").value_or(0);
     if (i > 0 && e.value("stage", 0) != history[i - 1].value("stage", 0)) {
       double prev = field(history[i - 1], "global_epoch").value_or(x - 1);
@@ -495,22 +509,22 @@ std::string write_report(const std::string& run_dir) {
     h << card(percent(ev->value("accuracy", 0.0)), "eval accuracy");
     h << card(percent(ev->value("topk_accuracy", 0.0)), "eval top-" + std::to_string(ev->value("topk", 5)));
   }
-  char mins[32];
-  std::snprintf(mins, sizeof mins, "%.1f min", total_seconds / 60);
-  h << card(mins, "training time") << "</div></section>\n";
+  char took[32];
+  if (total_seconds < 90) std::snprintf(took, sizeof took, "%.1f s", total_seconds);
+  else std::snprintf(took, sizeof took, "%.1f min", total_seconds / 60);
+  h << card(took, "training time") << "</div></section>\n";
 
   h << "<section id=\"curves\"><h2>Training curves</h2>\n<div class=\"charts\">\n";
   h << line_chart({"plot-loss", "Loss", "epoch (across stages)", "cross-entropy", std::nullopt, true, first_stage}, {loss, val_loss},
                   epoch_bounds);
   h << line_chart({"plot-accuracy", "Accuracy", "epoch (across stages)", "top-1 accuracy", std::make_pair(0.0, 1.0), true, first_stage},
                   {acc, val_acc}, epoch_bounds);
+  h << line_chart({"plot-lr", "Learning rate", "optimizer step", "learning rate", std::nullopt, false, first_stage}, {lr, lr_bb}, step_bounds);
   h << "</div>\n<p class=\"caption\">Train values are the epoch's running mean over its batches (with augmentation and, where "
-       "the stage trains it, dropout); validation is measured after the epoch. Dashed vertical lines mark where a stage starts.</p>\n";
-  h << "<div class=\"charts\">\n"
-    << line_chart({"plot-lr", "Learning rate", "optimizer step", "learning rate", std::nullopt, false, first_stage}, {lr, lr_bb}, step_bounds)
-    << "</div>\n<p class=\"caption\">One point per epoch: log.jsonl records the rate of each epoch's last step, so a per-step "
-       "schedule (warm-up, cosine) shows only at epoch resolution. The backbone's rate is drawn where a stage trains part of it.</p>\n"
-    << "</section>\n";
+       "the stage trains it, dropout); validation is measured after the epoch. Dashed vertical lines mark where a stage starts. "
+       "Learning rate: one value per epoch, held over its steps — log.jsonl records the rate of each epoch's last step, so a per-step "
+       "schedule (warm-up, cosine) shows only at epoch resolution; the backbone's rate is drawn where a stage trains part of it.</p>\n"
+       "</section>\n";
 
   h << "<section id=\"evaluation\"><h2>Evaluation</h2>\n";
   if (ev) {
