@@ -15,6 +15,7 @@ PACKAGES=(
   libcpp-httplib-dev                 # tltrain serve
   wrk python3-flask                  # bench/serve_bench.sh and its Flask reference server
   dataset-fashion-mnist              # the quick start's offline data
+  chromium                           # the report test renders report.html headless (~290 MB, ~20 s to install)
 )
 
 missing=()

@@ -213,6 +213,9 @@ TEST(TrainCli, FitFinetuneEvalThroughTheBinary) {
   auto fit = test::run_tltrain("fit --config " + cfg);
   ASSERT_EQ(fit.exit_code, 0) << fit.output;
   EXPECT_NE(fit.output.find("best val_accuracy"), std::string::npos) << fit.output;
+  // fit ends by evaluating best.pt on the validation set and writing the report.
+  EXPECT_TRUE(fs::exists(p.dir / "run/eval.json")) << fit.output;
+  EXPECT_TRUE(fs::exists(p.dir / "run/report.html")) << fit.output;
   std::string best = p.dir / "run/checkpoints/best.pt";
   auto ft = test::run_tltrain("finetune --checkpoint " + best + " --unfreeze 0.5 --epochs 2 --lr 0.001");
   ASSERT_EQ(ft.exit_code, 0) << ft.output;
@@ -221,7 +224,9 @@ TEST(TrainCli, FitFinetuneEvalThroughTheBinary) {
   auto ev = test::run_tltrain("eval --checkpoint " + (p.dir / "run-finetune/checkpoints/last.pt") + " --topk 1");
   ASSERT_EQ(ev.exit_code, 0) << ev.output;
   EXPECT_NE(ev.output.find("green"), std::string::npos) << ev.output;
+  EXPECT_TRUE(fs::exists(p.dir / "run-finetune/report.html")) << ft.output;
   auto report = json::parse(std::ifstream(p.dir / "run-finetune/eval.json"));
+  EXPECT_NE(report["checkpoint"].get<std::string>().find("run-finetune/checkpoints/last.pt"), std::string::npos);
   EXPECT_EQ(report["samples"], 12);
   EXPECT_GE(report["accuracy"].get<double>(), 0.9);
   // A checkpoint meeting data with other classes is refused, naming both sets.

@@ -5,6 +5,7 @@
 #include "commands.h"
 #include "tltrain/core/fs.h"
 #include "tltrain/eval/evaluate.h"
+#include "tltrain/eval/report.h"
 
 namespace tltrain::cli {
 
@@ -19,13 +20,17 @@ void run_eval(const EvalCliOptions& o) {
   std::cout << eval::format_report(report);
   namespace fs = std::filesystem;
   // Default: beside the run's checkpoints folder, as RUN_DIR/eval.json.
-  std::string out = o.out;
-  if (out.empty()) {
-    fs::path ck = fs::absolute(o.eval.checkpoint);
-    out = (ck.parent_path().filename() == "checkpoints" ? ck.parent_path().parent_path() : ck.parent_path()).string() + "/eval.json";
-  }
-  write_file_atomically(out, eval::to_json(report).dump(2) + "\n");
+  fs::path ck = fs::absolute(o.eval.checkpoint);
+  const bool under_checkpoints = ck.parent_path().filename() == "checkpoints";
+  const std::string run_dir = (under_checkpoints ? ck.parent_path().parent_path() : ck.parent_path()).string();
+  const bool in_run = under_checkpoints && fs::exists(run_dir + "/config.json");
+  const std::string default_out = run_dir + "/eval.json";
+  const std::string out = o.out.empty() ? default_out : o.out;
+  write_eval_json(out, report, o.eval.checkpoint, o.eval.data);
   std::cout << "\nwrote " << out << "\n";
+  // The report reads RUN_DIR/eval.json, so it is refreshed only when that is what was written.
+  if (in_run && fs::absolute(out) == fs::absolute(default_out) && fs::exists(run_dir + "/log.jsonl"))
+    std::cout << "wrote " << eval::write_report(run_dir) << "\n";
 }
 }  // namespace
 

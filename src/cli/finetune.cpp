@@ -38,7 +38,9 @@ void run_finetune(const FinetuneOptions& o) {
   auto cfg = config::parse_run_config(j, o.checkpoint + " + finetune options");
   for (const auto& w : cfg.warnings) log::warn(w.path + ": " + w.message);
   auto r = train::fit(cfg, {false, o.checkpoint});
-  std::cout << "run: " << r.run_dir << "\nbest " << r.monitor << ": " << r.best_value << "  (" << r.best_checkpoint << ")\n";
+  std::string report = finish_run(r.run_dir, r.best_checkpoint.empty() ? r.last_checkpoint : r.best_checkpoint, cfg);
+  std::cout << "run: " << r.run_dir << "\nbest " << r.monitor << ": " << r.best_value << "  (" << r.best_checkpoint << ")\n"
+            << (report.empty() ? "" : "report: " + report + "\n");
 }
 }  // namespace
 

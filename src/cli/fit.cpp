@@ -16,6 +16,7 @@ struct FitOptions {
   std::vector<std::string> overrides;
   bool dry_run = false;
   std::string resume;
+  bool tensorboard = false;
 };
 
 void run_fit(const FitOptions& o) {
@@ -31,11 +32,13 @@ void run_fit(const FitOptions& o) {
     std::cout << "Resolved config:\n" << d.resolved_config.dump(2) << "\n\n" << d.text;
     return;
   }
-  auto r = train::fit(cfg, {!o.resume.empty(), ""});
+  auto r = train::fit(cfg, {!o.resume.empty(), "", o.tensorboard});
+  std::string report = finish_run(r.run_dir, r.best_checkpoint.empty() ? r.last_checkpoint : r.best_checkpoint, cfg);
   std::cout << "run: " << r.run_dir << "\n"
             << "best " << r.monitor << ": " << r.best_value << "  (" << r.best_checkpoint << ")\n"
             << "last checkpoint: " << r.last_checkpoint << "\n"
             << "logs: " << r.run_dir << "/log.csv\n"
+            << (report.empty() ? "" : "report: " + report + "\n")
             << "next: tltrain eval --checkpoint " << r.best_checkpoint << "\n";
 }
 }  // namespace
@@ -47,6 +50,7 @@ void setup_fit(CLI::App& app) {
   sub->add_option("--set", opts->overrides, "Override a config value: --set stages[1].optimizer.lr=1e-4 (repeatable)");
   sub->add_flag("--dry-run", opts->dry_run, "Print the resolved config and the per-stage plan, then stop");
   sub->add_option("--resume", opts->resume, "Continue the interrupted run in RUN_DIR from its last checkpoint");
+  sub->add_flag("--tensorboard", opts->tensorboard, "Also write per-epoch scalars for TensorBoard to RUN_DIR/tb/ (step = global epoch)");
   sub->callback([opts] { run_fit(*opts); });
 }
 

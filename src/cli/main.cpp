@@ -50,6 +50,7 @@ int main(int argc, char** argv) {
   cli::setup_export(app);
   cli::setup_predict(app);
   cli::setup_serve(app);
+  cli::setup_report(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

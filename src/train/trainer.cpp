@@ -22,6 +22,7 @@
 #include "tltrain/model/classifier.h"
 #include "tltrain/model/inference.h"
 #include "tltrain/train/checkpoint.h"
+#include "tltrain/train/event_file.h"
 #include "tltrain/train/feature_cache.h"
 #include "tltrain/train/run_log.h"
 #include "tltrain/train/step.h"
@@ -159,6 +160,10 @@ FitResult fit(const config::RunConfig& cfg, const FitOptions& opts) {
                 {"monitor", cfg.monitor},
                 {"history", history}};
   };
+
+  // A new event file per fit call; a resumed run adds one, TensorBoard merges the folder.
+  std::unique_ptr<EventFileWriter> tb;
+  if (opts.tensorboard && log::is_output_rank()) tb = std::make_unique<EventFileWriter>(dir + "/tb");
 
   // Validation: from the loader, or from cached features while the backbone is frozen.
   data::LoaderOptions eval_opts;
@@ -377,6 +382,10 @@ FitResult fit(const config::RunConfig& cfg, const FitOptions& opts) {
           save_checkpoint(last_path, m, optimizer.get(), info_for(si, epoch + 1));
         }
         write_logs(dir, history);
+        if (tb) {
+          add_epoch_scalars(*tb, entry, std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count());
+          tb->flush();
+        }
       }
       if (stage_over) break;
     }

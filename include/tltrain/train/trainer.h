@@ -11,6 +11,7 @@ namespace tltrain::train {
 struct FitOptions {
   bool resume = false;          ///< continue the run in cfg.output_dir from its checkpoints/last.pt
   std::string init_checkpoint;  ///< start from this checkpoint's weights (finetune)
+  bool tensorboard = false;     ///< also write per-epoch scalars to RUN_DIR/tb/ (TensorBoard event file)
 };
 
 struct FitResult {

@@ -1,0 +1,14 @@
+#pragma once
+// The run report: one self-contained HTML page (inline SVG plots, inline JPEG thumbnails, no
+// scripts or styles fetched) built from the files a run directory already holds.
+#include <string>
+
+namespace tltrain::eval {
+
+/// Reads RUN_DIR/config.json, RUN_DIR/log.jsonl and, when present, RUN_DIR/eval.json, and writes
+/// RUN_DIR/report.html atomically: loss/accuracy curves with the stage boundaries, the learning
+/// rate, the confusion matrix, the most confident mistakes as thumbnails, and the config.
+/// Data error when RUN_DIR is not a run directory or has no finished epoch. Returns the page's path.
+std::string write_report(const std::string& run_dir);
+
+}  // namespace tltrain::eval
