@@ -1,5 +1,7 @@
 #include "tltrain/model/inference.h"
 
+#include <optional>
+
 namespace tltrain::model {
 
 torch::Tensor in_chunks(const torch::Tensor& x, int64_t micro, const std::function<torch::Tensor(const torch::Tensor&)>& fn) {
@@ -10,15 +12,44 @@ torch::Tensor in_chunks(const torch::Tensor& x, int64_t micro, const std::functi
   return torch::cat(parts, 0);
 }
 
+torch::jit::Module optimized_for_inference(const torch::jit::Module& module, const std::vector<int64_t>& input_shape,
+                                           std::string* why) {
+  torch::NoGradGuard no_grad;
+  try {
+    torch::jit::Module copy = module.clone();
+    torch::jit::Module fast = torch::jit::optimize_for_inference(copy);
+    auto x = torch::randn(input_shape, torch::TensorOptions().device(module.parameters().begin() != module.parameters().end()
+                                                                         ? (*module.parameters().begin()).device()
+                                                                         : torch::Device(torch::kCPU)));
+    auto want = copy.forward({x}).toTensor();
+    double diff = (fast.forward({x}).toTensor() - want).abs().max().item<double>();
+    double scale = std::max(1.0, want.abs().max().item<double>());
+    if (diff <= 1e-3 * scale) return fast;
+    if (why) *why = "the optimized module differs from the original by " + std::to_string(diff);
+  } catch (const std::exception& e) {
+    std::string what = e.what();
+    if (why) *why = what.substr(0, what.find('\n'));
+  }
+  return module;
+}
+
 Predictions predict(Classifier& model, data::Loader& loader, int64_t micro, int64_t epoch) {
   torch::NoGradGuard no_grad;
   model.set_training(false, "frozen");
   std::vector<torch::Tensor> logits, labels;
   Predictions p;
+  std::optional<torch::jit::Module> fast;  // optimized on the first batch's shape
   loader.start_epoch(epoch);
   while (auto batch = loader.next()) {
     auto x = batch->images.to(model.device(), /*non_blocking=*/true);
-    logits.push_back(in_chunks(x, micro, [&](const torch::Tensor& c) { return model.forward(c); }).to(torch::kCPU));
+    if (!fast) {
+      std::vector<int64_t> shape = x.sizes().vec();
+      shape[0] = std::max<int64_t>(1, std::min<int64_t>(micro > 0 ? micro : shape[0], shape[0]));
+      fast = optimized_for_inference(model.backbone_module(), shape);
+    }
+    logits.push_back(in_chunks(x, micro, [&](const torch::Tensor& c) {
+                       return model.head()->forward(model.head()->pool(fast->forward({c}).toTensor()));
+                     }).to(torch::kCPU));
     labels.push_back(batch->labels);
     p.indices.insert(p.indices.end(), batch->indices.begin(), batch->indices.end());
   }

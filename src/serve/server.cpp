@@ -15,6 +15,7 @@
 #include "tltrain/core/log.h"
 #include "tltrain/data/image_io.h"
 #include "tltrain/data/transforms.h"
+#include "tltrain/model/inference.h"
 #include "tltrain/serve/batcher.h"
 #include "tltrain/ship/model_file.h"
 
@@ -84,23 +85,10 @@ struct Server::Impl {
   void optimize() {
     torch::InferenceMode guard;
     const auto& pre = model.info.preprocess;
-    try {
-      torch::manual_seed(0);
-      auto x = torch::randn({2, 3, pre.height, pre.width});
-      torch::jit::Module fast = torch::jit::optimize_for_inference(model.module);
-      auto want = model.module.forward({x}).toTensor();
-      double diff = (fast.forward({x}).toTensor() - want).abs().max().item<double>();
-      double scale = std::max(1.0, want.abs().max().item<double>());
-      if (diff <= 1e-3 * scale) {
-        model.module = fast;
-        optimized = true;
-        return;
-      }
-      log::warn("optimized module differs from the file by " + std::to_string(diff) + "; serving the file as saved");
-    } catch (const std::exception& e) {
-      std::string what = e.what();
-      log::warn("cannot optimize the model for inference (" + what.substr(0, what.find('\n')) + "); serving the file as saved");
-    }
+    std::string why;
+    model.module = model::optimized_for_inference(model.module, {2, 3, pre.height, pre.width}, &why);
+    optimized = why.empty();
+    if (!optimized) log::warn("cannot optimize the model for inference (" + why + "); serving the file as saved");
   }
 
   /// The first calls of a TorchScript module profile and optimize its graph: pay that before

@@ -1,6 +1,7 @@
 #include "tltrain/train/feature_cache.h"
 
 #include "tltrain/core/error.h"
+#include "tltrain/core/log.h"
 #include "tltrain/model/inference.h"
 
 namespace tltrain::train {
@@ -14,6 +15,11 @@ FeatureCache build_cache(model::Classifier& m, const std::vector<data::Sample>& 
   const int64_t n = static_cast<int64_t>(samples.size());
   std::vector<int64_t> seen(static_cast<size_t>(n), 0);  // views in which each sample decoded
   std::vector<torch::Tensor> full;
+  // The backbone is frozen for the whole cache: run its inference-optimized copy.
+  std::string why;
+  torch::jit::Module fast = model::optimized_for_inference(
+      m.backbone_module(), {std::max<int64_t>(1, micro > 0 ? micro : batch_size), 3, pre.height, pre.width}, &why);
+  if (!why.empty()) log::debug("feature cache runs the backbone as saved: " + why);
   for (int64_t v = 0; v < std::max<int64_t>(views, 1); ++v) {
     data::LoaderOptions lo;
     lo.batch_size = batch_size;
@@ -25,7 +31,7 @@ FeatureCache build_cache(model::Classifier& m, const std::vector<data::Sample>& 
     while (auto b = loader.next()) {
       if (stop_requested()) TLTRAIN_FAIL(ErrorKind::Interrupted, "interrupted while computing the feature cache");
       auto x = b->images.to(m.device(), true);
-      auto f = model::in_chunks(x, micro, [&](const torch::Tensor& t) { return m.head()->pool(m.features(t)); });
+      auto f = model::in_chunks(x, micro, [&](const torch::Tensor& t) { return m.head()->pool(fast.forward({t}).toTensor()); });
       if (!out.defined()) out = torch::zeros({n, f.size(1)}, f.options());
       auto idx = torch::tensor(b->indices, torch::kLong).to(m.device());
       out.index_copy_(0, idx, f);
