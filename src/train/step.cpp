@@ -19,11 +19,16 @@ std::pair<torch::Tensor, torch::Tensor> loss_sum(const torch::Tensor& logits, co
 
 StepStats gradient_step(const std::function<torch::Tensor(const torch::Tensor&)>& forward, const torch::Tensor& inputs,
                         const torch::Tensor& labels, torch::optim::Optimizer& optimizer, const torch::Tensor& class_w,
-                        double smoothing, int64_t micro) {
+                        double smoothing, int64_t micro, dist::ProcessGroup* group) {
   optimizer.zero_grad();
   const int64_t n = inputs.size(0);
   if (micro <= 0 || micro > n) micro = n;
   torch::Tensor total_w = class_w.defined() ? class_w.index_select(0, labels).sum() : torch::full({}, static_cast<double>(n));
+  if (group) {
+    std::vector<double> w{total_w.item<double>()};
+    group->all_reduce_sum(w);  // the global batch's weight: every rank's loss is a share of one mean
+    total_w = torch::full({}, w[0], total_w.options());
+  }
   StepStats s;
   for (int64_t start = 0; start < n; start += micro) {
     int64_t len = std::min(micro, n - start);
@@ -36,8 +41,28 @@ StepStats gradient_step(const std::function<torch::Tensor(const torch::Tensor&)>
     s.correct += logits.argmax(1).eq(y).sum().item<int64_t>();
     s.count += len;
   }
+  if (group) {
+    // Frozen parameters have no gradient and cost nothing; every rank has the same trainable set.
+    std::vector<torch::Tensor> grads;
+    for (auto& g : optimizer.param_groups())
+      for (auto& p : g.params())
+        if (p.requires_grad() && p.grad().defined()) grads.push_back(p.mutable_grad());
+    group->all_reduce_sum(grads);
+  }
   optimizer.step();
   return s;
+}
+
+StepStats all_reduce_stats(const StepStats& stats, dist::ProcessGroup* group) {
+  if (!group) return stats;
+  std::vector<double> v{stats.loss_sum, stats.weight_sum, static_cast<double>(stats.correct), static_cast<double>(stats.count)};
+  group->all_reduce_sum(v);
+  StepStats r;
+  r.loss_sum = v[0];
+  r.weight_sum = v[1];
+  r.correct = static_cast<int64_t>(std::llround(v[2]));
+  r.count = static_cast<int64_t>(std::llround(v[3]));
+  return r;
 }
 
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const config::OptimizerConfig& o,

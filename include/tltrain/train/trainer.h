@@ -5,12 +5,14 @@
 #include <string>
 
 #include "tltrain/config/run_config.h"
+#include "tltrain/dist/context.h"
 
 namespace tltrain::train {
 
 struct FitOptions {
   bool resume = false;          ///< continue the run in cfg.output_dir from its checkpoints/last.pt
   std::string init_checkpoint;  ///< start from this checkpoint's weights (finetune)
+  dist::ProcessGroup* group = nullptr;  ///< data-parallel over these ranks (rank 0 writes); null: one process
 };
 
 struct FitResult {
