@@ -11,5 +11,6 @@ void setup_finetune(CLI::App& app);
 void setup_eval(CLI::App& app);
 void setup_data(CLI::App& app);
 void setup_bench(CLI::App& app);
+void setup_launch(CLI::App& app);
 
 }  // namespace tltrain::cli

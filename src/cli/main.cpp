@@ -2,6 +2,7 @@
 #include <torch/version.h>
 
 #include <csignal>
+#include <cstdlib>
 #include <iostream>
 
 #include "commands.h"
@@ -31,13 +32,16 @@ int main(int argc, char** argv) {
   std::signal(SIGTERM, on_signal);
   cli::setup_data(app);
   cli::setup_bench(app);
+  cli::setup_launch(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     int code = app.exit(e);
     return code == 0 ? exit_code::ok : exit_code::usage;
   } catch (const Error& e) {
-    std::cerr << "error: " << e.what() << "\n";
+    // Under torchrun/tltrain launch every rank may fail: say which one.
+    const char* rank = std::getenv("RANK");
+    std::cerr << (rank && *rank && std::string(rank) != "0" ? std::string("[rank ") + rank + "] " : "") << "error: " << e.what() << "\n";
     if (verbose && !e.where().empty()) std::cerr << "  (raised at " << e.where() << ")\n";
     return exit_code_for(e.kind());
   } catch (const std::exception& e) {
