@@ -50,7 +50,7 @@ fi
 
 cat > "$OUT/bench.json" <<JSON
 {"seed": 1, "device": "cpu",
- "data": {"train": "$TRAIN", "val": "$VAL", "batch_size": $BATCH, "image_size": $SIZE},
+ "data": {"train": "$TRAIN", "val": "$VAL", "batch_size": $BATCH, "image_size": [$SIZE, $SIZE]},
  "model": {"backbone": "$BACKBONE", "head": {"hidden": [64]}},
  "stages": [{"name": "tune", "epochs": $EPOCHS, "trainable": {"fraction": 0.5},
              "optimizer": {"name": "sgd", "lr": 0.001, "momentum": 0.9}}]}

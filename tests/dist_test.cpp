@@ -42,8 +42,9 @@ struct Project {
     test::write_color_dataset(dir / "train", {"green", "red"}, 16);
     test::write_color_dataset(dir / "val", {"green", "red"}, 5);
   }
-  std::string write(const json& stages, const std::string& name) const {
+  std::string write(const json& stages, const std::string& name, int64_t micro_batch = 0) const {
     json cfg = {{"seed", 5},
+                {"micro_batch", micro_batch},
                 {"device", "cpu"},
                 {"threads", {{"intra_op", 1}, {"loader", 1}}},
                 {"data", {{"train", dir / "train"}, {"val", dir / "val"}, {"batch_size", 8},
@@ -106,10 +107,10 @@ std::pair<test::CommandResult, test::CommandResult> two_by_hand(const std::strin
   return r;
 }
 
-void expect_same_as_one_process(const json& stages, const std::string& tag) {
+void expect_same_as_one_process(const json& stages, const std::string& tag, int64_t micro_batch = 0) {
   if (!dist::gloo_available()) GTEST_SKIP() << "this build has no c10d Gloo (install libgloo-dev)";
   Project p;
-  const std::string cfg = p.write(stages, tag + ".json");
+  const std::string cfg = p.write(stages, tag + ".json", micro_batch);
   auto one = test::run_tltrain(fit_args(cfg, p.dir / "one", 8));
   ASSERT_EQ(one.exit_code, 0) << one.output;
   EXPECT_EQ(one.output.find("data-parallel"), std::string::npos) << one.output;
@@ -170,7 +171,10 @@ TEST(Distributed, ContextFromEnvironment) {
   for (const char* v : {"RANK", "WORLD_SIZE", "MASTER_PORT", "MASTER_ADDR", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID"}) ::unsetenv(v);
 }
 
-TEST(Distributed, TwoRanksMatchOneProcessWithDoubleBatch_LoaderAndFineTune) { expect_same_as_one_process(loader_stages(), "loader"); }
+// Micro-batches of 2: gradients accumulate over chunks before the last backward starts the sums.
+TEST(Distributed, TwoRanksMatchOneProcessWithDoubleBatch_LoaderAndFineTune) {
+  expect_same_as_one_process(loader_stages(), "loader", 2);
+}
 
 TEST(Distributed, TwoRanksMatchOneProcessWithDoubleBatch_FeatureCache) { expect_same_as_one_process(cache_stages(), "cache"); }
 

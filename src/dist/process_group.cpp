@@ -40,6 +40,7 @@ struct ProcessGroup::Impl {
 #if defined(TLTRAIN_HAVE_GLOO)
   c10::intrusive_ptr<c10d::TCPStore> store;
   c10::intrusive_ptr<c10d::ProcessGroupGloo> pg;
+  std::vector<c10::intrusive_ptr<c10d::Work>> pending;
 
   /// Runs a collective; on failure names the rank that failed or stopped responding.
   template <class F>
@@ -183,6 +184,21 @@ void ProcessGroup::all_reduce_sum(std::vector<at::Tensor>& tensors, int64_t buck
   impl_->all_reduce_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
+void ProcessGroup::start_sum(at::Tensor& flat) {
+  std::vector<at::Tensor> one{flat};
+  impl_->guarded("gradient all-reduce", [&] { impl_->pending.push_back(impl_->pg->allreduce(one)); });
+}
+
+void ProcessGroup::wait_pending() {
+  auto t0 = std::chrono::steady_clock::now();
+  auto works = std::move(impl_->pending);
+  impl_->pending.clear();
+  impl_->guarded("gradient all-reduce", [&] {
+    for (auto& w : works) w->wait();
+  });
+  impl_->all_reduce_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
 void ProcessGroup::all_reduce_sum(std::vector<double>& values) {
   if (values.empty()) return;
   std::vector<at::Tensor> t{torch::tensor(values, torch::kDouble)};
@@ -232,6 +248,8 @@ std::unique_ptr<ProcessGroup> init_process_group(const DistContext& ctx, std::ch
 }
 void ProcessGroup::all_reduce_sum(std::vector<at::Tensor>&, int64_t) {}
 void ProcessGroup::all_reduce_sum(std::vector<double>&) {}
+void ProcessGroup::start_sum(at::Tensor&) {}
+void ProcessGroup::wait_pending() {}
 at::Tensor ProcessGroup::all_gather(const at::Tensor& t) { return t.unsqueeze(0); }
 void ProcessGroup::broadcast(at::Tensor&, int) {}
 void ProcessGroup::barrier() {}

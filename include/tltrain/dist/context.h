@@ -45,6 +45,11 @@ class ProcessGroup {
 
   /// Sums TENSORS in place over all ranks, packed into flat buckets of about BUCKET_BYTES.
   void all_reduce_sum(std::vector<at::Tensor>& tensors, int64_t bucket_bytes = 25 << 20);
+  /// Starts summing FLAT (contiguous, kept alive by the caller) in place over all ranks and
+  /// returns at once; wait_pending() finishes every started sum. Ranks must start the same sums in
+  /// the same order.
+  void start_sum(at::Tensor& flat);
+  void wait_pending();
   /// Sums doubles in place over all ranks (metrics: loss sums, counts).
   void all_reduce_sum(std::vector<double>& values);
   /// Every rank's T (same shape on all ranks), stacked along a new first dimension.
@@ -56,7 +61,7 @@ class ProcessGroup {
   void heartbeat(int64_t step);
   /// Tells the other ranks why this rank is about to exit with an error.
   void report_failure(const std::string& message) noexcept;
-  /// Milliseconds spent in gradient all-reduces so far (for the benchmark).
+  /// Milliseconds spent waiting for gradient all-reduces so far: the overhead a step sees (benchmark).
   double all_reduce_ms() const;
 
   struct Impl;
