@@ -34,6 +34,7 @@ class BucketReducer {
     }
     for (auto& b : buckets_) b.flat = torch::empty({b.numel}, torch::TensorOptions().dtype(b.options.dtype()).device(b.options.device()));
     filled_.assign(params_.size(), false);
+    reached_.assign(params_.size(), false);
   }
   ~BucketReducer() { disarm(); }
 
@@ -54,8 +55,9 @@ class BucketReducer {
       auto sum = buckets_[bucket_of_[i]].flat.narrow(0, offset_[i], p.numel()).view(p.sizes());
       if (p.grad().defined())
         p.mutable_grad().copy_(sum);
-      else
+      else if (reached_[i])
         p.mutable_grad() = sum.clone();
+      // else: backward never reached it on any rank (same graph everywhere): no gradient, as in one process
     }
   }
 
@@ -76,6 +78,7 @@ class BucketReducer {
     auto& p = params_[i];
     auto slot = buckets_[bucket_of_[i]].flat.narrow(0, offset_[i], p.numel());
     const auto& prev = p.grad();
+    reached_[i] = g != nullptr;
     if (g && prev.defined())
       slot.copy_((prev + *g).reshape({-1}));
     else if (g)
@@ -98,7 +101,7 @@ class BucketReducer {
   std::vector<Bucket> buckets_;
   std::vector<size_t> bucket_of_;
   std::vector<int64_t> offset_;
-  std::vector<bool> filled_;
+  std::vector<bool> filled_, reached_;
   std::vector<unsigned> hooks_;
   size_t next_ = 0;
 };
