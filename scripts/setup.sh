@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
   build-essential cmake ccache pkg-config
   libtorch-dev
+  libgloo-dev  # c10d's Gloo headers: data-parallel fit (docs/distributed.md)
   libopencv-dev  # ships OpenCVConfig.cmake; the narrower -dev packages do not
   libcli11-dev nlohmann-json3-dev libspdlog-dev libgtest-dev
   python3-torch python3-torchvision  # scripts/export_backbone.py and the Python references

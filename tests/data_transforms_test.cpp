@@ -268,4 +268,12 @@ TEST(DataSampling, EpochOrderShufflesPerEpochAndShardsLikeDistributedSampler) {
   }
   for (int64_t i = 0; i < 10; ++i) EXPECT_GE(all.count(i), 1u);
   EXPECT_EQ(all.size(), 12u);
+  // Without padding (evaluation) each sample lands on exactly one rank: 4 + 3 + 3.
+  std::multiset<int64_t> once;
+  for (int64_t r = 0; r < 3; ++r) {
+    auto mine = epoch_order(10, 9, 2, true, r, 3, /*pad=*/false);
+    EXPECT_EQ(mine.size(), r == 0 ? 4u : 3u);
+    once.insert(mine.begin(), mine.end());
+  }
+  for (int64_t i = 0; i < 10; ++i) EXPECT_EQ(once.count(i), 1u);
 }

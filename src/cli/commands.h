@@ -7,6 +7,7 @@
 
 #include "tltrain/config/run_config.h"
 #include "tltrain/eval/metrics.h"
+#include "tltrain/train/trainer.h"
 
 namespace tltrain::cli {
 
@@ -29,5 +30,10 @@ void write_eval_json(const std::string& path, const eval::ClassificationReport& 
 /// some (→ eval.json), then writes report.html. Failures are warnings: the run itself is saved.
 /// Returns the report path, or "" when it could not be written.
 std::string finish_run(const std::string& run_dir, const std::string& checkpoint, const config::RunConfig& cfg);
+void setup_launch(CLI::App& app);
+
+/// train::fit on the ranks the environment describes (torchrun, SLURM, tltrain launch; none: one
+/// process): sets the output rank, starts the process group, and tells the others if this rank fails.
+train::FitResult fit_on_ranks(const config::RunConfig& cfg, train::FitOptions opts, double dist_timeout = 60);
 
 }  // namespace tltrain::cli

@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "commands.h"
+#include "tltrain/dist/context.h"
 #include "tltrain/config/run_config.h"
 #include "tltrain/core/error.h"
 #include "tltrain/core/log.h"
@@ -21,6 +22,7 @@ struct FinetuneOptions {
 };
 
 void run_finetune(const FinetuneOptions& o) {
+  log::set_rank(dist::context_from_env().rank);  // before any output: other ranks print errors only
   int chosen = (o.unfreeze > 0) + (o.unfreeze_blocks >= 0) + !o.unfreeze_from.empty();
   TLTRAIN_CHECK(chosen <= 1, ErrorKind::Usage, "give one of --unfreeze, --unfreeze-blocks, --unfreeze-from");
   config::json trainable = config::json{{"fraction", 0.2}};  // the seeds' "top 20%"
@@ -37,7 +39,8 @@ void run_finetune(const FinetuneOptions& o) {
   for (const auto& s : o.overrides) config::apply_override(j, s);
   auto cfg = config::parse_run_config(j, o.checkpoint + " + finetune options");
   for (const auto& w : cfg.warnings) log::warn(w.path + ": " + w.message);
-  auto r = train::fit(cfg, {false, o.checkpoint});
+  auto r = fit_on_ranks(cfg, {false, o.checkpoint, false, nullptr});
+  if (!log::is_output_rank()) return;
   std::string report = finish_run(r.run_dir, r.best_checkpoint.empty() ? r.last_checkpoint : r.best_checkpoint, cfg);
   std::cout << "run: " << r.run_dir << "\nbest " << r.monitor << ": " << r.best_value << "  (" << r.best_checkpoint << ")\n"
             << (report.empty() ? "" : "report: " + report + "\n");

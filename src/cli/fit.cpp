@@ -5,10 +5,32 @@
 #include "tltrain/config/run_config.h"
 #include "tltrain/core/error.h"
 #include "tltrain/core/log.h"
+#include "tltrain/dist/context.h"
 #include "tltrain/train/plan.h"
 #include "tltrain/train/trainer.h"
 
 namespace tltrain::cli {
+
+train::FitResult fit_on_ranks(const config::RunConfig& cfg, train::FitOptions fo, double dist_timeout) {
+  const dist::DistContext ctx = dist::context_from_env();
+  log::set_rank(ctx.rank);
+  std::unique_ptr<dist::ProcessGroup> group;
+  if (ctx.distributed()) {
+    TLTRAIN_CHECK(dist::gloo_available(), ErrorKind::Usage,
+                  "world size " + std::to_string(ctx.world) + " (" + ctx.source +
+                      " environment) needs c10d Gloo, which this build lacks: install libgloo-dev and rebuild");
+    group = dist::init_process_group(ctx, dist::timeout_from_env(dist_timeout));
+  }
+  fo.group = group.get();
+  try {
+    auto r = train::fit(cfg, fo);
+    if (group) group->barrier();  // rank 0 hosts the store: it leaves last
+    return r;
+  } catch (const std::exception& e) {
+    if (group) group->report_failure(e.what());
+    throw;
+  }
+}
 
 namespace {
 struct FitOptions {
@@ -17,9 +39,13 @@ struct FitOptions {
   bool dry_run = false;
   std::string resume;
   bool tensorboard = false;
+  double dist_timeout = 60;  ///< seconds a collective may wait for the other ranks
 };
 
 void run_fit(const FitOptions& o) {
+  // torchrun/SLURM/tltrain launch environment; none set: one process, as before.
+  const dist::DistContext ctx = dist::context_from_env();
+  log::set_rank(ctx.rank);
   TLTRAIN_CHECK(!o.config.empty() || !o.resume.empty(), ErrorKind::Usage, "fit needs --config FILE (or --resume RUN_DIR)");
   TLTRAIN_CHECK(o.config.empty() || o.resume.empty(), ErrorKind::Usage,
                 "--resume continues a run with its own saved config; leave out --config");
@@ -32,7 +58,8 @@ void run_fit(const FitOptions& o) {
     std::cout << "Resolved config:\n" << d.resolved_config.dump(2) << "\n\n" << d.text;
     return;
   }
-  auto r = train::fit(cfg, {!o.resume.empty(), "", o.tensorboard});
+  auto r = fit_on_ranks(cfg, {!o.resume.empty(), "", o.tensorboard, nullptr}, o.dist_timeout);
+  if (!log::is_output_rank()) return;
   std::string report = finish_run(r.run_dir, r.best_checkpoint.empty() ? r.last_checkpoint : r.best_checkpoint, cfg);
   std::cout << "run: " << r.run_dir << "\n"
             << "best " << r.monitor << ": " << r.best_value << "  (" << r.best_checkpoint << ")\n"
@@ -51,6 +78,9 @@ void setup_fit(CLI::App& app) {
   sub->add_flag("--dry-run", opts->dry_run, "Print the resolved config and the per-stage plan, then stop");
   sub->add_option("--resume", opts->resume, "Continue the interrupted run in RUN_DIR from its last checkpoint");
   sub->add_flag("--tensorboard", opts->tensorboard, "Also write per-epoch scalars for TensorBoard to RUN_DIR/tb/ (step = global epoch)");
+  sub->add_option("--dist-timeout", opts->dist_timeout,
+                  "Data-parallel runs: seconds a rank waits for the others before failing (env TLTRAIN_DIST_TIMEOUT)")
+      ->check(CLI::PositiveNumber);
   sub->callback([opts] { run_fit(*opts); });
 }
 

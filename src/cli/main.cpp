@@ -51,13 +51,16 @@ int main(int argc, char** argv) {
   cli::setup_predict(app);
   cli::setup_serve(app);
   cli::setup_report(app);
+  cli::setup_launch(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     int code = app.exit(e);
     return code == 0 ? exit_code::ok : exit_code::usage;
   } catch (const Error& e) {
-    std::cerr << "error: " << e.what() << "\n";
+    // Under torchrun/tltrain launch every rank may fail: say which one.
+    const char* rank = std::getenv("RANK");
+    std::cerr << (rank && *rank && std::string(rank) != "0" ? std::string("[rank ") + rank + "] " : "") << "error: " << e.what() << "\n";
     if (verbose && !e.where().empty()) std::cerr << "  (raised at " << e.where() << ")\n";
     return exit_code_for(e.kind());
   } catch (const std::exception& e) {

@@ -160,7 +160,8 @@ void Loader::start_epoch(int64_t epoch) {
   Impl& m = *impl_;
   m.stop();
   m.epoch = epoch;
-  m.order = epoch_order(static_cast<int64_t>(m.samples.size()), m.opts.seed, epoch, m.opts.shuffle, m.opts.rank, m.opts.world_size);
+  m.order = epoch_order(static_cast<int64_t>(m.samples.size()), m.opts.seed, epoch, m.opts.shuffle, m.opts.rank, m.opts.world_size,
+                        m.opts.pad_shards);
   const int64_t n = static_cast<int64_t>(m.order.size()), bs = m.opts.batch_size;
   m.num_batches = m.opts.drop_last ? n / bs : (n + bs - 1) / bs;
   m.total = std::min(n, m.num_batches * bs);
@@ -237,7 +238,9 @@ std::optional<Batch> Loader::next() {
 int64_t Loader::batches_per_epoch() const {
   const auto& o = impl_->opts;
   const int64_t n = static_cast<int64_t>(impl_->samples.size());
-  const int64_t per_rank = o.world_size == 1 || n == 0 ? n : (n + o.world_size - 1) / o.world_size;
+  const int64_t per_rank = o.world_size == 1 || n == 0 ? n
+                           : o.pad_shards          ? (n + o.world_size - 1) / o.world_size
+                                                   : (n - o.rank + o.world_size - 1) / o.world_size;
   return o.drop_last ? per_rank / o.batch_size : (per_rank + o.batch_size - 1) / o.batch_size;
 }
 

@@ -106,7 +106,8 @@ int64_t SampleRng::below(int64_t n) {
 
 namespace tltrain::data {
 
-std::vector<int64_t> epoch_order(int64_t n, uint64_t seed, int64_t epoch, bool shuffle, int64_t rank, int64_t world_size) {
+std::vector<int64_t> epoch_order(int64_t n, uint64_t seed, int64_t epoch, bool shuffle, int64_t rank, int64_t world_size,
+                                 bool pad) {
   TLTRAIN_ASSERT(n >= 0 && world_size >= 1 && rank >= 0 && rank < world_size, "epoch_order: bad arguments");
   std::vector<int64_t> perm(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) perm[static_cast<size_t>(i)] = i;
@@ -116,7 +117,7 @@ std::vector<int64_t> epoch_order(int64_t n, uint64_t seed, int64_t epoch, bool s
     for (int64_t i = n - 1; i > 0; --i) std::swap(perm[static_cast<size_t>(i)], perm[static_cast<size_t>(rng.below(i + 1))]);
   }
   if (world_size == 1 || n == 0) return perm;
-  const int64_t per_rank = (n + world_size - 1) / world_size;
+  const int64_t per_rank = pad ? (n + world_size - 1) / world_size : (n - rank + world_size - 1) / world_size;
   std::vector<int64_t> mine;
   mine.reserve(static_cast<size_t>(per_rank));
   for (int64_t k = 0; k < per_rank; ++k) mine.push_back(perm[static_cast<size_t>((rank + k * world_size) % n)]);

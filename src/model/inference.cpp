@@ -16,7 +16,8 @@ torch::jit::Module optimized_for_inference(const torch::jit::Module& module, con
                                            std::string* why) {
   torch::NoGradGuard no_grad;
   try {
-    torch::jit::Module copy = module.clone();
+    // optimize_for_inference freezes a copy: MODULE itself keeps its parameters and types.
+    torch::jit::Module copy = module;
     torch::jit::Module fast = torch::jit::optimize_for_inference(copy);
     auto x = torch::randn(input_shape, torch::TensorOptions().device(module.parameters().begin() != module.parameters().end()
                                                                          ? (*module.parameters().begin()).device()

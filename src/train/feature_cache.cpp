@@ -8,7 +8,8 @@ namespace tltrain::train {
 
 FeatureCache build_cache(model::Classifier& m, const std::vector<data::Sample>& samples, const data::Preprocess& pre,
                          const config::AugmentConfig& aug, int64_t views, uint64_t seed, int64_t epoch_base,
-                         int64_t batch_size, int64_t threads, int64_t micro, const std::function<bool()>& stop_requested) {
+                         int64_t batch_size, int64_t threads, int64_t micro, const std::function<bool()>& stop_requested,
+                         dist::ProcessGroup* group) {
   torch::NoGradGuard no_grad;
   m.set_training(false, "frozen");
   FeatureCache c;
@@ -25,6 +26,11 @@ FeatureCache build_cache(model::Classifier& m, const std::vector<data::Sample>& 
     lo.batch_size = batch_size;
     lo.threads = threads;
     lo.seed = seed;
+    if (group) {
+      lo.rank = group->rank();
+      lo.world_size = group->world();
+      lo.pad_shards = false;
+    }
     data::Loader loader(samples, pre, aug, views == 0 ? data::Mode::Eval : data::Mode::Train, lo);
     loader.start_epoch(epoch_base + v);
     torch::Tensor out;
@@ -37,7 +43,22 @@ FeatureCache build_cache(model::Classifier& m, const std::vector<data::Sample>& 
       out.index_copy_(0, idx, f);
       for (int64_t i : b->indices) seen[static_cast<size_t>(i)]++;
     }
+    if (group) {
+      // Each row was filled by exactly one rank (zeros elsewhere): the sum is every rank's rows.
+      std::vector<double> dim{out.defined() ? static_cast<double>(out.size(1)) : 0.0, out.defined() ? 1.0 : 0.0};
+      group->all_reduce_sum(dim);
+      TLTRAIN_CHECK(dim[1] > 0, ErrorKind::Data, "no training image could be decoded");
+      if (!out.defined())
+        out = torch::zeros({n, static_cast<int64_t>(std::llround(dim[0] / dim[1]))}, torch::TensorOptions(m.device()));
+      std::vector<torch::Tensor> t{out};
+      group->all_reduce_sum(t);
+    }
     full.push_back(out);
+  }
+  if (group) {
+    std::vector<double> s(seen.begin(), seen.end());
+    group->all_reduce_sum(s);
+    for (size_t i = 0; i < s.size(); ++i) seen[i] = static_cast<int64_t>(std::llround(s[i]));
   }
   std::vector<int64_t> rows, labels;
   for (int64_t i = 0; i < n; ++i)

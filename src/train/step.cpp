@@ -1,8 +1,112 @@
 #include "tltrain/train/step.h"
 
+#include <algorithm>
+
 #include "tltrain/core/error.h"
 
 namespace tltrain::train {
+
+namespace {
+
+/// Sums the trainable gradients over ranks in flat buckets, each started from an autograd hook as
+/// soon as backward has produced all of its gradients, so communication overlaps the rest of
+/// backward (as DDP's Reducer). Buckets hold parameters in reverse order, the order backward
+/// reaches them, and start in index order on every rank.
+class BucketReducer {
+ public:
+  BucketReducer(std::vector<torch::Tensor> params, dist::ProcessGroup& group, int64_t bucket_bytes)
+      : params_(std::move(params)), group_(group) {
+    std::reverse(params_.begin(), params_.end());
+    int64_t bytes = bucket_bytes;
+    for (size_t i = 0; i < params_.size(); ++i) {
+      const auto& p = params_[i];
+      bool same = !buckets_.empty() && buckets_.back().options.dtype() == p.dtype() && buckets_.back().options.device() == p.device();
+      if (!same || bytes >= bucket_bytes) {
+        buckets_.push_back({{}, {}, p.options(), 0, 0});
+        bytes = 0;
+      }
+      auto& b = buckets_.back();
+      bucket_of_.push_back(buckets_.size() - 1);
+      offset_.push_back(b.numel);
+      b.members.push_back(i);
+      b.numel += p.numel();
+      bytes += p.numel() * static_cast<int64_t>(p.element_size());
+    }
+    for (auto& b : buckets_) b.flat = torch::empty({b.numel}, torch::TensorOptions().dtype(b.options.dtype()).device(b.options.device()));
+    filled_.assign(params_.size(), false);
+    reached_.assign(params_.size(), false);
+  }
+  ~BucketReducer() { disarm(); }
+
+  /// Hooks the coming backward pass: the last one of the step.
+  void arm() {
+    for (size_t i = 0; i < params_.size(); ++i)
+      hooks_.push_back(params_[i].register_hook([this, i](const torch::Tensor& g) { fill(i, &g); }));
+  }
+
+  /// Starts what no hook started (parameters backward did not reach), waits, writes the sums back.
+  void finish() {
+    disarm();
+    for (size_t i = 0; i < params_.size(); ++i)
+      if (!filled_[i]) fill(i, nullptr);
+    group_.wait_pending();
+    for (size_t i = 0; i < params_.size(); ++i) {
+      auto& p = params_[i];
+      auto sum = buckets_[bucket_of_[i]].flat.narrow(0, offset_[i], p.numel()).view(p.sizes());
+      if (p.grad().defined())
+        p.mutable_grad().copy_(sum);
+      else if (reached_[i])
+        p.mutable_grad() = sum.clone();
+      // else: backward never reached it on any rank (same graph everywhere): no gradient, as in one process
+    }
+  }
+
+ private:
+  struct Bucket {
+    std::vector<size_t> members;
+    torch::Tensor flat;
+    torch::TensorOptions options;
+    int64_t numel = 0;
+    size_t ready = 0;
+  };
+
+  /// Parameter I's full gradient for the step: what earlier micro-batches accumulated plus G.
+  void fill(size_t i, const torch::Tensor* g) {
+    if (filled_[i]) return;
+    filled_[i] = true;
+    torch::NoGradGuard no_grad;
+    auto& p = params_[i];
+    auto slot = buckets_[bucket_of_[i]].flat.narrow(0, offset_[i], p.numel());
+    const auto& prev = p.grad();
+    reached_[i] = g != nullptr;
+    if (g && prev.defined())
+      slot.copy_((prev + *g).reshape({-1}));
+    else if (g)
+      slot.copy_(g->reshape({-1}));
+    else if (prev.defined())
+      slot.copy_(prev.reshape({-1}));
+    else
+      slot.zero_();
+    ++buckets_[bucket_of_[i]].ready;
+    while (next_ < buckets_.size() && buckets_[next_].ready == buckets_[next_].members.size()) group_.start_sum(buckets_[next_++].flat);
+  }
+
+  void disarm() {
+    for (size_t i = 0; i < hooks_.size(); ++i) params_[i].remove_hook(hooks_[i]);
+    hooks_.clear();
+  }
+
+  std::vector<torch::Tensor> params_;
+  dist::ProcessGroup& group_;
+  std::vector<Bucket> buckets_;
+  std::vector<size_t> bucket_of_;
+  std::vector<int64_t> offset_;
+  std::vector<bool> filled_, reached_;
+  std::vector<unsigned> hooks_;
+  size_t next_ = 0;
+};
+
+}  // namespace
 
 std::pair<torch::Tensor, torch::Tensor> loss_sum(const torch::Tensor& logits, const torch::Tensor& y,
                                                  const torch::Tensor& class_w, double smoothing) {
@@ -19,14 +123,29 @@ std::pair<torch::Tensor, torch::Tensor> loss_sum(const torch::Tensor& logits, co
 
 StepStats gradient_step(const std::function<torch::Tensor(const torch::Tensor&)>& forward, const torch::Tensor& inputs,
                         const torch::Tensor& labels, torch::optim::Optimizer& optimizer, const torch::Tensor& class_w,
-                        double smoothing, int64_t micro) {
+                        double smoothing, int64_t micro, dist::ProcessGroup* group) {
   optimizer.zero_grad();
   const int64_t n = inputs.size(0);
   if (micro <= 0 || micro > n) micro = n;
   torch::Tensor total_w = class_w.defined() ? class_w.index_select(0, labels).sum() : torch::full({}, static_cast<double>(n));
+  if (group) {
+    std::vector<double> w{total_w.item<double>()};
+    group->all_reduce_sum(w);  // the global batch's weight: every rank's loss is a share of one mean
+    total_w = torch::full({}, w[0], total_w.options());
+  }
+  std::unique_ptr<BucketReducer> reducer;
+  if (group) {
+    // Frozen parameters have no gradient and cost nothing; every rank has the same trainable set.
+    std::vector<torch::Tensor> trainable;
+    for (auto& g : optimizer.param_groups())
+      for (auto& p : g.params())
+        if (p.requires_grad()) trainable.push_back(p);
+    reducer = std::make_unique<BucketReducer>(std::move(trainable), *group, 4 << 20);
+  }
   StepStats s;
   for (int64_t start = 0; start < n; start += micro) {
     int64_t len = std::min(micro, n - start);
+    if (reducer && start + len >= n) reducer->arm();  // the last backward of the step starts the sums
     auto x = inputs.narrow(0, start, len), y = labels.narrow(0, start, len);
     auto logits = forward(x);
     auto [ls, ws] = loss_sum(logits, y, class_w, smoothing);
@@ -36,8 +155,21 @@ StepStats gradient_step(const std::function<torch::Tensor(const torch::Tensor&)>
     s.correct += logits.argmax(1).eq(y).sum().item<int64_t>();
     s.count += len;
   }
+  if (reducer) reducer->finish();
   optimizer.step();
   return s;
+}
+
+StepStats all_reduce_stats(const StepStats& stats, dist::ProcessGroup* group) {
+  if (!group) return stats;
+  std::vector<double> v{stats.loss_sum, stats.weight_sum, static_cast<double>(stats.correct), static_cast<double>(stats.count)};
+  group->all_reduce_sum(v);
+  StepStats r;
+  r.loss_sum = v[0];
+  r.weight_sum = v[1];
+  r.correct = static_cast<int64_t>(std::llround(v[2]));
+  r.count = static_cast<int64_t>(std::llround(v[3]));
+  return r;
 }
 
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const config::OptimizerConfig& o,

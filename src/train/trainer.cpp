@@ -72,8 +72,12 @@ FitResult fit(const config::RunConfig& cfg, const FitOptions& opts) {
   // training on CPU than the plain interpreter (docs/benchmarks.md).
   torch::jit::setGraphExecutorOptimize(false);
   const torch::Device device = model::resolve_device(cfg.device);
-  const int64_t intra = cfg.intra_op_threads > 0 ? cfg.intra_op_threads : hardware_threads();
-  const int64_t loader_threads = cfg.loader_threads > 0 ? cfg.loader_threads : hardware_threads();
+  dist::ProcessGroup* group = opts.group;
+  const int64_t rank = group ? group->rank() : 0, world = group ? group->world() : 1;
+  // Ranks on one machine share its cores.
+  const int64_t local_world = group ? std::max(1, group->context().local_world) : 1;
+  const int64_t intra = cfg.intra_op_threads > 0 ? cfg.intra_op_threads : std::max<int64_t>(1, hardware_threads() / local_world);
+  const int64_t loader_threads = cfg.loader_threads > 0 ? cfg.loader_threads : std::max<int64_t>(1, hardware_threads() / local_world);
   torch::set_num_threads(static_cast<int>(intra));
   const uint64_t seed = static_cast<uint64_t>(cfg.seed);
 
@@ -142,10 +146,15 @@ FitResult fit(const config::RunConfig& cfg, const FitOptions& opts) {
       load_weights(ck, opts.init_checkpoint);
       log::info("starting from the weights of " + opts.init_checkpoint);
     }
-    fs::create_directories(ckpt_dir);
-    write_file_atomically(dir + "/config.json", cfg.resolved.dump(2) + "\n");
-    write_file_atomically(dir + "/split.json", data::split_to_json(ds).dump(1) + "\n");
+    if (log::is_output_rank()) {
+      fs::create_directories(ckpt_dir);
+      write_file_atomically(dir + "/config.json", cfg.resolved.dump(2) + "\n");
+      write_file_atomically(dir + "/split.json", data::split_to_json(ds).dump(1) + "\n");
+    }
   }
+  if (group) log::info("data-parallel: " + std::to_string(world) + " ranks (" + group->context().source + "), " +
+                       std::to_string(intra) + " intra-op threads each; batch_size " + std::to_string(cfg.data.batch_size) +
+                       " per rank, " + std::to_string(cfg.data.batch_size * world) + " per step");
 
   auto info_for = [&](size_t stage, int64_t epoch) {
     return json{{"classes", ds.train.classes},
@@ -171,6 +180,9 @@ FitResult fit(const config::RunConfig& cfg, const FitOptions& opts) {
   eval_opts.threads = loader_threads;
   eval_opts.seed = seed;
   eval_opts.pin_memory = device.is_cuda();
+  eval_opts.rank = rank;
+  eval_opts.world_size = world;
+  eval_opts.pad_shards = false;  // each validation image counted once over all ranks
   std::unique_ptr<data::Loader> val_loader;
   if (ds.has_val) val_loader = std::make_unique<data::Loader>(ds.val.samples, pre, cfg.data.augment, data::Mode::Eval, eval_opts);
 
@@ -216,14 +228,14 @@ FitResult fit(const config::RunConfig& cfg, const FitOptions& opts) {
     if (st.feature_cache) {
       auto t0 = std::chrono::steady_clock::now();
       cache = std::make_unique<FeatureCache>(build_cache(m, ds.train.samples, pre, cfg.data.augment, st.cache_views, seed, epoch_base,
-                                                         cfg.data.batch_size, loader_threads, micro, stop));
+                                                         cfg.data.batch_size, loader_threads, micro, stop, group));
       if (ds.has_val)
         val_cache = std::make_unique<FeatureCache>(build_cache(m, ds.val.samples, pre, cfg.data.augment, 0, seed, 0,
-                                                               cfg.data.batch_size, loader_threads, micro, stop));
+                                                               cfg.data.batch_size, loader_threads, micro, stop, group));
       double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       log::info("feature cache: " + std::to_string(cache->labels.size(0)) + " images x " +
                 std::to_string(std::max<int64_t>(st.cache_views, 1)) + " view(s) in " + fmt(secs, 1) + " s");
-      int64_t n = cache->labels.size(0);
+      int64_t n = static_cast<int64_t>(data::epoch_order(cache->labels.size(0), seed, 0, true, rank, world).size());
       steps_per_epoch = (n + cfg.data.batch_size - 1) / cfg.data.batch_size;
     } else {
       data::LoaderOptions lo;
@@ -232,6 +244,8 @@ FitResult fit(const config::RunConfig& cfg, const FitOptions& opts) {
       lo.shuffle = true;
       lo.seed = seed;
       lo.pin_memory = device.is_cuda();
+      lo.rank = rank;
+      lo.world_size = world;
       train_loader = std::make_unique<data::Loader>(ds.train.samples, pre, cfg.data.augment, data::Mode::Train, lo);
       steps_per_epoch = train_loader->batches_per_epoch();
     }
@@ -254,6 +268,7 @@ FitResult fit(const config::RunConfig& cfg, const FitOptions& opts) {
       m.set_training(true, st.batch_norm);
       auto t0 = std::chrono::steady_clock::now();
       StepStats epoch_stats;
+      const double allreduce_ms0 = group ? group->all_reduce_ms() : 0.0;
       Progress progress("stage " + std::to_string(si + 1) + " epoch " + std::to_string(epoch + 1) + "/" + std::to_string(st.epochs),
                         steps_per_epoch);
       double lr_now = 0, lr_bb = 0;
@@ -273,22 +288,31 @@ FitResult fit(const config::RunConfig& cfg, const FitOptions& opts) {
         ++stage_step;
         ++global_step;
         progress.update(done, epoch_stats.loss(), epoch_stats.accuracy(), epoch_stats.count);
-        if (const char* kill = std::getenv("TLTRAIN_DEBUG_KILL_AFTER_STEPS"); kill && global_step == std::atoll(kill))
-          std::raise(SIGKILL);  // the resume test's kill -9, at a chosen step
+        const char* kill_rank = std::getenv("TLTRAIN_DEBUG_KILL_RANK");
+        if (const char* kill = std::getenv("TLTRAIN_DEBUG_KILL_AFTER_STEPS");
+            kill && global_step == std::atoll(kill) && (!kill_rank || std::atoll(kill_rank) == rank))
+          std::raise(SIGKILL);  // the resume and dead-rank tests' kill -9, at a chosen step (and rank)
+        if (group) {
+          group->heartbeat(global_step);
+          // Ranks agree on a stop, so Ctrl-C ends every rank at the same step.
+          std::vector<double> stop_votes{g_stop ? 1.0 : 0.0};
+          group->all_reduce_sum(stop_votes);
+          if (stop_votes[0] > 0) g_stop = true;
+        }
         if (g_stop) TLTRAIN_FAIL(ErrorKind::Interrupted, "interrupted in stage '" + st.name + "', epoch " + std::to_string(epoch + 1) +
                                                               "; continue with `tltrain fit --resume " + dir + "`");
       };
       if (cache) {
-        const int64_t n = cache->labels.size(0);
         const auto& feats = cache->views[static_cast<size_t>(epoch_id % static_cast<int64_t>(cache->views.size()))];
-        auto order = data::epoch_order(n, seed, epoch_id, /*shuffle=*/true, 0, 1);
+        auto order = data::epoch_order(cache->labels.size(0), seed, epoch_id, /*shuffle=*/true, rank, world);
+        const int64_t n = static_cast<int64_t>(order.size());
         auto order_t = torch::tensor(order, torch::kLong).to(device);
         int64_t done = 0;
         for (int64_t start = 0; start < n; start += cfg.data.batch_size) {
           auto idx = order_t.narrow(0, start, std::min<int64_t>(cfg.data.batch_size, n - start));
           set_lr();
           auto s = gradient_step([&](const torch::Tensor& x) { return m.head()->forward(x); }, feats.index_select(0, idx),
-                                 cache->labels.index_select(0, idx), *optimizer, class_w, st.label_smoothing, 0);
+                                 cache->labels.index_select(0, idx), *optimizer, class_w, st.label_smoothing, 0, group);
           after_step(s, ++done);
         }
       } else {
@@ -297,11 +321,12 @@ FitResult fit(const config::RunConfig& cfg, const FitOptions& opts) {
         while (auto b = train_loader->next()) {
           set_lr();
           auto s = gradient_step([&](const torch::Tensor& x) { return m.forward(x); }, b->images.to(device, true),
-                                 b->labels.to(device, true), *optimizer, class_w, st.label_smoothing, micro);
+                                 b->labels.to(device, true), *optimizer, class_w, st.label_smoothing, micro, group);
           after_step(s, ++done);
         }
       }
       progress.finish();
+      epoch_stats = all_reduce_stats(epoch_stats, group);
       double train_secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
       // Validation.
@@ -317,6 +342,13 @@ FitResult fit(const config::RunConfig& cfg, const FitOptions& opts) {
         } else {
           auto p = model::predict(m, *val_loader, micro);
           std::tie(vl, va) = model::loss_and_accuracy(p);
+          if (group) {  // each rank saw its own share: sum (loss, correct, count) exactly
+            const double count = static_cast<double>(p.labels.numel());
+            std::vector<double> v{vl * count, std::round(va * count), count};
+            group->all_reduce_sum(v);
+            vl = v[2] > 0 ? v[0] / v[2] : 0.0;
+            va = v[2] > 0 ? v[1] / v[2] : 0.0;
+          }
         }
         entry["val_loss"] = vl;
         entry["val_accuracy"] = va;
@@ -324,6 +356,8 @@ FitResult fit(const config::RunConfig& cfg, const FitOptions& opts) {
       entry["lr"] = lr_now;
       entry["lr_backbone"] = bb_params.empty() ? json(nullptr) : json(lr_bb);
       entry["images_per_s"] = train_secs > 0 ? static_cast<double>(epoch_stats.count) / train_secs : 0.0;
+      if (group && steps_per_epoch > 0)
+        entry["allreduce_ms_per_step"] = (group->all_reduce_ms() - allreduce_ms0) / static_cast<double>(steps_per_epoch);
       entry["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       history.push_back(entry);
 
@@ -331,6 +365,7 @@ FitResult fit(const config::RunConfig& cfg, const FitOptions& opts) {
                          ": loss " + fmt(epoch_stats.loss()) + " acc " + fmt(epoch_stats.accuracy());
       if (ds.has_val) line += "  val_loss " + fmt(entry["val_loss"].get<double>()) + " val_acc " + fmt(entry["val_accuracy"].get<double>());
       line += "  lr " + fmt(lr_now, 6) + "  " + fmt(entry["images_per_s"].get<double>(), 1) + " img/s";
+      if (entry.contains("allreduce_ms_per_step")) line += "  all-reduce " + fmt(entry["allreduce_ms_per_step"].get<double>(), 2) + " ms/step";
 
       // Best checkpoint over the run, by the monitored metric.
       auto metric_of = [&](const std::string& name) { return entry.contains(name) ? entry[name].get<double>() : 0.0; };
@@ -351,7 +386,7 @@ FitResult fit(const config::RunConfig& cfg, const FitOptions& opts) {
           stage_state["wait"] = 0;
           if (es.restore_best) {
             stage_best = m.snapshot();
-            save_checkpoint(stage_best_path, m, nullptr, info_for(si, epoch + 1));
+            if (log::is_output_rank()) save_checkpoint(stage_best_path, m, nullptr, info_for(si, epoch + 1));
           }
         } else {
           stage_state["wait"] = stage_state.value("wait", 0) + 1;
@@ -399,7 +434,7 @@ FitResult fit(const config::RunConfig& cfg, const FitOptions& opts) {
   r.monitor = cfg.monitor;
   r.best_value = best_value;
   r.history = history;
-  if (fs::exists(stage_best_path)) fs::remove(stage_best_path);
+  if (log::is_output_rank() && fs::exists(stage_best_path)) fs::remove(stage_best_path);
   return r;
 }
 

@@ -27,6 +27,7 @@ struct LoaderOptions {
   uint64_t seed = 0;
   bool pin_memory = false;      ///< when batches go to CUDA
   int64_t rank = 0, world_size = 1;  ///< shard of each epoch's permutation (DistributedSampler)
+  bool pad_shards = true;       ///< equal shards by wrapping (training); false: each sample once (evaluation)
 };
 
 struct Batch {

@@ -48,8 +48,10 @@ class SampleRng {
 };
 
 /// The single place that orders an epoch: the permutation (or identity) of [0, n) for EPOCH,
-/// this rank's even share of it (padded by wrapping, as DistributedSampler does).
-std::vector<int64_t> epoch_order(int64_t n, uint64_t seed, int64_t epoch, bool shuffle, int64_t rank, int64_t world_size);
+/// this rank's even share of it (padded by wrapping, as DistributedSampler does). Without PAD a
+/// rank takes positions rank, rank + world_size, ... < n only: evaluation counts each sample once.
+std::vector<int64_t> epoch_order(int64_t n, uint64_t seed, int64_t epoch, bool shuffle, int64_t rank, int64_t world_size,
+                                 bool pad = true);
 
 /// Mixes words into one well-spread 64-bit value (splitmix64 finalizer chain).
 uint64_t mix_seed(uint64_t a, uint64_t b, uint64_t c = 0);

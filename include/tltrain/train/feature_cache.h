@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "tltrain/data/loader.h"
+#include "tltrain/dist/context.h"
 #include "tltrain/model/classifier.h"
 
 namespace tltrain::train {
@@ -18,9 +19,11 @@ struct FeatureCache {
 
 /// Pooled backbone features of every sample: VIEWS augmented views drawn as loader epochs
 /// EPOCH_BASE + v, or one un-augmented view when VIEWS is 0. Samples that failed to decode in
-/// any view are left out. Throws Interrupted when a stop was requested.
+/// any view are left out. Throws Interrupted when a stop was requested. With GROUP each rank runs
+/// the backbone on its shard only and the ranks sum their rows, so every rank holds the full cache.
 FeatureCache build_cache(model::Classifier& m, const std::vector<data::Sample>& samples, const data::Preprocess& pre,
                          const config::AugmentConfig& aug, int64_t views, uint64_t seed, int64_t epoch_base,
-                         int64_t batch_size, int64_t threads, int64_t micro, const std::function<bool()>& stop_requested);
+                         int64_t batch_size, int64_t threads, int64_t micro, const std::function<bool()>& stop_requested,
+                         dist::ProcessGroup* group = nullptr);
 
 }  // namespace tltrain::train

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "tltrain/config/run_config.h"
+#include "tltrain/dist/context.h"
 
 namespace tltrain::train {
 
@@ -31,10 +32,15 @@ std::pair<torch::Tensor, torch::Tensor> loss_sum(const torch::Tensor& logits, co
                                                  const torch::Tensor& class_w, double smoothing);
 
 /// Zero, forward/backward in chunks of MICRO rows (0: all) with the loss normalised by the whole
-/// batch (so the gradient equals the full batch's), then one optimizer step.
+/// batch (so the gradient equals the full batch's), then one optimizer step. With GROUP the batch
+/// is this rank's share: the loss is normalised by the global batch's weight and the trainable
+/// gradients are summed over ranks before the step, so W ranks × B equal one process × W·B.
 StepStats gradient_step(const std::function<torch::Tensor(const torch::Tensor&)>& forward, const torch::Tensor& inputs,
                         const torch::Tensor& labels, torch::optim::Optimizer& optimizer, const torch::Tensor& class_w,
-                        double smoothing, int64_t micro);
+                        double smoothing, int64_t micro, dist::ProcessGroup* group = nullptr);
+
+/// Sums STATS over the ranks of GROUP (no-op without one): epoch metrics count every rank's share.
+StepStats all_reduce_stats(const StepStats& stats, dist::ProcessGroup* group);
 
 /// The stage's optimizer over parameter groups (params, initial lr).
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const config::OptimizerConfig& o,

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "tltrain/config/run_config.h"
+#include "tltrain/dist/context.h"
 
 namespace tltrain::train {
 
@@ -12,6 +13,7 @@ struct FitOptions {
   bool resume = false;          ///< continue the run in cfg.output_dir from its checkpoints/last.pt
   std::string init_checkpoint;  ///< start from this checkpoint's weights (finetune)
   bool tensorboard = false;     ///< also write per-epoch scalars to RUN_DIR/tb/ (TensorBoard event file)
+  dist::ProcessGroup* group = nullptr;  ///< data-parallel over these ranks (rank 0 writes); null: one process
 };
 
 struct FitResult {

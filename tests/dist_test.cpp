@@ -1,0 +1,221 @@
+// Data-parallel fit on the tiny backbone and coloured squares, through the real binary:
+// 2 ranks × batch B end with the weights of 1 process × 2B (loader, feature cache, fine-tune),
+// under `tltrain launch` and with torchrun's variables set by hand; a killed rank makes the
+// survivor fail within the timeout, naming the rank.
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+
+#include "test_util.h"
+#include "tltrain/config/run_config.h"
+#include "tltrain/core/error.h"
+#include "tltrain/dist/context.h"
+#include "tltrain/train/checkpoint.h"
+
+namespace fs = std::filesystem;
+using namespace tltrain;
+using config::json;
+
+namespace {
+
+int free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+/// 32 training squares (divisible by 2 × 4 × 2: every step holds the same samples for world 1 and 2).
+struct Project {
+  test::TempDir dir{"dist"};
+  Project() {
+    test::write_color_dataset(dir / "train", {"green", "red"}, 16);
+    test::write_color_dataset(dir / "val", {"green", "red"}, 5);
+  }
+  std::string write(const json& stages, const std::string& name, int64_t micro_batch = 0) const {
+    json cfg = {{"seed", 5},
+                {"micro_batch", micro_batch},
+                {"device", "cpu"},
+                {"threads", {{"intra_op", 1}, {"loader", 1}}},
+                {"data", {{"train", dir / "train"}, {"val", dir / "val"}, {"batch_size", 8},
+                          {"augment", {{"random_resized_crop", {{"scale", {0.5, 1.0}}}}, {"horizontal_flip", true}}}}},
+                {"model", {{"backbone", test::tiny_backbone()}, {"head", {{"hidden", {8}}}}}},
+                {"output_dir", dir / "unused"},
+                {"stages", stages}};
+    test::write_text(dir / name, cfg.dump(2));
+    return dir / name;
+  }
+};
+
+json loader_stages() {
+  return json::array({{{"name", "head"}, {"epochs", 1}, {"trainable", "head"}, {"feature_cache", false},
+                       {"optimizer", {{"name", "adam"}, {"lr", 0.01}}}},
+                      {{"name", "tune"}, {"epochs", 2}, {"trainable", {{"fraction", 0.5}}},
+                       {"optimizer", {{"name", "sgd"}, {"lr", 0.02}, {"momentum", 0.9}}}}});
+}
+
+json cache_stages() {
+  return json::array({{{"name", "head"}, {"epochs", 3}, {"trainable", "head"}, {"feature_cache", {{"views", 2}}},
+                       {"optimizer", {{"name", "sgd"}, {"lr", 0.05}, {"momentum", 0.9}}}}});
+}
+
+std::map<std::string, torch::Tensor> weights_of(const std::string& checkpoint) {
+  auto ck = train::load_checkpoint(checkpoint);
+  return train::classifier_from(ck, torch::kCPU).snapshot();
+}
+
+double max_abs_diff(const std::map<std::string, torch::Tensor>& a, const std::map<std::string, torch::Tensor>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  double d = 0;
+  for (const auto& [k, t] : a) d = std::max(d, (t - b.at(k)).abs().max().item<double>());
+  return d;
+}
+
+std::string fit_args(const std::string& cfg, const std::string& out, int batch) {
+  return "fit --config " + cfg + " --set output_dir=" + out + " --set data.batch_size=" + std::to_string(batch);
+}
+
+/// Two ranks started by hand with torchrun's variables; returns both exit codes and outputs.
+std::pair<test::CommandResult, test::CommandResult> two_by_hand(const std::string& args, const std::string& extra_env_rank1 = "",
+                                                                const std::string& common_env = "") {
+  const std::string port = std::to_string(free_port());
+  const test::TempDir logs("distlog");
+  auto env = [&](int r) {
+    return "env RANK=" + std::to_string(r) + " WORLD_SIZE=2 LOCAL_RANK=" + std::to_string(r) +
+           " LOCAL_WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + port + " " + common_env + " " + (r == 1 ? extra_env_rank1 : "");
+  };
+  std::string cmd;
+  for (int r = 0; r < 2; ++r)
+    cmd += "(" + env(r) + " " + TLTRAIN_BIN + " " + args + " > " + (logs / ("out" + std::to_string(r))) + " 2>&1; echo $? > " +
+           (logs / ("rc" + std::to_string(r))) + ") & ";
+  cmd += "wait";
+  test::run_command(cmd);
+  std::pair<test::CommandResult, test::CommandResult> r;
+  auto read = [&](const std::string& f) { return test::run_command("cat " + (logs / f)).output; };
+  r.first = {std::atoi(read("rc0").c_str()), read("out0")};
+  r.second = {std::atoi(read("rc1").c_str()), read("out1")};
+  return r;
+}
+
+void expect_same_as_one_process(const json& stages, const std::string& tag, int64_t micro_batch = 0) {
+  if (!dist::gloo_available()) GTEST_SKIP() << "this build has no c10d Gloo (install libgloo-dev)";
+  Project p;
+  const std::string cfg = p.write(stages, tag + ".json", micro_batch);
+  auto one = test::run_tltrain(fit_args(cfg, p.dir / "one", 8));
+  ASSERT_EQ(one.exit_code, 0) << one.output;
+  EXPECT_EQ(one.output.find("data-parallel"), std::string::npos) << one.output;
+
+  auto launched = test::run_tltrain("launch --nproc 2 -- " + fit_args(cfg, p.dir / "launched", 4));
+  ASSERT_EQ(launched.exit_code, 0) << launched.output;
+  EXPECT_NE(launched.output.find("data-parallel: 2 ranks"), std::string::npos) << launched.output;
+
+  auto [r0, r1] = two_by_hand(fit_args(cfg, p.dir / "by_hand", 4));
+  ASSERT_EQ(r0.exit_code, 0) << r0.output;
+  ASSERT_EQ(r1.exit_code, 0) << r1.output;
+  EXPECT_EQ(r1.output.find("epoch"), std::string::npos) << "rank 1 should stay quiet:\n" << r1.output;
+
+  auto w1 = weights_of(p.dir / "one/checkpoints/last.pt");
+  EXPECT_LE(max_abs_diff(w1, weights_of(p.dir / "launched/checkpoints/last.pt")), 1e-5);
+  EXPECT_LE(max_abs_diff(w1, weights_of(p.dir / "by_hand/checkpoints/last.pt")), 1e-5);
+  // The comparison can fail: one process with the per-rank batch ends elsewhere.
+  auto half = test::run_tltrain(fit_args(cfg, p.dir / "half", 4));
+  ASSERT_EQ(half.exit_code, 0) << half.output;
+  EXPECT_GT(max_abs_diff(w1, weights_of(p.dir / "half/checkpoints/last.pt")), 1e-3);
+  // Metrics are reduced over both ranks: every epoch's numbers agree with one process.
+  auto h1 = train::load_checkpoint(p.dir / "one/checkpoints/last.pt").info.at("history");
+  auto h2 = train::load_checkpoint(p.dir / "launched/checkpoints/last.pt").info.at("history");
+  ASSERT_EQ(h1.size(), h2.size());
+  for (size_t e = 0; e < h1.size(); ++e)
+    for (const char* k : {"loss", "accuracy", "val_loss", "val_accuracy"})
+      EXPECT_NEAR(h1[e].at(k).get<double>(), h2[e].at(k).get<double>(), 1e-5) << "epoch " << e << " " << k;
+}
+
+}  // namespace
+
+TEST(Distributed, ContextFromEnvironment) {
+  ::unsetenv("RANK");
+  ::unsetenv("WORLD_SIZE");
+  ::unsetenv("SLURM_PROCID");
+  ::unsetenv("SLURM_NTASKS");
+  EXPECT_FALSE(dist::context_from_env().distributed());
+  ::setenv("SLURM_PROCID", "3", 1);
+  ::setenv("SLURM_NTASKS", "4", 1);
+  ::setenv("SLURM_LOCALID", "1", 1);
+  ::setenv("MASTER_ADDR", "node7", 1);
+  auto s = dist::context_from_env();
+  EXPECT_EQ(s.source, "slurm");
+  EXPECT_EQ(s.rank, 3);
+  EXPECT_EQ(s.world, 4);
+  EXPECT_EQ(s.local_rank, 1);
+  EXPECT_EQ(s.master_addr, "node7");
+  ::setenv("RANK", "1", 1);  // torchrun's variables win over SLURM's
+  ::setenv("WORLD_SIZE", "2", 1);
+  ::setenv("MASTER_PORT", "1234", 1);
+  auto t = dist::context_from_env();
+  EXPECT_EQ(t.source, "torchrun");
+  EXPECT_EQ(t.rank, 1);
+  EXPECT_EQ(t.world, 2);
+  EXPECT_EQ(t.master_port, 1234);
+  ::setenv("RANK", "2", 1);
+  EXPECT_THROW(dist::context_from_env(), Error);
+  for (const char* v : {"RANK", "WORLD_SIZE", "MASTER_PORT", "MASTER_ADDR", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID"}) ::unsetenv(v);
+}
+
+// Micro-batches of 2: gradients accumulate over chunks before the last backward starts the sums.
+TEST(Distributed, TwoRanksMatchOneProcessWithDoubleBatch_LoaderAndFineTune) {
+  expect_same_as_one_process(loader_stages(), "loader", 2);
+}
+
+TEST(Distributed, TwoRanksMatchOneProcessWithDoubleBatch_FeatureCache) { expect_same_as_one_process(cache_stages(), "cache"); }
+
+TEST(Distributed, KilledRankMakesTheSurvivorFailWithinTheTimeout) {
+  if (!dist::gloo_available()) GTEST_SKIP() << "this build has no c10d Gloo (install libgloo-dev)";
+  Project p;
+  const std::string cfg = p.write(loader_stages(), "kill.json");
+  auto t0 = std::chrono::steady_clock::now();
+  auto [r0, r1] = two_by_hand(fit_args(cfg, p.dir / "killed", 4), "TLTRAIN_DEBUG_KILL_AFTER_STEPS=2",
+                              "TLTRAIN_DIST_TIMEOUT=10");
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_NE(r1.exit_code, 0) << r1.output;
+  EXPECT_NE(r0.exit_code, 0) << r0.output;
+  EXPECT_LT(secs, 10 + 20);
+  EXPECT_NE(r0.output.find("rank 1"), std::string::npos) << r0.output;
+
+  // Through the launcher: it reports the dead rank and exits non-zero.
+  auto l = test::run_command("env TLTRAIN_DEBUG_KILL_AFTER_STEPS=2 TLTRAIN_DEBUG_KILL_RANK=1 TLTRAIN_DIST_TIMEOUT=10 " +
+                             std::string(TLTRAIN_BIN) + " launch --nproc 2 -- " + fit_args(cfg, p.dir / "killed2", 4));
+  EXPECT_NE(l.exit_code, 0) << l.output;
+  EXPECT_NE(l.output.find("rank 1"), std::string::npos) << l.output;
+}
+
+TEST(Distributed, KilledRunResumesOnEveryRankToTheSameWeights) {
+  if (!dist::gloo_available()) GTEST_SKIP() << "this build has no c10d Gloo (install libgloo-dev)";
+  Project p;
+  const std::string cfg = p.write(loader_stages(), "resume.json");
+  auto one = test::run_tltrain(fit_args(cfg, p.dir / "one", 8));
+  ASSERT_EQ(one.exit_code, 0) << one.output;
+  // Step 6 is inside stage 2's first epoch: last.pt holds the end of stage 1.
+  auto killed = test::run_command("env TLTRAIN_DEBUG_KILL_AFTER_STEPS=6 " + std::string(TLTRAIN_BIN) + " launch --nproc 2 -- " +
+                                  fit_args(cfg, p.dir / "two", 4));
+  ASSERT_NE(killed.exit_code, 0) << killed.output;
+  auto resumed = test::run_tltrain("launch --nproc 2 -- fit --resume " + (p.dir / "two"));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find("resuming"), std::string::npos) << resumed.output;
+  EXPECT_LE(max_abs_diff(weights_of(p.dir / "one/checkpoints/last.pt"), weights_of(p.dir / "two/checkpoints/last.pt")), 1e-5);
+}
+
+TEST(Distributed, LaunchNeedsACommand) {
+  auto r = test::run_tltrain("launch --nproc 2");
+  EXPECT_EQ(r.exit_code, exit_code::usage) << r.output;
+  EXPECT_NE(r.output.find("after --"), std::string::npos) << r.output;
+}
