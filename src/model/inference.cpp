@@ -1,5 +1,7 @@
 #include "tltrain/model/inference.h"
 
+#include <torch/csrc/jit/runtime/graph_executor.h>
+
 #include <optional>
 
 namespace tltrain::model {
@@ -18,7 +20,18 @@ torch::jit::Module optimized_for_inference(const torch::jit::Module& module, con
   try {
     // optimize_for_inference freezes a copy: MODULE itself keeps its parameters and types.
     torch::jit::Module copy = module;
-    torch::jit::Module fast = torch::jit::optimize_for_inference(copy);
+    // Freezing inlines submodule calls, which the graph executor's optimized mode provides;
+    // training switches it off (trainer.cpp), so it is on only for this call.
+    const bool was = torch::jit::getGraphExecutorOptimize();
+    torch::jit::setGraphExecutorOptimize(true);
+    torch::jit::Module fast;
+    try {
+      fast = torch::jit::optimize_for_inference(copy);
+    } catch (...) {
+      torch::jit::setGraphExecutorOptimize(was);
+      throw;
+    }
+    torch::jit::setGraphExecutorOptimize(was);
     auto x = torch::randn(input_shape, torch::TensorOptions().device(module.parameters().begin() != module.parameters().end()
                                                                          ? (*module.parameters().begin()).device()
                                                                          : torch::Device(torch::kCPU)));
