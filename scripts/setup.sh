@@ -11,6 +11,7 @@ PACKAGES=(
   libtorch-dev
   libgloo-dev  # c10d's Gloo headers: data-parallel fit (docs/distributed.md)
   libopencv-dev  # ships OpenCVConfig.cmake; the narrower -dev packages do not
+  libjpeg-dev    # region decoding calls libjpeg-turbo directly (src/data/image_io.cpp)
   libcli11-dev nlohmann-json3-dev libspdlog-dev libgtest-dev
   python3-torch python3-torchvision  # scripts/export_backbone.py and the Python references
   libcpp-httplib-dev                 # tltrain serve
