@@ -12,27 +12,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SHARED=${SHARED:-../shared}
-if [[ ! -d "$SHARED" ]]; then
-  echo "recipe_compare: $SHARED is absent (no data/weights) — skipped"
-  exit 0
-fi
+source bench/common.sh
+bench_prepare recipe_compare
 SEEDS=${SEEDS:-1 2 3}
 CONFIG=${CONFIG:-configs/hymenoptera.json}
 THREADS=${THREADS:-2}
 WORKERS=${WORKERS:-2}
-WEIGHTS=${WEIGHTS:-$SHARED/models/mobilenet_v2_imagenet.pth}
 OUT=${OUT:-$(mktemp -d /tmp/recipe_compare.XXXXXX)}
-PY=/usr/bin/python3
-BACKBONE=build/backbones/mobilenet_v2_imagenet.pt
 mkdir -p "$OUT"
 
-[[ -x build/tltrain ]] || { echo "recipe_compare: build/tltrain is missing; build it first" >&2; exit 1; }
-if [[ ! -f "$BACKBONE" ]]; then
-  echo "recipe_compare: making $BACKBONE" >&2
-  mkdir -p "$(dirname "$BACKBONE")"
-  "$PY" scripts/export_backbone.py --arch mobilenet_v2 --weights "$WEIGHTS" --out "$BACKBONE" >&2
-fi
 
 # Overrides shared by both sides: the command line's --set pairs, threads, and DATA if given.
 SETS=()

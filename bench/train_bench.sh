@@ -16,30 +16,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SHARED=${SHARED:-../shared}
-if [[ ! -d "$SHARED" ]]; then
-  echo "train_bench: $SHARED is absent (no data/weights) — skipped"
-  exit 0
-fi
+source bench/common.sh
+bench_prepare train_bench
 E=${E:-3}
 HEAD_EPOCHS=${HEAD_EPOCHS:-10}
 CACHE_VIEWS=${CACHE_VIEWS:-5}
 THREADS=${THREADS:-2}
 WORKERS=${WORKERS:-2}
 DATA=${DATA:-$SHARED/data/hymenoptera}
-WEIGHTS=${WEIGHTS:-$SHARED/models/mobilenet_v2_imagenet.pth}
 OUT=${OUT:-$(mktemp -d /tmp/train_bench.XXXXXX)}
-PY=/usr/bin/python3
 CONFIG=configs/hymenoptera.json
-BACKBONE=build/backbones/mobilenet_v2_imagenet.pt
 mkdir -p "$OUT"
 
-[[ -x build/tltrain ]] || { echo "train_bench: build/tltrain is missing; build it first" >&2; exit 1; }
-if [[ ! -f "$BACKBONE" ]]; then
-  echo "train_bench: making $BACKBONE" >&2
-  mkdir -p "$(dirname "$BACKBONE")"
-  "$PY" scripts/export_backbone.py --arch mobilenet_v2 --weights "$WEIGHTS" --out "$BACKBONE" >&2
-fi
 
 now() { date +%s.%N; }
 # jsonl_stat FILE what [skip_first]: what = ips (mean images_per_s) | secs (sum of seconds)
