@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Data loader benchmark: tltrain's training pipeline vs torchvision ImageFolder + DataLoader with
-# the same transforms (RandomResizedCrop 224 + horizontal flip + normalize), the same workers and
-# batch size, plus OpenCV decode-only as the ceiling. The three run interleaved ROUNDS times on one
-# machine and the medians are compared, so a busy neighbour skews all three alike.
+# the same transforms, the same workers and batch size, plus OpenCV decode-only as the ceiling.
+# Two transform sets: "crop" = RandomResizedCrop 224 + horizontal flip + normalize (torchvision's
+# ImageNet recipe), "keras" = the seeds' ImageDataGenerator set (centre crop, rotation, shifts,
+# shear, zoom, flip). All five run interleaved ROUNDS times on one machine and the medians are
+# compared, so a busy neighbour skews all of them alike.
 #   bench/data_bench.sh [WORKERS] [SECONDS] [ROUNDS]     (defaults 2, 10, 3; run from the repo root)
 set -euo pipefail
 WORKERS=${1:-2}
@@ -14,23 +16,39 @@ ROOT=${ROOT:-../shared/data/hymenoptera/train}
 [ -d "$ROOT" ] || { echo "no $ROOT: the benchmark needs ../shared (see ../shared/README.md)"; exit 1; }
 [ -x "$BIN" ] || { echo "no $BIN: build first (cmake --build build)"; exit 1; }
 
-rate() { sed -n 's/.*: \([0-9.]*\) images\/s.*/\1/p'; }
-decode=() ours=() theirs=()
+# The config's own augmentation is the Keras set; these overrides make it torchvision's recipe.
+CROP=(--set data.augment.random_resized_crop=true --set data.augment.rotation_range=0
+      --set data.augment.width_shift_range=0 --set data.augment.height_shift_range=0
+      --set data.augment.shear_range=0 --set data.augment.zoom_range=0
+      --set data.augment.horizontal_flip=true --set data.augment.vertical_flip=false
+      --set 'data.augment.order=["crop","flip"]')
+KERAS=(--set data.augment.random_resized_crop=false --set data.augment.rotation_range=40
+       --set data.augment.width_shift_range=0.2 --set data.augment.height_shift_range=0.2
+       --set data.augment.shear_range=0.2 --set data.augment.zoom_range=0.2
+       --set data.augment.horizontal_flip=true --set data.augment.vertical_flip=false
+       --set 'data.augment.order=["crop","affine","flip"]')
+ours() { "$BIN" bench data --config "$CONFIG" --threads "$WORKERS" --seconds "$SECS" "$@"; }
+theirs() { /usr/bin/python3 bench/reference/torchvision_loader.py "$ROOT" --workers "$WORKERS" --seconds "$SECS" "$@"; }
+rate() { tee -a /dev/stderr | sed -n 's/.*: \([0-9.]*\) images\/s.*/\1/p'; }
+decode=() ours_crop=() theirs_crop=() ours_keras=() theirs_keras=()
 for ((r = 1; r <= ROUNDS; r++)); do
   echo "round $r/$ROUNDS" >&2
-  decode+=("$("$BIN" bench data --config "$CONFIG" --threads "$WORKERS" --seconds "$SECS" --decode-only | tee -a /dev/stderr | rate)")
-  ours+=("$("$BIN" bench data --config "$CONFIG" --threads "$WORKERS" --seconds "$SECS" | tee -a /dev/stderr | rate)")
-  theirs+=("$(/usr/bin/python3 bench/reference/torchvision_loader.py "$ROOT" --workers "$WORKERS" --seconds "$SECS" | tee -a /dev/stderr | rate)")
+  decode+=("$(ours --decode-only | rate)")
+  ours_crop+=("$(ours "${CROP[@]}" | rate)")
+  theirs_crop+=("$(theirs --augment crop | rate)")
+  ours_keras+=("$(ours "${KERAS[@]}" | rate)")
+  theirs_keras+=("$(theirs --augment keras | rate)")
 done
 
-/usr/bin/python3 - "$WORKERS" "${decode[*]}" "${ours[*]}" "${theirs[*]}" <<'PY'
+/usr/bin/python3 - "$WORKERS" "${decode[*]}" "${ours_crop[*]}" "${theirs_crop[*]}" "${ours_keras[*]}" "${theirs_keras[*]}" <<'PY'
 import statistics, sys
 workers = int(sys.argv[1])
-decode, ours, theirs = (statistics.median(map(float, a.split())) for a in sys.argv[2:5])
-print(f"\n| pipeline ({workers} workers, batch 32, 224x224, median of runs) | images/s | vs torchvision |")
-print("|---|---:|---:|")
-print(f"| torchvision ImageFolder + DataLoader | {theirs:.1f} | 1.00x |")
-print(f"| tltrain training pipeline | {ours:.1f} | {ours / theirs:.2f}x |")
-print(f"| OpenCV decode only (ceiling) | {decode:.1f} | {decode / theirs:.2f}x |")
-print(f"\ntltrain reaches {100 * ours / decode:.0f}% of the decode-only ceiling.")
+decode, oc, tc, ok, tk = (statistics.median(map(float, a.split())) for a in sys.argv[2:7])
+print(f"\n| transforms ({workers} workers, batch 32, 224x224, median of runs) | torchvision img/s | tltrain img/s | tltrain / torchvision |")
+print("|---|---:|---:|---:|")
+print(f"| RandomResizedCrop + flip (torchvision recipe) | {tc:.1f} | {oc:.1f} | **{oc / tc:.2f}x** |")
+print(f"| Keras set: centre crop, rotation, shift, shear, zoom, flip | {tk:.1f} | {ok:.1f} | **{ok / tk:.2f}x** |")
+print(f"\nOpenCV full decode only (read + cv::imdecode, no transforms): {decode:.1f} images/s = "
+      f"{decode / tc:.2f}x torchvision's crop pipeline.")
+print(f"tltrain's crop pipeline runs at {100 * oc / decode:.0f}% of the decode-only rate, the Keras set at {100 * ok / decode:.0f}%.")
 PY
