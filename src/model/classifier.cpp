@@ -1,6 +1,8 @@
 #include "tltrain/model/classifier.h"
 
 #include "tltrain/core/error.h"
+#include "tltrain/model/inference.h"
+#include "tltrain/model/split.h"
 
 namespace tltrain::model {
 
@@ -55,12 +57,47 @@ Classifier::Classifier(Backbone backbone, const config::HeadConfig& head, int64_
   set_trainable(cut_);
 }
 
-torch::Tensor Classifier::features(const torch::Tensor& images) { return backbone_.module.forward({images}).toTensor(); }
+torch::Tensor Classifier::features(const torch::Tensor& images) {
+  if (top_) return top_->forward({frozen_features(images)}).toTensor();
+  return backbone_.module.forward({images}).toTensor();
+}
+
+std::string Classifier::optimize_frozen_blocks(const std::vector<int64_t>& input_shape) {
+  fast_bottom_.reset();
+  top_.reset();
+  std::string why;
+  auto split = split_backbone(backbone_.module, backbone_.meta, cut_, input_shape, &why);
+  if (!split) return why;
+  // Freezing needs inference mode; the frozen blocks are in it anyway, parameterless modules
+  // between them (a ReLU) may not be, so their flags are set for the copy and then restored.
+  std::vector<std::pair<torch::jit::Module, bool>> flags;
+  for (const auto& m : split->bottom.named_modules()) flags.emplace_back(m.value, m.value.is_training());
+  for (auto& [m, on] : flags) m.setattr("training", false);
+  torch::jit::Module fast = optimized_for_inference(split->bottom, input_shape, &why);
+  for (auto& [m, on] : flags) m.setattr("training", on);
+  if (!why.empty()) return why;
+  fast_bottom_ = fast;
+  top_ = split->top;
+  return "";
+}
+
+torch::Tensor Classifier::frozen_features(const torch::Tensor& images) {
+  TLTRAIN_ASSERT(fast_bottom_.has_value(), "frozen_features before optimize_frozen_blocks");
+  torch::NoGradGuard no_grad;
+  return fast_bottom_->forward({images}).toTensor();
+}
+
+torch::Tensor Classifier::forward_from_frozen(const torch::Tensor& frozen) {
+  TLTRAIN_ASSERT(top_.has_value(), "forward_from_frozen before optimize_frozen_blocks");
+  return head_->forward(head_->pool(top_->forward({frozen}).toTensor()));
+}
 
 torch::Tensor Classifier::forward(const torch::Tensor& images) { return head_->forward(head_->pool(features(images))); }
 
 void Classifier::set_trainable(size_t cut) {
   cut_ = cut;
+  fast_bottom_.reset();
+  top_.reset();
   for (const auto& p : backbone_.module.named_parameters(true)) {
     int b = block_of(backbone_.meta.blocks, p.name);
     p.value.set_requires_grad(b >= 0 && static_cast<size_t>(b) >= cut);
@@ -105,6 +142,8 @@ std::map<std::string, torch::Tensor> Classifier::state() {
 
 void Classifier::load_state(const std::map<std::string, torch::Tensor>& in, const std::string& what) {
   torch::NoGradGuard no_grad;
+  fast_bottom_.reset();  // its weights are a copy
+  top_.reset();
   auto mine = state();
   for (auto& [name, t] : mine) {
     auto it = in.find(name);

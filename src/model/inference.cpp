@@ -47,25 +47,57 @@ torch::jit::Module optimized_for_inference(const torch::jit::Module& module, con
   return module;
 }
 
-Predictions predict(Classifier& model, data::Loader& loader, int64_t micro, int64_t epoch) {
+Predictions predict(Classifier& model, data::Loader& loader, int64_t micro, int64_t epoch, FrozenInputs* keep) {
   torch::NoGradGuard no_grad;
   model.set_training(false, "frozen");
   std::vector<torch::Tensor> logits, labels;
   Predictions p;
+  const bool split = model.frozen_blocks_optimized();
+  if (split && keep && keep->complete) {
+    for (const auto& f : keep->chunks) logits.push_back(model.forward_from_frozen(f).to(torch::kCPU));
+    p.logits = logits.empty() ? torch::empty({0, model.num_classes()}) : torch::cat(logits, 0);
+    p.labels = keep->labels.empty() ? torch::empty({0}, torch::kLong) : torch::cat(keep->labels, 0);
+    p.indices = keep->indices;
+    return p;
+  }
+  // 1 GiB of stored activations at most: beyond that, recomputing them each epoch is the lesser cost.
+  constexpr int64_t kMaxKeptBytes = int64_t(1) << 30;
+  bool storing = split && keep;
+  if (keep) *keep = FrozenInputs{};
   std::optional<torch::jit::Module> fast;  // optimized on the first batch's shape
   loader.start_epoch(epoch);
   while (auto batch = loader.next()) {
     auto x = batch->images.to(model.device(), /*non_blocking=*/true);
-    if (!fast) {
-      std::vector<int64_t> shape = x.sizes().vec();
-      shape[0] = std::max<int64_t>(1, std::min<int64_t>(micro > 0 ? micro : shape[0], shape[0]));
-      fast = optimized_for_inference(model.backbone_module(), shape);
+    if (split) {
+      logits.push_back(in_chunks(x, micro, [&](const torch::Tensor& c) {
+                         auto f = model.frozen_features(c);
+                         if (storing && keep->bytes + f.nbytes() <= kMaxKeptBytes) {
+                           keep->chunks.push_back(f);
+                           keep->bytes += static_cast<int64_t>(f.nbytes());
+                         } else {
+                           storing = false;
+                         }
+                         return model.forward_from_frozen(f);
+                       }).to(torch::kCPU));
+    } else {
+      if (!fast) {
+        std::vector<int64_t> shape = x.sizes().vec();
+        shape[0] = std::max<int64_t>(1, std::min<int64_t>(micro > 0 ? micro : shape[0], shape[0]));
+        fast = optimized_for_inference(model.backbone_module(), shape);
+      }
+      logits.push_back(in_chunks(x, micro, [&](const torch::Tensor& c) {
+                         return model.head()->forward(model.head()->pool(fast->forward({c}).toTensor()));
+                       }).to(torch::kCPU));
     }
-    logits.push_back(in_chunks(x, micro, [&](const torch::Tensor& c) {
-                       return model.head()->forward(model.head()->pool(fast->forward({c}).toTensor()));
-                     }).to(torch::kCPU));
     labels.push_back(batch->labels);
     p.indices.insert(p.indices.end(), batch->indices.begin(), batch->indices.end());
+  }
+  if (storing) {
+    keep->labels = labels;
+    keep->indices = p.indices;
+    keep->complete = true;
+  } else if (keep) {
+    *keep = FrozenInputs{};
   }
   p.logits = logits.empty() ? torch::empty({0, model.num_classes()}) : torch::cat(logits, 0);
   p.labels = labels.empty() ? torch::empty({0}, torch::kLong) : torch::cat(labels, 0);

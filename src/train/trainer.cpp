@@ -248,7 +248,14 @@ FitResult fit(const config::RunConfig& cfg, const FitOptions& opts) {
       lo.world_size = world;
       train_loader = std::make_unique<data::Loader>(ds.train.samples, pre, cfg.data.augment, data::Mode::Train, lo);
       steps_per_epoch = train_loader->batches_per_epoch();
+      if (sp.cut > 0 && sp.cut < m.meta().blocks.size()) {
+        // The frozen bottom never changes in this stage: run it at inference speed.
+        std::string why = m.optimize_frozen_blocks({micro > 0 ? micro : cfg.data.batch_size, 3, pre.height, pre.width});
+        if (why.empty()) log::debug("frozen blocks run as an optimized copy");
+        else log::debug("frozen blocks run as saved: " + why);
+      }
     }
+    model::FrozenInputs val_frozen;  // validation images after the frozen blocks, for this stage
     const int64_t total_steps = steps_per_epoch * st.epochs;
     int64_t stage_step = first_epoch * steps_per_epoch;
 
@@ -340,7 +347,7 @@ FitResult fit(const config::RunConfig& cfg, const FitOptions& opts) {
           model::Predictions p{m.head()->forward(val_cache->views[0]).to(torch::kCPU), val_cache->labels.to(torch::kCPU), {}};
           std::tie(vl, va) = model::loss_and_accuracy(p);
         } else {
-          auto p = model::predict(m, *val_loader, micro);
+          auto p = model::predict(m, *val_loader, micro, 0, &val_frozen);
           std::tie(vl, va) = model::loss_and_accuracy(p);
           if (group) {  // each rank saw its own share: sum (loss, correct, count) exactly
             const double count = static_cast<double>(p.labels.numel());

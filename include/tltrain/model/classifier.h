@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,17 @@ class Classifier {
   torch::Tensor features(const torch::Tensor& images);  ///< backbone feature map
   torch::Tensor forward(const torch::Tensor& images);   ///< logits
 
+  /// Until the next set_trainable or load_state, the frozen blocks [0, cut) run as a frozen,
+  /// BatchNorm-folded copy (model::optimized_for_inference: the same numbers, checked) and only
+  /// blocks [cut, N) as saved — a stage that trains the top blocks then pays inference speed for
+  /// the rest. Returns "" when done, else why not (the model then keeps running as saved).
+  std::string optimize_frozen_blocks(const std::vector<int64_t>& input_shape);
+  bool frozen_blocks_optimized() const { return fast_bottom_.has_value(); }
+  /// The frozen blocks' output, without autograd (after optimize_frozen_blocks).
+  torch::Tensor frozen_features(const torch::Tensor& images);
+  /// Logits from frozen_features' output.
+  torch::Tensor forward_from_frozen(const torch::Tensor& frozen);
+
   /// Blocks [cut, N) and the head train; [0, cut) are frozen (requires_grad off).
   void set_trainable(size_t cut);
   size_t cut() const { return cut_; }
@@ -66,6 +78,7 @@ class Classifier {
   torch::Device device_;
   int64_t num_classes_;
   size_t cut_;
+  std::optional<torch::jit::Module> fast_bottom_, top_;  ///< set by optimize_frozen_blocks
 };
 
 }  // namespace tltrain::model

@@ -26,8 +26,20 @@ struct Predictions {
   std::vector<int64_t> indices;  ///< sample index of each row
 };
 
-/// Runs MODEL in inference mode over one epoch of LOADER.
-Predictions predict(Classifier& model, data::Loader& loader, int64_t micro, int64_t epoch = 0);
+/// A loader's images after the model's frozen blocks, kept by predict() so that the next call
+/// runs only the blocks that train (validation in a stage that fine-tunes the top blocks).
+struct FrozenInputs {
+  std::vector<torch::Tensor> chunks, labels;
+  std::vector<int64_t> indices;
+  int64_t bytes = 0;
+  bool complete = false;  ///< every batch of the loader's epoch is stored
+};
+
+/// Runs MODEL in inference mode over one epoch of LOADER. When MODEL's frozen blocks are
+/// optimized (Classifier::optimize_frozen_blocks) and KEEP is given, the first call stores the
+/// frozen blocks' outputs in KEEP (up to 1 GiB, else nothing) and later calls start from them;
+/// KEEP is only valid while the same blocks stay frozen and LOADER's images do not change.
+Predictions predict(Classifier& model, data::Loader& loader, int64_t micro, int64_t epoch = 0, FrozenInputs* keep = nullptr);
 
 /// Mean cross-entropy and top-1 accuracy of predictions.
 std::pair<double, double> loss_and_accuracy(const Predictions& p);
