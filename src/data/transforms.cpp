@@ -11,11 +11,12 @@ namespace tltrain::data {
 
 namespace {
 
-/// Shrinking uses pixel-area averaging: antialiased, as PIL's (torchvision's) resize is. Plain
-/// bilinear below 2x aliased the eval images and cost ~1-2 points of hymenoptera val accuracy
-/// against the Python recipe (docs/benchmarks.md). Enlarging is bilinear.
-void resize_to(const cv::Mat& src, cv::Mat& dst, int width, int height) {
-  bool shrink = src.cols > width && src.rows > height;
+/// Shrinking by 2x or more uses pixel-area averaging (antialiased, as PIL's resize is); so does
+/// any shrink with ANTIALIAS (evaluation: plain bilinear below 2x aliased the eval images and cost
+/// ~1 point of hymenoptera val accuracy against the Python recipe, docs/benchmarks.md). Training
+/// augmentation below 2x stays bilinear: area averaging at such factors is ~7x slower in OpenCV.
+void resize_to(const cv::Mat& src, cv::Mat& dst, int width, int height, bool antialias) {
+  bool shrink = antialias ? src.cols > width && src.rows > height : src.cols >= 2 * width && src.rows >= 2 * height;
   cv::resize(src, dst, cv::Size(width, height), 0, 0, shrink ? cv::INTER_AREA : cv::INTER_LINEAR);
 }
 
@@ -56,7 +57,7 @@ cv::Rect random_resized_crop_rect(int width, int height, const std::array<double
   return {(width - w) / 2, (height - h) / 2, w, h};
 }
 
-cv::Mat resize_center_crop(const cv::Mat& img, int64_t resize, int64_t height, int64_t width) {
+cv::Mat resize_center_crop(const cv::Mat& img, int64_t resize, int64_t height, int64_t width, bool antialias) {
   // torchvision Resize(int): the shorter side becomes RESIZE, the longer keeps the aspect (truncated).
   int rw, rh;
   if (img.cols <= img.rows) {
@@ -68,7 +69,7 @@ cv::Mat resize_center_crop(const cv::Mat& img, int64_t resize, int64_t height, i
   }
   cv::Mat resized;
   if (rw == img.cols && rh == img.rows) resized = img;
-  else resize_to(img, resized, rw, rh);
+  else resize_to(img, resized, rw, rh, antialias);
   const int H = static_cast<int>(height), W = static_cast<int>(width);
   if (rh < H || rw < W) {  // torchvision CenterCrop pads with zeros
     int pad_y = std::max(0, H - rh), pad_x = std::max(0, W - rw);
@@ -157,7 +158,7 @@ cv::Rect Transform::draw_crop(int width, int height, SampleRng& rng) const {
 cv::Mat Transform::apply_cropped(const cv::Mat& crop, SampleRng& rng) const {
   TLTRAIN_ASSERT(random_crop_first_, "apply_cropped without a leading random crop");
   cv::Mat resized;
-  resize_to(crop, resized, static_cast<int>(pre_.width), static_cast<int>(pre_.height));
+  resize_to(crop, resized, static_cast<int>(pre_.width), static_cast<int>(pre_.height), false);
   return run(resized, rng, 1);
 }
 
@@ -176,11 +177,11 @@ cv::Mat Transform::run(const cv::Mat& bgr, SampleRng& rng, size_t first_step) co
     const std::string& step = aug_.order[s];
     if (step == "crop") {
       if (aug_.random_resized_crop.enabled) {
-        resize_to(img(draw_crop(img.cols, img.rows, rng)), tmp, W, H);
+        resize_to(img(draw_crop(img.cols, img.rows, rng)), tmp, W, H, false);
         img = tmp;
         tmp = cv::Mat();
       } else {
-        img = resize_center_crop(img, pre_.resize, H, W);
+        img = resize_center_crop(img, pre_.resize, H, W, false);
       }
     } else if (step == "affine") {
       AffineParams p;
@@ -218,7 +219,7 @@ cv::Mat Transform::run(const cv::Mat& bgr, SampleRng& rng, size_t first_step) co
       apply_color_jitter(img, c);
     }
   }
-  if (img.cols != W || img.rows != H) img = resize_center_crop(img, pre_.resize, H, W);  // no crop step configured
+  if (img.cols != W || img.rows != H) img = resize_center_crop(img, pre_.resize, H, W, false);  // no crop step configured
   if (img.data == bgr.data) img = img.clone();
   return img;
 }

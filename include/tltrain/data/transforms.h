@@ -18,7 +18,9 @@ cv::Rect random_resized_crop_rect(int width, int height, const std::array<double
                                   const std::array<double, 2>& ratio, SampleRng& rng);
 
 /// torchvision Resize(shorter side = RESIZE) + CenterCrop(H, W); zero padding if the crop is larger.
-cv::Mat resize_center_crop(const cv::Mat& img, int64_t resize, int64_t height, int64_t width);
+/// ANTIALIAS: every shrink averages pixel areas, as PIL does (evaluation); otherwise only shrinks
+/// by 2x or more do and smaller ones are bilinear (training augmentation, for speed).
+cv::Mat resize_center_crop(const cv::Mat& img, int64_t resize, int64_t height, int64_t width, bool antialias = true);
 
 /// Keras ImageDataGenerator parameters of one sample's affine transform.
 struct AffineParams {
