@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
   build-essential cmake ccache pkg-config
   libtorch-dev
+  libopenblas0-openmp  # LibTorch's BLAS: Debian's default netlib one made 1-thread training 8x slower
   libgloo-dev  # c10d's Gloo headers: data-parallel fit (docs/distributed.md)
   libopencv-dev  # ships OpenCVConfig.cmake; the narrower -dev packages do not
   libjpeg-dev    # region decoding calls libjpeg-turbo directly (src/data/image_io.cpp)

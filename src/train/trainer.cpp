@@ -14,6 +14,7 @@
 #include <sstream>
 #include <thread>
 
+#include "tltrain/core/blas.h"
 #include "tltrain/core/error.h"
 #include "tltrain/core/fs.h"
 #include "tltrain/core/log.h"
@@ -79,6 +80,9 @@ FitResult fit(const config::RunConfig& cfg, const FitOptions& opts) {
   const int64_t intra = cfg.intra_op_threads > 0 ? cfg.intra_op_threads : std::max<int64_t>(1, hardware_threads() / local_world);
   const int64_t loader_threads = cfg.loader_threads > 0 ? cfg.loader_threads : std::max<int64_t>(1, hardware_threads() / local_world);
   torch::set_num_threads(static_cast<int>(intra));
+  if (const std::string blas = reference_blas_loaded(); !blas.empty())
+    log::warn("LibTorch is using the unoptimized reference BLAS (" + blas + "); training with one thread per process was 8x " +
+              "slower with it here: install libopenblas0-openmp (scripts/setup.sh does)");
   const uint64_t seed = static_cast<uint64_t>(cfg.seed);
 
   const std::string dir = cfg.output_dir;
