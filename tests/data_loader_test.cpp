@@ -201,16 +201,52 @@ TEST(DataLoader, RegionDecodedJpegMatchesTheFullDecodePipeline) {
   std::filesystem::create_directories(dir / "r/a");
   cv::imwrite(dir / "r/a/x.jpg", img);
   auto samples = scan_source(dir / "r").samples;
-  LoaderOptions o;
-  o.threads = 1;
-  o.seed = 5;
-  Loader l(samples, pre(32), all_augment(), Mode::Train, o);
-  auto batch = epoch(l, 3).at(0);
-  // The reference: decode everything, then the whole transform on the full image.
-  Transform t(pre(32), all_augment(), Mode::Train);
-  ASSERT_TRUE(t.random_crop_first());
-  SampleRng rng = SampleRng::for_sample(5, 3, 0);
-  std::vector<float> ref(3 * 32 * 32);
-  t.normalize_into(t.apply(decode_file(samples[0].path).image, rng), ref.data());
-  EXPECT_TRUE(torch::equal(batch.images[0], torch::from_blob(ref.data(), {3, 32, 32})));
+  // A random resized crop first, and the Keras set's centre crop (resize + crop) first.
+  for (bool random : {true, false}) {
+    auto aug = all_augment();
+    aug.random_resized_crop.enabled = random;
+    Preprocess p = pre(32);
+    p.resize = 50;  // with zoom 0.8 no reduced decoding of the 160x120 image: shorter side 60 < 50 / 0.8
+    LoaderOptions o;
+    o.threads = 1;
+    o.seed = 5;
+    Loader l(samples, p, aug, Mode::Train, o);
+    auto batch = epoch(l, 3).at(0);
+    // The reference: decode everything, then the whole transform on the full image.
+    Transform t(p, aug, Mode::Train);
+    ASSERT_TRUE(t.crop_first());
+    SampleRng rng = SampleRng::for_sample(5, 3, 0);
+    std::vector<float> ref(3 * 32 * 32);
+    t.normalize_into(t.apply(decode_file(samples[0].path).image, rng), ref.data());
+    EXPECT_TRUE(torch::equal(batch.images[0], torch::from_blob(ref.data(), {3, 32, 32}))) << "random crop " << random;
+  }
+  {
+    // A JPEG large enough for reduced decoding: decoded in full at 1/2 scale, the region scaled to
+    // it. A smooth image then gives nearly the full-resolution pipeline's pixels.
+    cv::Mat big(600, 800, CV_8UC3);
+    for (int y = 0; y < big.rows; ++y)
+      for (int x = 0; x < big.cols; ++x) big.at<cv::Vec3b>(y, x) = cv::Vec3b(x * 255 / 800, y * 255 / 600, 128);
+    std::filesystem::create_directories(dir / "big/a");
+    cv::imwrite(dir / "big/a/x.jpg", big);
+    auto bs = scan_source(dir / "big").samples;
+    auto aug = all_augment();
+    aug.random_resized_crop.enabled = false;
+    Preprocess p = pre(32);
+    p.resize = 200;  // minimum decoded side 250: 1/2 of 600 qualifies
+    LoaderOptions o;
+    o.threads = 1;
+    Loader l(bs, p, aug, Mode::Train, o);
+    auto got = epoch(l, 0).at(0).images[0];
+    Transform t(p, aug, Mode::Train);
+    SampleRng rng = SampleRng::for_sample(o.seed, 0, 0);
+    std::vector<float> ref(3 * 32 * 32);
+    t.normalize_into(t.apply(decode_file(bs[0].path).image, rng), ref.data());
+    EXPECT_LT((got - torch::from_blob(ref.data(), {3, 32, 32})).abs().mean().item<double>(), 0.05);
+  }
+  // A centre crop that would need zero padding (resize < output) keeps the full decode.
+  auto aug = all_augment();
+  aug.random_resized_crop.enabled = false;
+  Preprocess small = pre(32);
+  small.resize = 30;
+  EXPECT_FALSE(Transform(small, aug, Mode::Train).crop_first());
 }

@@ -163,6 +163,16 @@ DecodeResult failed(DecodeFailure f, std::string detail = {}) {
 ImageHeader probe_header(const unsigned char* data, size_t size) { return probe(data, size, nullptr); }
 
 namespace {
+/// The DCT scaling (1, 2, 4 or 8) that keeps the shorter side >= opts.min_short_side. Only JPEG
+/// decodes faster when reduced; OpenCV would decode other formats fully and then resize.
+int jpeg_reduction(const ImageHeader& h, const DecodeOptions& opts) {
+  if (h.format != "jpeg" || opts.min_short_side <= 0 || h.width <= 0 || h.height <= 0) return 1;
+  const int64_t short_side = std::min(h.width, h.height);
+  for (int f : {8, 4, 2})
+    if ((short_side + f - 1) / f >= opts.min_short_side) return f;
+  return 1;
+}
+
 /// The checks every decode starts with; a failed result when the bytes must not be decoded.
 std::optional<DecodeResult> precheck(const std::string& bytes, const DecodeOptions& opts, ImageHeader& h, int& orientation) {
   if (bytes.empty()) return failed(DecodeFailure::Empty);
@@ -184,14 +194,7 @@ DecodeResult decode_image(const std::string& bytes, const DecodeOptions& opts) {
   int orientation = 1;
   if (auto bad = precheck(bytes, opts, h, orientation)) return *bad;
   const int64_t pixels = int64_t(h.width) * int64_t(h.height);
-  int reduction = 1;
-  // Only JPEG decodes faster when reduced (DCT scaling); OpenCV would decode other formats fully
-  // and then resize without antialiasing.
-  if (h.format == "jpeg" && opts.min_short_side > 0 && h.width > 0 && h.height > 0) {
-    const int64_t short_side = std::min(h.width, h.height);
-    for (int f : {8, 4, 2})
-      if ((short_side + f - 1) / f >= opts.min_short_side) { reduction = f; break; }
-  }
+  const int reduction = jpeg_reduction(h, opts);
   int flags = cv::IMREAD_COLOR | cv::IMREAD_IGNORE_ORIENTATION;
   if (reduction == 2) flags = cv::IMREAD_REDUCED_COLOR_2 | cv::IMREAD_IGNORE_ORIENTATION;
   if (reduction == 4) flags = cv::IMREAD_REDUCED_COLOR_4 | cv::IMREAD_IGNORE_ORIENTATION;
@@ -295,7 +298,9 @@ DecodeResult decode_image_region(const std::string& bytes, const std::function<c
   ImageHeader h;
   int orientation = 1;
   if (auto bad = precheck(bytes, opts, h, orientation)) return *bad;
-  if (h.format == "jpeg" && orientation == 1 && h.width > 0 && h.height > 0 && jpeg_region_decodable(bytes)) {
+  // A large JPEG decodes faster at reduced scale in full than at full scale in part.
+  const bool reduce = jpeg_reduction(h, opts) > 1;
+  if (!reduce && h.format == "jpeg" && orientation == 1 && h.width > 0 && h.height > 0 && jpeg_region_decodable(bytes)) {
     cv::Rect roi = choose_roi(h.width, h.height);
     TLTRAIN_ASSERT((roi & cv::Rect(0, 0, h.width, h.height)) == roi && !roi.empty(), "region outside the image");
     DecodeResult r;
@@ -306,10 +311,23 @@ DecodeResult decode_image_region(const std::string& bytes, const std::function<c
     r.region = true;
     return r;
   }
-  DecodeOptions full = opts;
-  full.min_short_side = 0;  // the region is chosen in full-resolution coordinates
-  DecodeResult r = decode_image(bytes, full);
-  if (r.ok()) r.image = r.image(choose_roi(r.image.cols, r.image.rows));
+  DecodeOptions o = opts;
+  if (!reduce) o.min_short_side = 0;
+  DecodeResult r = decode_image(bytes, o);
+  if (!r.ok()) return r;
+  if (r.reduction == 1) {
+    r.image = r.image(choose_roi(r.image.cols, r.image.rows));
+    return r;
+  }
+  // The region is chosen in full-resolution (oriented) coordinates and scaled to the decoded image.
+  const int fw = orientation >= 5 ? h.height : h.width, fh = orientation >= 5 ? h.width : h.height;
+  const cv::Rect roi = choose_roi(fw, fh);
+  const double sx = static_cast<double>(r.image.cols) / fw, sy = static_cast<double>(r.image.rows) / fh;
+  const int x0 = std::clamp(static_cast<int>(std::floor(roi.x * sx)), 0, r.image.cols - 1);
+  const int y0 = std::clamp(static_cast<int>(std::floor(roi.y * sy)), 0, r.image.rows - 1);
+  const int x1 = std::clamp(static_cast<int>(std::ceil((roi.x + roi.width) * sx)), x0 + 1, r.image.cols);
+  const int y1 = std::clamp(static_cast<int>(std::ceil((roi.y + roi.height) * sy)), y0 + 1, r.image.rows);
+  r.image = r.image(cv::Rect(x0, y0, x1 - x0, y1 - y0));
   return r;
 }
 

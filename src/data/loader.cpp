@@ -103,7 +103,7 @@ struct Loader::Impl {
           SampleRng rng = SampleRng::for_sample(opts.seed, epoch, index);
           if (!read_bytes(samples[static_cast<size_t>(index)].path, bytes)) {
             r.failure = DecodeFailure::Unreadable;
-          } else if (transform.random_crop_first()) {
+          } else if (transform.crop_first()) {
             // Decode only what the crop keeps: the same pixels, about half the decoding work.
             r = decode_image_region(bytes, [&](int w, int h) { return transform.draw_crop(w, h, rng); }, decode);
             if (r.ok()) transform.normalize_into(transform.apply_cropped(r.image, rng), dst);

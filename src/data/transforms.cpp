@@ -139,7 +139,10 @@ Transform::Transform(const Preprocess& pre, const config::AugmentConfig& augment
   color_ = aug_.brightness > 0 || aug_.contrast > 0 || aug_.saturation > 0 || aug_.hue > 0;
   for (int c = 0; c < 3; ++c)
     for (int v = 0; v < 256; ++v) lut_[c][v] = (static_cast<float>(v) * pre_.pixel_scale - pre_.mean[c]) / pre_.std[c];
-  random_crop_first_ = mode_ == Mode::Train && aug_.random_resized_crop.enabled && !aug_.order.empty() && aug_.order[0] == "crop";
+  // A leading crop lets the loader decode only the crop's region. The centre crop qualifies when it
+  // needs no zero padding (resize >= output), which depends on the config only.
+  crop_first_ = mode_ == Mode::Train && !aug_.order.empty() && aug_.order[0] == "crop" &&
+                (aug_.random_resized_crop.enabled || pre_.resize >= std::max(pre_.height, pre_.width));
   min_decode_side_ = pre_.resize;
   bool crops = std::find(aug_.order.begin(), aug_.order.end(), "crop") != aug_.order.end();
   if (mode_ == Mode::Train && aug_.random_resized_crop.enabled && crops) {
@@ -152,11 +155,17 @@ Transform::Transform(const Preprocess& pre, const config::AugmentConfig& augment
 }
 
 cv::Rect Transform::draw_crop(int width, int height, SampleRng& rng) const {
-  return random_resized_crop_rect(width, height, aug_.random_resized_crop.scale, aug_.random_resized_crop.ratio, rng);
+  if (aug_.random_resized_crop.enabled)
+    return random_resized_crop_rect(width, height, aug_.random_resized_crop.scale, aug_.random_resized_crop.ratio, rng);
+  // The region that resize (shorter side) + centre crop keeps, in the image's own pixels.
+  const double scale = static_cast<double>(pre_.resize) / std::min(width, height);
+  const int w = std::clamp(static_cast<int>(std::lround(pre_.width / scale)), 1, width);
+  const int h = std::clamp(static_cast<int>(std::lround(pre_.height / scale)), 1, height);
+  return {(width - w) / 2, (height - h) / 2, w, h};
 }
 
 cv::Mat Transform::apply_cropped(const cv::Mat& crop, SampleRng& rng) const {
-  TLTRAIN_ASSERT(random_crop_first_, "apply_cropped without a leading random crop");
+  TLTRAIN_ASSERT(crop_first_, "apply_cropped without a leading crop");
   cv::Mat resized;
   resize_to(crop, resized, static_cast<int>(pre_.width), static_cast<int>(pre_.height), false);
   return run(resized, rng, 1);
@@ -176,7 +185,9 @@ cv::Mat Transform::run(const cv::Mat& bgr, SampleRng& rng, size_t first_step) co
   for (size_t s = first_step; s < aug_.order.size(); ++s) {
     const std::string& step = aug_.order[s];
     if (step == "crop") {
-      if (aug_.random_resized_crop.enabled) {
+      // In training the centre crop is cut first and then resized, like the random one, so that
+      // decoding only the region (crop_first) gives exactly these pixels.
+      if (aug_.random_resized_crop.enabled || (s == 0 && crop_first_)) {
         resize_to(img(draw_crop(img.cols, img.rows, rng)), tmp, W, H, false);
         img = tmp;
         tmp = cv::Mat();

@@ -53,7 +53,9 @@ DecodeResult decode_image(const std::string& bytes, const DecodeOptions& opts = 
 
 /// Decodes only the region CHOOSE_ROI(full width, full height) picks: for JPEGs (no EXIF rotation,
 /// YCbCr/RGB) rows and columns outside it are not reconstructed, with the same pixels as a full
-/// decode; other files are decoded fully and cropped. A random crop decodes ~half the image.
+/// decode; other files are decoded fully and cropped. A random crop decodes ~half the image. A
+/// JPEG large enough for reduced decoding (opts.min_short_side) is instead decoded in full at
+/// reduced scale and the region, scaled to it, cut out: that is the cheaper of the two there.
 DecodeResult decode_image_region(const std::string& bytes, const std::function<cv::Rect(int, int)>& choose_roi,
                                  const DecodeOptions& opts = {});
 

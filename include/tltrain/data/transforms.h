@@ -46,9 +46,10 @@ class Transform {
 
   /// 8-bit BGR of any size → 8-bit BGR of exactly height×width (a new Mat; IMG is not changed).
   cv::Mat apply(const cv::Mat& bgr, SampleRng& rng) const;
-  /// True when the pipeline starts with a random resized crop, so that only the crop's region of
-  /// the file needs decoding: draw_crop + apply_cropped then equal apply on the full image.
-  bool random_crop_first() const { return random_crop_first_; }
+  /// True when a training pipeline starts with a crop (random resized, or the centre crop of
+  /// resize + crop), so that only the crop's region of the file needs decoding: draw_crop +
+  /// apply_cropped then equal apply on the full image.
+  bool crop_first() const { return crop_first_; }
   /// The first step's crop of a WIDTH×HEIGHT image (the same draw apply would make).
   cv::Rect draw_crop(int width, int height, SampleRng& rng) const;
   /// The rest of the pipeline after draw_crop, given the cropped pixels.
@@ -68,7 +69,7 @@ class Transform {
   Mode mode_;
   int64_t min_decode_side_ = 0;
   bool color_ = false;
-  bool random_crop_first_ = false;
+  bool crop_first_ = false;
   cv::Mat run(const cv::Mat& bgr, SampleRng& rng, size_t first_step) const;
   std::array<std::array<float, 256>, 3> lut_{};  ///< [output channel][pixel value] → normalized float
 };
