@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <functional>
 #include <opencv2/imgproc.hpp>
+#include <vector>
 
 #include "tltrain/core/error.h"
 
@@ -11,12 +13,101 @@ namespace tltrain::data {
 
 namespace {
 
-/// Shrinking by 2x or more uses pixel-area averaging (antialiased, as PIL's resize is); so does
-/// any shrink with ANTIALIAS (evaluation: plain bilinear below 2x aliased the eval images and cost
-/// ~1 point of hymenoptera val accuracy against the Python recipe, docs/benchmarks.md). Training
-/// augmentation below 2x stays bilinear: area averaging at such factors is ~7x slower in OpenCV.
+/// PIL's filtered resampling coefficients for one axis (Pillow's precompute_coeffs with the
+/// bilinear filter, 22-bit fixed point): output i reads inputs [first[i], first[i] + count[i]).
+struct AxisTaps {
+  std::vector<int> first, count;
+  std::vector<int32_t> weights;  ///< ksize per output
+  int ksize = 0;
+};
+AxisTaps pil_bilinear_taps(int in, int out) {
+  constexpr int kBits = 22;
+  const double scale = static_cast<double>(in) / out;
+  const double filterscale = std::max(scale, 1.0), support = filterscale;
+  AxisTaps t;
+  t.ksize = static_cast<int>(std::ceil(support)) * 2 + 1;
+  t.first.resize(out);
+  t.count.resize(out);
+  t.weights.assign(static_cast<size_t>(out) * t.ksize, 0);
+  std::vector<double> k(t.ksize);
+  for (int i = 0; i < out; ++i) {
+    const double center = (i + 0.5) * scale;
+    const int lo = std::max(static_cast<int>(center - support + 0.5), 0);
+    const int n = std::min(static_cast<int>(center + support + 0.5), in) - lo;
+    double sum = 0;
+    for (int j = 0; j < n; ++j) {
+      double x = std::abs((j + lo - center + 0.5) / filterscale);
+      k[j] = x < 1.0 ? 1.0 - x : 0.0;
+      sum += k[j];
+    }
+    for (int j = 0; j < n; ++j) {
+      double w = sum != 0.0 ? k[j] / sum : k[j];
+      t.weights[static_cast<size_t>(i) * t.ksize + j] = static_cast<int32_t>(w < 0 ? -0.5 + w * (1 << kBits) : 0.5 + w * (1 << kBits));
+    }
+    t.first[i] = lo;
+    t.count[i] = n;
+  }
+  return t;
+}
+uchar pil_clip(int64_t acc) {
+  acc >>= 22;
+  return static_cast<uchar>(acc < 0 ? 0 : acc > 255 ? 255 : acc);
+}
+
+}  // namespace
+
+cv::Mat pil_bilinear_resize(const cv::Mat& src, int width, int height) {
+  TLTRAIN_ASSERT(src.type() == CV_8UC3, "pil_bilinear_resize needs 8-bit BGR");
+  const AxisTaps h = pil_bilinear_taps(src.cols, width), v = pil_bilinear_taps(src.rows, height);
+  // Only the rows the vertical pass reads go through the horizontal one.
+  const int row0 = v.first.front(), row1 = v.first.back() + v.count.back();
+  cv::Mat tmp(row1 - row0, width, CV_8UC3);
+  constexpr int64_t kHalf = int64_t(1) << 21;
+  for (int y = row0; y < row1; ++y) {
+    const uchar* in = src.ptr<uchar>(y);
+    uchar* out = tmp.ptr<uchar>(y - row0);
+    for (int x = 0; x < width; ++x) {
+      const int32_t* k = &h.weights[static_cast<size_t>(x) * h.ksize];
+      int64_t a0 = kHalf, a1 = kHalf, a2 = kHalf;
+      const uchar* p = in + 3 * h.first[x];
+      for (int j = 0; j < h.count[x]; ++j, p += 3) {
+        a0 += p[0] * k[j];
+        a1 += p[1] * k[j];
+        a2 += p[2] * k[j];
+      }
+      out[3 * x] = pil_clip(a0);
+      out[3 * x + 1] = pil_clip(a1);
+      out[3 * x + 2] = pil_clip(a2);
+    }
+  }
+  cv::Mat dst(height, width, CV_8UC3);
+  const size_t row = static_cast<size_t>(width) * 3;
+  std::vector<int64_t> acc(row);
+  for (int y = 0; y < height; ++y) {
+    std::fill(acc.begin(), acc.end(), kHalf);
+    const int32_t* k = &v.weights[static_cast<size_t>(y) * v.ksize];
+    for (int j = 0; j < v.count[y]; ++j) {
+      const uchar* in = tmp.ptr<uchar>(v.first[y] - row0 + j);
+      for (size_t c = 0; c < row; ++c) acc[c] += in[c] * k[j];
+    }
+    uchar* out = dst.ptr<uchar>(y);
+    for (size_t c = 0; c < row; ++c) out[c] = pil_clip(acc[c]);
+  }
+  return dst;
+}
+
+namespace {
+
+/// ANTIALIAS (evaluation): exactly PIL's bilinear resize, as torchvision applies it — plain
+/// bilinear below 2x aliased the eval images and cost about a point of hymenoptera val accuracy
+/// against the Python recipe (docs/benchmarks.md). Otherwise (training augmentation, where speed
+/// counts): shrinking by 2x or more averages pixel areas, anything else is OpenCV's bilinear.
 void resize_to(const cv::Mat& src, cv::Mat& dst, int width, int height, bool antialias) {
-  bool shrink = antialias ? src.cols > width && src.rows > height : src.cols >= 2 * width && src.rows >= 2 * height;
+  if (antialias && src.type() == CV_8UC3) {
+    dst = pil_bilinear_resize(src, width, height);
+    return;
+  }
+  bool shrink = src.cols >= 2 * width && src.rows >= 2 * height;
   cv::resize(src, dst, cv::Size(width, height), 0, 0, shrink ? cv::INTER_AREA : cv::INTER_LINEAR);
 }
 

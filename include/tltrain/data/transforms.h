@@ -17,9 +17,14 @@ namespace tltrain::data {
 cv::Rect random_resized_crop_rect(int width, int height, const std::array<double, 2>& scale,
                                   const std::array<double, 2>& ratio, SampleRng& rng);
 
+/// Pillow's Image.resize(BILINEAR) of 8-bit BGR, to the bit: a triangle filter as wide as the
+/// scale factor (antialiased when shrinking), horizontal pass first, 8 bits in between — what
+/// torchvision's Resize does to a PIL image. Evaluation resizes with it.
+cv::Mat pil_bilinear_resize(const cv::Mat& bgr, int width, int height);
+
 /// torchvision Resize(shorter side = RESIZE) + CenterCrop(H, W); zero padding if the crop is larger.
-/// ANTIALIAS: every shrink averages pixel areas, as PIL does (evaluation); otherwise only shrinks
-/// by 2x or more do and smaller ones are bilinear (training augmentation, for speed).
+/// ANTIALIAS: resized with pil_bilinear_resize (evaluation); otherwise shrinks by 2x or more
+/// average pixel areas and the rest is OpenCV's bilinear (training augmentation, for speed).
 cv::Mat resize_center_crop(const cv::Mat& img, int64_t resize, int64_t height, int64_t width, bool antialias = true);
 
 /// Keras ImageDataGenerator parameters of one sample's affine transform.
