@@ -49,7 +49,7 @@ AxisTaps pil_bilinear_taps(int in, int out) {
   }
   return t;
 }
-uchar pil_clip(int64_t acc) {
+uchar pil_clip(int32_t acc) {
   acc >>= 22;
   return static_cast<uchar>(acc < 0 ? 0 : acc > 255 ? 255 : acc);
 }
@@ -62,13 +62,14 @@ cv::Mat pil_bilinear_resize(const cv::Mat& src, int width, int height) {
   // Only the rows the vertical pass reads go through the horizontal one.
   const int row0 = v.first.front(), row1 = v.first.back() + v.count.back();
   cv::Mat tmp(row1 - row0, width, CV_8UC3);
-  constexpr int64_t kHalf = int64_t(1) << 21;
+  // int32 sums as Pillow's: bilinear weights are >= 0 and add up to 2^22, so 255 * 2^22 + 2^21 fits.
+  constexpr int32_t kHalf = int32_t(1) << 21;
   for (int y = row0; y < row1; ++y) {
     const uchar* in = src.ptr<uchar>(y);
     uchar* out = tmp.ptr<uchar>(y - row0);
     for (int x = 0; x < width; ++x) {
       const int32_t* k = &h.weights[static_cast<size_t>(x) * h.ksize];
-      int64_t a0 = kHalf, a1 = kHalf, a2 = kHalf;
+      int32_t a0 = kHalf, a1 = kHalf, a2 = kHalf;
       const uchar* p = in + 3 * h.first[x];
       for (int j = 0; j < h.count[x]; ++j, p += 3) {
         a0 += p[0] * k[j];
@@ -82,7 +83,7 @@ cv::Mat pil_bilinear_resize(const cv::Mat& src, int width, int height) {
   }
   cv::Mat dst(height, width, CV_8UC3);
   const size_t row = static_cast<size_t>(width) * 3;
-  std::vector<int64_t> acc(row);
+  std::vector<int32_t> acc(row);
   for (int y = 0; y < height; ++y) {
     std::fill(acc.begin(), acc.end(), kHalf);
     const int32_t* k = &v.weights[static_cast<size_t>(y) * v.ksize];
