@@ -197,6 +197,18 @@ TEST(Train, ResumeAfterKillNineEqualsAnUninterruptedRun) {
     for (const char* k : {"loss", "accuracy", "val_loss", "val_accuracy", "step"}) EXPECT_EQ(ha[i][k], hb[i][k]) << "epoch " << i << " " << k;
 }
 
+TEST(TrainCli, FineTuningRunsTheFrozenBottomAsAnOptimizedCopy) {
+  // The stage that trains the top half says so in the debug log; the head stage (cache) does not
+  // need it. (Equal numbers with and without the copy: SplitBackbone.*; exact resume: above.)
+  Project p;
+  auto r = test::run_tltrain("-v fit --config " + p.write(p.config(two_stages())));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto at = r.output.find("frozen blocks run as an optimized copy");
+  ASSERT_NE(at, std::string::npos) << r.output;
+  EXPECT_GT(at, r.output.find("stage 2/2 'tune'")) << r.output;
+  EXPECT_EQ(r.output.find("frozen blocks run as saved"), std::string::npos) << r.output;
+}
+
 TEST(Train, ResultsDoNotDependOnLoaderThreads) {
   Project p;
   json c1 = p.config(two_stages(), "t1"), c4 = p.config(two_stages(), "t4");
