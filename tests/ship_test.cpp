@@ -202,6 +202,7 @@ TEST(ShipServe, AnswersGoodAndBadRequestsAndKeepsServingUnderConcurrency) {
   o.max_pixels = 40 * 40;  // the 16×16 squares pass, a 64×64 image trips the decode guard
   o.max_batch = 8;
   o.max_wait_ms = 20;
+  o.forward_workers = 2;  // forwards side by side, whatever the machine's cores
   serve::Server server(o);
   int port = server.start();
   ASSERT_GT(port, 0);
@@ -257,6 +258,7 @@ TEST(ShipServe, AnswersGoodAndBadRequestsAndKeepsServingUnderConcurrency) {
   EXPECT_EQ(meta.at("input_size"), json({32, 32}));
   EXPECT_EQ(meta.at("backbone").at("arch"), "tiny");
   EXPECT_TRUE(meta.at("training").contains("best_value"));
+  EXPECT_EQ(meta.at("serving").at("workers"), 2);
 
   // 32 clients at once, 4 requests each: every one answered, and the batcher did batch.
   std::vector<std::thread> clients;

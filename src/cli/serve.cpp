@@ -47,7 +47,9 @@ void setup_serve(CLI::App& app) {
   sub->add_option("--timeout-ms", o->timeout_ms, "Per-request limit; beyond: 504 (default 10000)")->check(CLI::PositiveNumber);
   sub->add_option("--http-threads", o->http_threads, "Connections served at once (default 64)")->check(CLI::PositiveNumber);
   sub->add_option("--topk", o->topk, "Classes per answer (default 5; ?topk=N per request)")->check(CLI::PositiveNumber);
-  sub->add_option("--threads", o->torch_threads, "Intra-op threads of the forward (default: torch's)")->check(CLI::NonNegativeNumber);
+  sub->add_option("--threads", o->torch_threads, "Intra-op threads per forward (default: cores / workers)")->check(CLI::NonNegativeNumber);
+  sub->add_option("--workers", o->forward_workers, "Forwards running side by side, each on its own batch (default: one per core)")
+      ->check(CLI::PositiveNumber);
   sub->add_flag("!--no-optimize", o->optimize, "Run the file as saved, without freezing and oneDNN folding (slower; exact logits)");
   sub->add_option("--micro-batch", o->micro, "Rows per forward call, and the fill a batch waits for (default 4)")->check(CLI::PositiveNumber);
   sub->callback([o] { run_serve(*o); });

@@ -9,7 +9,7 @@ namespace tltrain::serve {
 Batcher::Batcher(BatcherOptions opts, std::function<torch::Tensor(const torch::Tensor&)> forward)
     : opts_(opts), forward_(std::move(forward)) {
   if (opts_.max_batch < 1) opts_.max_batch = 1;
-  thread_ = std::thread([this] { run(); });
+  for (int64_t i = 0; i < std::max<int64_t>(1, opts_.workers); ++i) threads_.emplace_back([this] { run(); });
 }
 
 Batcher::~Batcher() { stop(); }
@@ -46,7 +46,8 @@ void Batcher::stop() {
     stopping_ = true;
   }
   cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  for (auto& t : threads_)
+    if (t.joinable()) t.join();
 }
 
 BatcherStats Batcher::stats() const {

@@ -14,6 +14,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 namespace tltrain::serve {
 
@@ -22,6 +23,7 @@ struct BatcherOptions {
   int64_t max_wait_ms = 2;      ///< longest a batch's first image waits for more
   int64_t fill = 4;             ///< rows per forward; waiting stops once this many are queued
   int64_t queue_capacity = 128; ///< waiting images; submit() refuses beyond (the server answers 503)
+  int64_t workers = 1;          ///< threads running forwards side by side, each taking its own batch
 };
 
 struct BatcherStats {
@@ -63,7 +65,7 @@ class Batcher {
   int64_t expected_ = 0;  ///< requests decoding right now
   bool stopping_ = false;
   BatcherStats stats_;
-  std::thread thread_;
+  std::vector<std::thread> threads_;
 };
 
 }  // namespace tltrain::serve

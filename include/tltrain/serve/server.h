@@ -23,7 +23,8 @@ struct ServeOptions {
   int64_t timeout_ms = 10000;           ///< per request, arrival to answer: 504 beyond
   int64_t http_threads = 64;            ///< connections served at once (keep-alive holds one each)
   int64_t topk = 5;                     ///< default; ?topk=N per request
-  int64_t torch_threads = 0;            ///< intra-op threads of the forward; 0: torch's default
+  int64_t torch_threads = 0;            ///< intra-op threads per forward; 0: cores / forward_workers
+  int64_t forward_workers = 0;          ///< forwards running side by side; 0: one per core
   /// Freeze the module and fold BatchNorm into oneDNN convolutions (torch.jit.optimize_for_inference):
   /// ~20x faster per image on Debian's CPU LibTorch, whose generic BLAS makes plain convolutions slow.
   /// Logits then differ from the file's own by float rounding (~1e-5).
