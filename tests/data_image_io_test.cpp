@@ -7,6 +7,7 @@
 
 #include "test_util.h"
 #include "tltrain/data/image_io.h"
+#include "tltrain/data/transforms.h"
 
 using namespace tltrain;
 using namespace tltrain::data;
@@ -159,4 +160,43 @@ TEST(DataImageIo, RegionDecodeGivesTheSamePixelsAsFullDecodeThenCrop) {
   EXPECT_EQ(cv::norm(png.image, img(cv::Rect(1, 2, 3, 4)), cv::NORM_INF), 0);
   EXPECT_EQ(decode_image_region(jpeg.substr(0, jpeg.size() / 2), [](int, int) { return cv::Rect(0, 0, 1, 1); }).failure,
             DecodeFailure::Truncated);
+}
+
+TEST(DataImageIo, EvalDecodesOnlyTheCentreCropAndGivesTheSamePixels) {
+  // decode_eval resamples only what the centre crop keeps from only the JPEG region it reads:
+  // bit-identical to decoding everything and resizing everything, in every shape and path.
+  Preprocess pre;
+  pre.height = pre.width = 32;
+  pre.resize = 37;
+  Transform t(pre, config::AugmentConfig{}, Mode::Eval);
+  DecodeOptions o;
+  o.min_short_side = pre.resize;
+  cv::Mat exif_src = noise(90, 60);
+  std::string exif = encode(exif_src, ".jpg");
+  const unsigned char tiff[] = {'M', 'M', 0, 42, 0, 0, 0, 8, 0, 1, 0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, 6, 0, 0, 0, 0, 0, 0};
+  std::string app1 = "\xFF\xE1";
+  app1 += static_cast<char>(0);
+  app1 += static_cast<char>(2 + 6 + sizeof tiff);
+  app1 += std::string("Exif\0\0", 6) + std::string(reinterpret_cast<const char*>(tiff), sizeof tiff);
+  exif = exif.substr(0, 2) + app1 + exif.substr(2);
+  const std::vector<std::pair<std::string, std::string>> files = {
+      {"landscape jpeg", encode(noise(160, 120), ".jpg")}, {"portrait jpeg", encode(noise(57, 101), ".jpg")},
+      {"odd sizes", encode(noise(73, 41), ".jpg")},        {"png", encode(noise(160, 120), ".png")},
+      {"reduced jpeg (full path)", encode(noise(400, 320), ".jpg")}, {"exif-rotated jpeg", exif}};
+  for (const auto& [name, bytes] : files) {
+    cv::Mat fast;
+    DecodeResult r = t.decode_eval(bytes, o, fast);
+    ASSERT_TRUE(r.ok()) << name << ": " << r.reason();
+    // Shorter sides under 2 x 37 decode at full scale, so those JPEGs take the region path.
+    if (name == "portrait jpeg" || name == "odd sizes") EXPECT_TRUE(r.region) << name;
+    if (name == "reduced jpeg (full path)") EXPECT_EQ(r.reduction, 8) << name;  // 320 / 8 = 40 >= 37
+    SampleRng unused(0);
+    cv::Mat want = t.apply(decode_image(bytes, o).image, unused);
+    ASSERT_EQ(fast.size(), want.size()) << name;
+    EXPECT_EQ(cv::norm(fast, want, cv::NORM_INF), 0.0) << name;
+  }
+  // The windowed resample itself: any output rectangle equals that part of the full resize.
+  cv::Mat src = noise(50, 31), full = pil_bilinear_resize(src, 37, 23);
+  cv::Mat part = pil_bilinear_resize_window(src, {0, 0, 50, 31}, 50, 31, 37, 23, {5, 3, 20, 17});
+  EXPECT_EQ(cv::norm(part, full(cv::Rect(5, 3, 20, 17)), cv::NORM_INF), 0.0);
 }

@@ -107,6 +107,10 @@ struct Loader::Impl {
             // Decode only what the crop keeps: the same pixels, about half the decoding work.
             r = decode_image_region(bytes, [&](int w, int h) { return transform.draw_crop(w, h, rng); }, decode);
             if (r.ok()) transform.normalize_into(transform.apply_cropped(r.image, rng), dst);
+          } else if (mode == Mode::Eval) {
+            cv::Mat pixels;
+            r = transform.decode_eval(bytes, decode, pixels);
+            if (r.ok()) transform.normalize_into(pixels, dst);
           } else {
             r = decode_image(bytes, decode);
             if (r.ok()) transform.normalize_into(transform.apply(r.image, rng), dst);

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "tltrain/core/error.h"
+#include "tltrain/data/image_io.h"
 
 namespace tltrain::data {
 
@@ -57,42 +58,54 @@ uchar pil_clip(int32_t acc) {
 }  // namespace
 
 cv::Mat pil_bilinear_resize(const cv::Mat& src, int width, int height) {
-  TLTRAIN_ASSERT(src.type() == CV_8UC3, "pil_bilinear_resize needs 8-bit BGR");
-  const AxisTaps h = pil_bilinear_taps(src.cols, width), v = pil_bilinear_taps(src.rows, height);
+  return pil_bilinear_resize_window(src, {0, 0, src.cols, src.rows}, src.cols, src.rows, width, height, {0, 0, width, height});
+}
+
+cv::Mat pil_bilinear_resize_window(const cv::Mat& src, const cv::Rect& src_window, int in_width, int in_height, int width,
+                                   int height, const cv::Rect& out) {
+  TLTRAIN_ASSERT(src.type() == CV_8UC3 && src.cols == src_window.width && src.rows == src_window.height,
+                 "pil_bilinear_resize_window needs the window's 8-bit BGR pixels");
+  const AxisTaps h = pil_bilinear_taps(in_width, width), v = pil_bilinear_taps(in_height, height);
   // Only the rows the vertical pass reads go through the horizontal one.
-  const int row0 = v.first.front(), row1 = v.first.back() + v.count.back();
-  cv::Mat tmp(row1 - row0, width, CV_8UC3);
+  const int row0 = v.first[out.y], row1 = v.first[out.y + out.height - 1] + v.count[out.y + out.height - 1];
+  TLTRAIN_ASSERT(row0 >= src_window.y && row1 <= src_window.y + src_window.height, "source window misses rows");
+  TLTRAIN_ASSERT(h.first[out.x] >= src_window.x &&
+                     h.first[out.x + out.width - 1] + h.count[out.x + out.width - 1] <= src_window.x + src_window.width,
+                 "source window misses columns");
+  cv::Mat tmp(row1 - row0, out.width, CV_8UC3);
   // int32 sums as Pillow's: bilinear weights are >= 0 and add up to 2^22, so 255 * 2^22 + 2^21 fits.
   constexpr int32_t kHalf = int32_t(1) << 21;
   for (int y = row0; y < row1; ++y) {
-    const uchar* in = src.ptr<uchar>(y);
-    uchar* out = tmp.ptr<uchar>(y - row0);
-    for (int x = 0; x < width; ++x) {
-      const int32_t* k = &h.weights[static_cast<size_t>(x) * h.ksize];
+    const uchar* in = src.ptr<uchar>(y - src_window.y);
+    uchar* o = tmp.ptr<uchar>(y - row0);
+    for (int x = 0; x < out.width; ++x) {
+      const int xx = out.x + x;
+      const int32_t* k = &h.weights[static_cast<size_t>(xx) * h.ksize];
       int32_t a0 = kHalf, a1 = kHalf, a2 = kHalf;
-      const uchar* p = in + 3 * h.first[x];
-      for (int j = 0; j < h.count[x]; ++j, p += 3) {
+      const uchar* p = in + 3 * (h.first[xx] - src_window.x);
+      for (int j = 0; j < h.count[xx]; ++j, p += 3) {
         a0 += p[0] * k[j];
         a1 += p[1] * k[j];
         a2 += p[2] * k[j];
       }
-      out[3 * x] = pil_clip(a0);
-      out[3 * x + 1] = pil_clip(a1);
-      out[3 * x + 2] = pil_clip(a2);
+      o[3 * x] = pil_clip(a0);
+      o[3 * x + 1] = pil_clip(a1);
+      o[3 * x + 2] = pil_clip(a2);
     }
   }
-  cv::Mat dst(height, width, CV_8UC3);
-  const size_t row = static_cast<size_t>(width) * 3;
+  cv::Mat dst(out.height, out.width, CV_8UC3);
+  const size_t row = static_cast<size_t>(out.width) * 3;
   std::vector<int32_t> acc(row);
-  for (int y = 0; y < height; ++y) {
+  for (int y = 0; y < out.height; ++y) {
+    const int yy = out.y + y;
     std::fill(acc.begin(), acc.end(), kHalf);
-    const int32_t* k = &v.weights[static_cast<size_t>(y) * v.ksize];
-    for (int j = 0; j < v.count[y]; ++j) {
-      const uchar* in = tmp.ptr<uchar>(v.first[y] - row0 + j);
+    const int32_t* k = &v.weights[static_cast<size_t>(yy) * v.ksize];
+    for (int j = 0; j < v.count[yy]; ++j) {
+      const uchar* in = tmp.ptr<uchar>(v.first[yy] - row0 + j);
       for (size_t c = 0; c < row; ++c) acc[c] += in[c] * k[j];
     }
-    uchar* out = dst.ptr<uchar>(y);
-    for (size_t c = 0; c < row; ++c) out[c] = pil_clip(acc[c]);
+    uchar* o = dst.ptr<uchar>(y);
+    for (size_t c = 0; c < row; ++c) o[c] = pil_clip(acc[c]);
   }
   return dst;
 }
@@ -149,16 +162,17 @@ cv::Rect random_resized_crop_rect(int width, int height, const std::array<double
   return {(width - w) / 2, (height - h) / 2, w, h};
 }
 
+namespace {
+/// torchvision Resize(int): the shorter side becomes RESIZE, the longer keeps the aspect (truncated).
+cv::Size resized_size(int width, int height, int64_t resize) {
+  if (width <= height) return {static_cast<int>(resize), static_cast<int>(resize * height / width)};
+  return {static_cast<int>(resize * width / height), static_cast<int>(resize)};
+}
+}  // namespace
+
 cv::Mat resize_center_crop(const cv::Mat& img, int64_t resize, int64_t height, int64_t width, bool antialias) {
-  // torchvision Resize(int): the shorter side becomes RESIZE, the longer keeps the aspect (truncated).
-  int rw, rh;
-  if (img.cols <= img.rows) {
-    rw = static_cast<int>(resize);
-    rh = static_cast<int>(resize * img.rows / img.cols);
-  } else {
-    rh = static_cast<int>(resize);
-    rw = static_cast<int>(resize * img.cols / img.rows);
-  }
+  const cv::Size rs = resized_size(img.cols, img.rows, resize);
+  const int rw = rs.width, rh = rs.height;
   cv::Mat resized;
   if (rw == img.cols && rh == img.rows) resized = img;
   else resize_to(img, resized, rw, rh, antialias);
@@ -261,6 +275,41 @@ cv::Mat Transform::apply_cropped(const cv::Mat& crop, SampleRng& rng) const {
   cv::Mat resized;
   resize_to(crop, resized, static_cast<int>(pre_.width), static_cast<int>(pre_.height), false);
   return run(resized, rng, 1);
+}
+
+DecodeResult Transform::decode_eval(const std::string& bytes, const DecodeOptions& opts, cv::Mat& out) const {
+  TLTRAIN_ASSERT(mode_ == Mode::Eval, "decode_eval outside evaluation");
+  const int H = static_cast<int>(pre_.height), W = static_cast<int>(pre_.width);
+  const ImageHeader head = probe_header(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size());
+  const int64_t short_side = std::min(head.width, head.height);
+  // Exact only where apply() would see the full-resolution image and crop without padding.
+  const bool windowed = head.format == "jpeg" && short_side > 0 && (opts.min_short_side <= 0 || (short_side + 1) / 2 < opts.min_short_side) &&
+                        pre_.resize >= std::max(H, W);
+  if (!windowed) {
+    DecodeResult r = decode_image(bytes, opts);
+    SampleRng unused(0);
+    if (r.ok()) out = apply(r.image, unused);
+    return r;
+  }
+  cv::Rect window, crop;
+  cv::Size rs;
+  int fw = 0, fh = 0;
+  auto choose = [&](int w, int h) {
+    fw = w;
+    fh = h;
+    rs = resized_size(w, h, pre_.resize);
+    crop = {static_cast<int>(std::lround((rs.width - W) / 2.0)), static_cast<int>(std::lround((rs.height - H) / 2.0)), W, H};
+    const AxisTaps th = pil_bilinear_taps(w, rs.width), tv = pil_bilinear_taps(h, rs.height);
+    const int x0 = th.first[crop.x], x1 = th.first[crop.x + W - 1] + th.count[crop.x + W - 1];
+    const int y0 = tv.first[crop.y], y1 = tv.first[crop.y + H - 1] + tv.count[crop.y + H - 1];
+    window = {x0, y0, x1 - x0, y1 - y0};
+    return window;
+  };
+  DecodeOptions full = opts;
+  full.min_short_side = 0;
+  DecodeResult r = decode_image_region(bytes, choose, full);
+  if (r.ok()) out = pil_bilinear_resize_window(r.image, window, fw, fh, rs.width, rs.height, crop);
+  return r;
 }
 
 cv::Mat Transform::apply(const cv::Mat& bgr, SampleRng& rng) const {

@@ -162,7 +162,8 @@ struct Server::Impl {
     auto future = job->result.get_future();
     {
       Expecting expecting(*batcher);
-      auto decoded = data::decode_image(*bytes, decode);
+      cv::Mat pixels;
+      auto decoded = transform.decode_eval(*bytes, decode, pixels);
       if (!decoded.ok()) {
         bool huge = decoded.failure == data::DecodeFailure::TooLarge;
         ++(huge ? too_large : bad_request);
@@ -170,8 +171,7 @@ struct Server::Impl {
       }
       const auto& pre = model.info.preprocess;
       job->image = torch::empty({3, pre.height, pre.width});
-      data::SampleRng rng(0);  // eval mode draws nothing
-      transform.normalize_into(transform.apply(decoded.image, rng), job->image.data_ptr<float>());
+      transform.normalize_into(pixels, job->image.data_ptr<float>());
       if (!batcher->submit(job)) {
         ++busy;
         res.set_header("Retry-After", "1");

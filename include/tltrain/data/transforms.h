@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "tltrain/config/run_config.h"
+#include "tltrain/data/image_io.h"
 #include "tltrain/data/preprocess.h"
 
 namespace tltrain::data {
@@ -21,6 +22,12 @@ cv::Rect random_resized_crop_rect(int width, int height, const std::array<double
 /// scale factor (antialiased when shrinking), horizontal pass first, 8 bits in between — what
 /// torchvision's Resize does to a PIL image. Evaluation resizes with it.
 cv::Mat pil_bilinear_resize(const cv::Mat& bgr, int width, int height);
+
+/// pil_bilinear_resize of an IN_WIDTH×IN_HEIGHT image to WIDTH×HEIGHT, computing only the output
+/// rectangle OUT from only SRC_WINDOW's pixels (SRC holds them): the same values as the full
+/// resize's. SRC_WINDOW must cover every source pixel OUT reads.
+cv::Mat pil_bilinear_resize_window(const cv::Mat& src, const cv::Rect& src_window, int in_width, int in_height, int width,
+                                   int height, const cv::Rect& out);
 
 /// torchvision Resize(shorter side = RESIZE) + CenterCrop(H, W); zero padding if the crop is larger.
 /// ANTIALIAS: resized with pil_bilinear_resize (evaluation); otherwise shrinks by 2x or more
@@ -51,6 +58,10 @@ class Transform {
 
   /// 8-bit BGR of any size → 8-bit BGR of exactly height×width (a new Mat; IMG is not changed).
   cv::Mat apply(const cv::Mat& bgr, SampleRng& rng) const;
+  /// Evaluation: decodes BYTES and applies the transform, the same pixels as decode_image + apply;
+  /// for a JPEG that needs no reduced decoding it decodes and resamples only what the centre crop
+  /// keeps. OUT is set when the result is ok.
+  DecodeResult decode_eval(const std::string& bytes, const DecodeOptions& opts, cv::Mat& out) const;
   /// True when a training pipeline starts with a crop (random resized, or the centre crop of
   /// resize + crop), so that only the crop's region of the file needs decoding: draw_crop +
   /// apply_cropped then equal apply on the full image.
