@@ -5,16 +5,17 @@
 # ImageNet recipe), "keras" = the seeds' ImageDataGenerator set (centre crop, rotation, shifts,
 # shear, zoom, flip). All five run interleaved ROUNDS times on one machine and the medians are
 # compared, so a busy neighbour skews all of them alike.
-#   bench/data_bench.sh [WORKERS] [SECONDS] [ROUNDS]     (defaults 2, 10, 3; run from the repo root)
+#   bench/data_bench.sh [WORKERS] [SECONDS] [ROUNDS]     (defaults 2, 10, 3)
 set -euo pipefail
+cd "$(dirname "$0")/.."
+source bench/common.sh
+bench_prepare data_bench  # the config's backbone (its preprocessing) is made when missing
 WORKERS=${1:-2}
 SECS=${2:-10}
 ROUNDS=${3:-3}
 BIN=${TLTRAIN_BIN:-build/tltrain}
 CONFIG=${CONFIG:-configs/hymenoptera.json}
-ROOT=${ROOT:-../shared/data/hymenoptera/train}
-[ -d "$ROOT" ] || { echo "no $ROOT: the benchmark needs ../shared (see ../shared/README.md)"; exit 1; }
-[ -x "$BIN" ] || { echo "no $BIN: build first (cmake --build build)"; exit 1; }
+ROOT=${ROOT:-$SHARED/data/hymenoptera/train}
 
 # The config's own augmentation is the Keras set; these overrides make it torchvision's recipe.
 CROP=(--set data.augment.random_resized_crop=true --set data.augment.rotation_range=0

@@ -6,8 +6,8 @@
 #
 # Environment:
 #   DATA=tiny            tiny: synthetic squares + the test's tiny backbone (seconds);
-#                        hymenoptera: ../shared data + MobileNetV2 (minutes; make the backbone as
-#                        configs/hymenoptera.json says)
+#                        hymenoptera: ../shared data + MobileNetV2 (minutes; the backbone is made
+#                        from the shared weights when missing)
 #   BATCH=32             global batch (each of 2 ranks gets BATCH/2)
 #   EPOCHS=3
 #   OUT=<tmp dir>
@@ -43,9 +43,9 @@ for split, n in (("train", 64), ("val", 16)):
 PY
   TRAIN=$OUT/data/train VAL=$OUT/data/val BACKBONE=$OUT/tiny.pt SIZE=64
 else
-  SHARED=${SHARED:-../shared}
-  TRAIN=$SHARED/data/hymenoptera/train VAL=$SHARED/data/hymenoptera/val BACKBONE=build/backbones/mobilenet_v2_imagenet.pt SIZE=224
-  [[ -f $BACKBONE ]] || { echo "dist_bench: $BACKBONE is missing (see configs/hymenoptera.json)" >&2; exit 1; }
+  source bench/common.sh
+  bench_prepare dist_bench  # SHARED, BACKBONE (made from the shared weights when missing)
+  TRAIN=$SHARED/data/hymenoptera/train VAL=$SHARED/data/hymenoptera/val SIZE=224
 fi
 
 cat > "$OUT/bench.json" <<JSON

@@ -162,10 +162,8 @@ DecodeResult failed(DecodeFailure f, std::string detail = {}) {
 
 ImageHeader probe_header(const unsigned char* data, size_t size) { return probe(data, size, nullptr); }
 
-namespace {
-/// The DCT scaling (1, 2, 4 or 8) that keeps the shorter side >= opts.min_short_side. Only JPEG
-/// decodes faster when reduced; OpenCV would decode other formats fully and then resize.
-int jpeg_reduction(const ImageHeader& h, const DecodeOptions& opts) {
+int reduced_decode_factor(const ImageHeader& h, const DecodeOptions& opts) {
+  // Only JPEG decodes faster when reduced; OpenCV would decode other formats fully and then resize.
   if (h.format != "jpeg" || opts.min_short_side <= 0 || h.width <= 0 || h.height <= 0) return 1;
   const int64_t short_side = std::min(h.width, h.height);
   for (int f : {8, 4, 2})
@@ -173,6 +171,7 @@ int jpeg_reduction(const ImageHeader& h, const DecodeOptions& opts) {
   return 1;
 }
 
+namespace {
 /// The checks every decode starts with; a failed result when the bytes must not be decoded.
 std::optional<DecodeResult> precheck(const std::string& bytes, const DecodeOptions& opts, ImageHeader& h, int& orientation) {
   if (bytes.empty()) return failed(DecodeFailure::Empty);
@@ -194,7 +193,7 @@ DecodeResult decode_image(const std::string& bytes, const DecodeOptions& opts) {
   int orientation = 1;
   if (auto bad = precheck(bytes, opts, h, orientation)) return *bad;
   const int64_t pixels = int64_t(h.width) * int64_t(h.height);
-  const int reduction = jpeg_reduction(h, opts);
+  const int reduction = reduced_decode_factor(h, opts);
   int flags = cv::IMREAD_COLOR | cv::IMREAD_IGNORE_ORIENTATION;
   if (reduction == 2) flags = cv::IMREAD_REDUCED_COLOR_2 | cv::IMREAD_IGNORE_ORIENTATION;
   if (reduction == 4) flags = cv::IMREAD_REDUCED_COLOR_4 | cv::IMREAD_IGNORE_ORIENTATION;
@@ -299,7 +298,7 @@ DecodeResult decode_image_region(const std::string& bytes, const std::function<c
   int orientation = 1;
   if (auto bad = precheck(bytes, opts, h, orientation)) return *bad;
   // A large JPEG decodes faster at reduced scale in full than at full scale in part.
-  const bool reduce = jpeg_reduction(h, opts) > 1;
+  const bool reduce = reduced_decode_factor(h, opts) > 1;
   if (!reduce && h.format == "jpeg" && orientation == 1 && h.width > 0 && h.height > 0 && jpeg_region_decodable(bytes)) {
     cv::Rect roi = choose_roi(h.width, h.height);
     TLTRAIN_ASSERT((roi & cv::Rect(0, 0, h.width, h.height)) == roi && !roi.empty(), "region outside the image");

@@ -281,10 +281,8 @@ DecodeResult Transform::decode_eval(const std::string& bytes, const DecodeOption
   TLTRAIN_ASSERT(mode_ == Mode::Eval, "decode_eval outside evaluation");
   const int H = static_cast<int>(pre_.height), W = static_cast<int>(pre_.width);
   const ImageHeader head = probe_header(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size());
-  const int64_t short_side = std::min(head.width, head.height);
   // Exact only where apply() would see the full-resolution image and crop without padding.
-  const bool windowed = head.format == "jpeg" && short_side > 0 && (opts.min_short_side <= 0 || (short_side + 1) / 2 < opts.min_short_side) &&
-                        pre_.resize >= std::max(H, W);
+  const bool windowed = reduced_decode_factor(head, opts) == 1 && pre_.resize >= std::max(H, W);
   if (!windowed) {
     DecodeResult r = decode_image(bytes, opts);
     SampleRng unused(0);

@@ -65,16 +65,11 @@ torch::Tensor Classifier::features(const torch::Tensor& images) {
 std::string Classifier::optimize_frozen_blocks(const std::vector<int64_t>& input_shape) {
   fast_bottom_.reset();
   top_.reset();
+  set_training(false, "frozen");  // freezing needs every module of the bottom in inference mode
   std::string why;
   auto split = split_backbone(backbone_.module, backbone_.meta, cut_, input_shape, &why);
   if (!split) return why;
-  // Freezing needs inference mode; the frozen blocks are in it anyway, parameterless modules
-  // between them (a ReLU) may not be, so their flags are set for the copy and then restored.
-  std::vector<std::pair<torch::jit::Module, bool>> flags;
-  for (const auto& m : split->bottom.named_modules()) flags.emplace_back(m.value, m.value.is_training());
-  for (auto& [m, on] : flags) m.setattr("training", false);
   torch::jit::Module fast = optimized_for_inference(split->bottom, input_shape, &why);
-  for (auto& [m, on] : flags) m.setattr("training", on);
   if (!why.empty()) return why;
   fast_bottom_ = fast;
   top_ = split->top;

@@ -27,13 +27,12 @@ struct Unit {
 
 /// The chain of modules the forward applies: children in order, Sequential containers opened up
 /// unless they are a block themselves.
-void collect(const Module& m, const std::string& path, const BackboneMeta& meta, std::vector<Unit>& out) {
-  std::set<std::string> block_names;
-  for (const auto& b : meta.blocks) block_names.insert(b.name);
+void collect(const Module& m, const std::string& path, const BackboneMeta& meta, const std::set<std::string>& block_names,
+             std::vector<Unit>& out) {
   for (const auto& c : m.named_children()) {
     const std::string p = path.empty() ? c.name : path + "." + c.name;
     if (!block_names.count(p) && is_plain_sequential(c.value)) {
-      collect(c.value, p, meta, out);
+      collect(c.value, p, meta, block_names, out);
       continue;
     }
     Unit u{p, c.value};
@@ -71,8 +70,10 @@ std::optional<SplitBackbone> split_backbone(Module& backbone, const BackboneMeta
     return std::nullopt;
   };
   if (cut == 0 || cut >= meta.blocks.size()) return fail("nothing to split: cut " + std::to_string(cut));
+  std::set<std::string> block_names;
+  for (const auto& b : meta.blocks) block_names.insert(b.name);
   std::vector<Unit> units;
-  collect(backbone, "", meta, units);
+  collect(backbone, "", meta, block_names, units);
   // The first unit holding a trainable block; everything before it must be frozen, after it trainable.
   size_t k = units.size();
   for (size_t i = 0; i < units.size(); ++i) {

@@ -47,6 +47,10 @@ struct ImageHeader {
 };
 ImageHeader probe_header(const unsigned char* data, size_t size);
 
+/// The DCT scaling (1, 2, 4 or 8) decode_image uses for an image with header H: the largest that
+/// keeps the shorter side >= opts.min_short_side, for JPEGs only.
+int reduced_decode_factor(const ImageHeader& h, const DecodeOptions& opts);
+
 /// Decodes encoded bytes. Grayscale, alpha (dropped, as PIL's convert("RGB")), 16-bit and CMYK
 /// inputs all come out as 8-bit BGR.
 DecodeResult decode_image(const std::string& bytes, const DecodeOptions& opts = {});

@@ -58,9 +58,9 @@ class Transform {
 
   /// 8-bit BGR of any size → 8-bit BGR of exactly height×width (a new Mat; IMG is not changed).
   cv::Mat apply(const cv::Mat& bgr, SampleRng& rng) const;
-  /// Evaluation: decodes BYTES and applies the transform, the same pixels as decode_image + apply;
-  /// for a JPEG that needs no reduced decoding it decodes and resamples only what the centre crop
-  /// keeps. OUT is set when the result is ok.
+  /// Evaluation: decodes BYTES and applies the transform, the same pixels as decode_image + apply.
+  /// When no reduced decoding applies it resamples only what the centre crop keeps (and a JPEG
+  /// decodes only that region). OUT is set when the result is ok.
   DecodeResult decode_eval(const std::string& bytes, const DecodeOptions& opts, cv::Mat& out) const;
   /// True when a training pipeline starts with a crop (random resized, or the centre crop of
   /// resize + crop), so that only the crop's region of the file needs decoding: draw_crop +

@@ -40,7 +40,8 @@ class Classifier {
   /// Until the next set_trainable or load_state, the frozen blocks [0, cut) run as a frozen,
   /// BatchNorm-folded copy (model::optimized_for_inference: the same numbers, checked) and only
   /// blocks [cut, N) as saved — a stage that trains the top blocks then pays inference speed for
-  /// the rest. Returns "" when done, else why not (the model then keeps running as saved).
+  /// the rest. Returns "" when done, else why not (the model then keeps running as saved). Leaves
+  /// the model in inference mode: set_training before training.
   std::string optimize_frozen_blocks(const std::vector<int64_t>& input_shape);
   bool frozen_blocks_optimized() const { return fast_bottom_.has_value(); }
   /// The frozen blocks' output, without autograd (after optimize_frozen_blocks).
