@@ -248,3 +248,32 @@ TEST(Config, EveryKeyIsDocumentedInTheUserGuide) {
   EXPECT_GT(keys.size(), 50u);
   for (const auto& k : keys) EXPECT_NE(doc.find("`" + k + "`"), std::string::npos) << "docs/user-guide.md does not describe `" << k << "`";
 }
+
+TEST(Config, ImageSizeOneNumberIsASquare) {
+  json j = minimal();
+  j["data"]["image_size"] = 28;
+  auto c = parse(j.dump());
+  ASSERT_TRUE(c.data.image_size.has_value());
+  EXPECT_EQ((*c.data.image_size)[0], 28);
+  EXPECT_EQ((*c.data.image_size)[1], 28);
+  EXPECT_EQ(c.resolved["data"]["image_size"], json::array({28, 28}));
+  EXPECT_NE(problems_with("data.image_size=4").find("data.image_size"), std::string::npos);    // range still checked
+  EXPECT_NE(problems_with("data.image_size=28.5").find("data.image_size"), std::string::npos); // and integrality
+}
+
+TEST(Config, StoredConfigReadsBackWithoutWarnings) {
+  // fit --resume, eval and finetune read the run's resolved config: defaults of settings the
+  // chosen optimizer or schedule does not use must not come back as "is ignored by" warnings.
+  for (const char* opt : {"sgd", "adam", "adamw", "rmsprop"})
+    for (const char* sched : {"constant", "step", "exponential", "cosine"}) {
+      json j = minimal();
+      j["stages"][0]["optimizer"] = {{"name", opt}};
+      j["stages"][0]["schedule"] = {{"name", sched}};
+      auto first = parse(j.dump());
+      EXPECT_TRUE(first.warnings.empty()) << opt << " " << sched;
+      auto again = config::parse_run_config(first.resolved, "resolved.json");
+      EXPECT_TRUE(again.warnings.empty()) << opt << " " << sched << ": " << again.warnings.size() << " warnings, first "
+                                          << (again.warnings.empty() ? "" : again.warnings[0].path);
+      EXPECT_EQ(again.resolved, first.resolved);
+    }
+}

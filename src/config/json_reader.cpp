@@ -114,6 +114,8 @@ const json* ObjectReader::raw(const std::string& key) { return fetch(key); }
 
 void ObjectReader::resolve(const std::string& key, json value) { (*resolved_)[key] = std::move(value); }
 
+void ObjectReader::unresolve(const std::string& key) { resolved_->erase(key); }
+
 double ObjectReader::number(const std::string& key, double def, const Range& range) {
   auto v = optional_number(key, range);
   (*resolved_)[key] = v ? *v : def;

@@ -164,7 +164,9 @@ DataConfig read_data(ObjectReader r) {
   if (isz && isz->is_string() && isz->get<std::string>() == "backbone") {
     r.resolve("image_size", "backbone");
   } else if (isz) {
-    auto v = r.integers("image_size", {224, 224}, closed(8, 4096), {1, 2});
+    // One number means a square, as the user guide says and torchvision's Resize(int) reads it.
+    auto v = isz->is_number() ? std::vector<int64_t>{r.integer("image_size", 224, closed(8, 4096))}
+                              : r.integers("image_size", {224, 224}, closed(8, 4096), {1, 2});
     d.image_size = std::array<int64_t, 2>{v[0], v.size() == 2 ? v[1] : v[0]};
     r.resolve("image_size", json::array({(*d.image_size)[0], (*d.image_size)[1]}));
   } else {
@@ -199,22 +201,22 @@ OptimizerConfig read_optimizer(ObjectReader r) {
   o.name = r.choice("name", "adam", {"sgd", "adam", "adamw", "rmsprop"});
   o.lr = r.number("lr", o.name == "sgd" ? 1e-2 : 1e-3, ge(0.0));
   o.weight_decay = r.number("weight_decay", 0.0, ge(0.0));
-  bool uses_momentum = o.name == "sgd" || o.name == "rmsprop";
-  bool uses_betas = o.name == "adam" || o.name == "adamw";
-  auto ignored = [&](const std::string& key, bool used) {
-    if (r.has(key) && !used) r.problems().warning(r.path_of(key), "is ignored by optimizer " + o.name);
-  };
-  ignored("momentum", uses_momentum);
-  ignored("nesterov", o.name == "sgd");
-  ignored("betas", uses_betas);
-  ignored("eps", o.name != "sgd");
-  ignored("alpha", o.name == "rmsprop");
-  o.momentum = r.number("momentum", o.name == "sgd" ? 0.9 : 0.0, Range{0.0, 1.0, false, true});
+  const bool sgd = o.name == "sgd", rmsprop = o.name == "rmsprop", adam_like = o.name == "adam" || o.name == "adamw";
+  o.momentum = r.number("momentum", sgd ? 0.9 : 0.0, Range{0.0, 1.0, false, true});
   o.nesterov = r.boolean("nesterov", false);
   if (o.nesterov && o.momentum <= 0) r.problems().error(r.path_of("nesterov"), "needs momentum > 0");
   o.betas = to_array<2>(r.numbers("betas", {0.9, 0.999}, Range{0.0, 1.0, false, true}, {2}));
   o.eps = r.number("eps", 1e-8, gt(0.0));
   o.alpha = r.number("alpha", 0.99, Range{0.0, 1.0, false, true});
+  const std::pair<const char*, bool> uses[] = {
+      {"momentum", sgd || rmsprop}, {"nesterov", sgd}, {"betas", adam_like}, {"eps", !sgd}, {"alpha", rmsprop}};
+  for (const auto& [key, used] : uses) {
+    if (used) continue;
+    if (r.has(key)) r.problems().warning(r.path_of(key), "is ignored by optimizer " + o.name);
+    // The resolved config shows only what this optimizer uses, so that a stored config read
+    // back (resume, eval, finetune) does not warn about defaults the user never wrote.
+    r.unresolve(key);
+  }
   return o;
 }
 
@@ -222,21 +224,20 @@ ScheduleConfig read_schedule(ObjectReader r) {
   ScheduleConfig s;
   s.name = r.choice("name", "constant", {"constant", "step", "exponential", "cosine"});
   s.warmup_steps = r.integer("warmup_steps", 0, ge(0));
-  auto ignored = [&](const std::string& key, const std::string& owner) {
-    if (r.has(key) && s.name != owner) r.problems().warning(r.path_of(key), "is ignored by schedule " + s.name);
-  };
-  ignored("step_epochs", "step");
-  ignored("gamma", "step");
-  ignored("decay_steps", "exponential");
-  ignored("decay_rate", "exponential");
-  ignored("staircase", "exponential");
-  ignored("min_lr", "cosine");
   s.step_epochs = r.integer("step_epochs", 10, ge(1));
   s.gamma = r.number("gamma", 0.1, gt(0.0));
   s.decay_steps = r.integer("decay_steps", 1000, ge(1));
   s.decay_rate = r.number("decay_rate", 0.9, gt(0.0));
   s.staircase = r.boolean("staircase", false);
   s.min_lr = r.number("min_lr", 0.0, ge(0.0));
+  const std::pair<const char*, const char*> owners[] = {{"step_epochs", "step"},        {"gamma", "step"},
+                                                        {"decay_steps", "exponential"}, {"decay_rate", "exponential"},
+                                                        {"staircase", "exponential"},   {"min_lr", "cosine"}};
+  for (const auto& [key, owner] : owners) {
+    if (s.name == owner) continue;
+    if (r.has(key)) r.problems().warning(r.path_of(key), "is ignored by schedule " + s.name);
+    r.unresolve(key);  // as for the optimizer: a stored config must read back without warnings
+  }
   return s;
 }
 

@@ -76,6 +76,8 @@ class ObjectReader {
   const json* raw(const std::string& key);
   /// Sets what the resolved config shows for KEY (after reading a polymorphic value).
   void resolve(const std::string& key, json value);
+  /// Leaves KEY out of the resolved config (a setting the chosen variant does not use).
+  void unresolve(const std::string& key);
   void finish();
 
  private:
