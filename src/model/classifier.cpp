@@ -1,6 +1,7 @@
 #include "tltrain/model/classifier.h"
 
 #include "tltrain/core/error.h"
+#include "tltrain/core/table.h"
 #include "tltrain/model/inference.h"
 #include "tltrain/model/split.h"
 
@@ -14,8 +15,39 @@ torch::Device resolve_device(const std::string& d) {
   return cuda ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
 }
 
-HeadImpl::HeadImpl(const config::HeadConfig& c, int64_t feature_channels, int64_t num_classes) : cfg(c) {
-  int64_t in = c.pooling == "avgmax" ? 2 * feature_channels : feature_channels;
+namespace {
+
+using TensorFn = torch::Tensor (*)(const torch::Tensor&);
+
+/// Pooling of a N×C×H×W feature map to N×(C·width): each name with its function and width.
+struct Pooling {
+  TensorFn pool;
+  int64_t width;
+};
+const std::map<std::string, Pooling>& poolings() {
+  static const std::map<std::string, Pooling> table{
+      {"avg", {[](const torch::Tensor& f) { return f.mean({2, 3}); }, 1}},
+      {"max", {[](const torch::Tensor& f) { return f.amax({2, 3}); }, 1}},
+      {"avgmax", {[](const torch::Tensor& f) { return torch::cat({f.mean({2, 3}), f.amax({2, 3})}, 1); }, 2}},
+  };
+  return table;
+}
+
+const std::map<std::string, TensorFn>& activations() {
+  static const std::map<std::string, TensorFn> table{
+      {"relu", [](const torch::Tensor& x) { return torch::relu(x); }},
+      {"gelu", [](const torch::Tensor& x) { return torch::gelu(x); }},
+      {"silu", [](const torch::Tensor& x) { return torch::silu(x); }},
+      {"tanh", [](const torch::Tensor& x) { return torch::tanh(x); }},
+  };
+  return table;
+}
+
+}  // namespace
+
+HeadImpl::HeadImpl(const config::HeadConfig& c, int64_t feature_channels, int64_t num_classes)
+    : cfg(c), pool_fn_(lookup(poolings(), c.pooling, "pooling").pool), activation_fn_(lookup(activations(), c.activation, "activation")) {
+  int64_t in = lookup(poolings(), c.pooling, "pooling").width * feature_channels;
   dense = register_module("dense", torch::nn::ModuleList());
   for (int64_t width : c.hidden) {
     dense->push_back(torch::nn::Linear(in, width));
@@ -24,11 +56,7 @@ HeadImpl::HeadImpl(const config::HeadConfig& c, int64_t feature_channels, int64_
   dense->push_back(torch::nn::Linear(in, num_classes));
 }
 
-torch::Tensor HeadImpl::pool(const torch::Tensor& f) const {
-  if (cfg.pooling == "avg") return f.mean({2, 3});
-  if (cfg.pooling == "max") return f.amax({2, 3});
-  return torch::cat({f.mean({2, 3}), f.amax({2, 3})}, 1);
-}
+torch::Tensor HeadImpl::pool(const torch::Tensor& f) const { return pool_fn_(f); }
 
 torch::Tensor HeadImpl::forward(const torch::Tensor& pooled) {
   torch::Tensor x = pooled;
@@ -36,12 +64,7 @@ torch::Tensor HeadImpl::forward(const torch::Tensor& pooled) {
   for (size_t i = 0; i < n; ++i) {
     if (cfg.dropout > 0) x = torch::dropout(x, cfg.dropout, is_training());
     x = dense[i]->as<torch::nn::Linear>()->forward(x);
-    if (i + 1 < n) {
-      if (cfg.activation == "relu") x = torch::relu(x);
-      else if (cfg.activation == "gelu") x = torch::gelu(x);
-      else if (cfg.activation == "silu") x = torch::silu(x);
-      else x = torch::tanh(x);
-    }
+    if (i + 1 < n) x = activation_fn_(x);
   }
   return x;
 }

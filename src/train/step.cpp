@@ -1,8 +1,11 @@
 #include "tltrain/train/step.h"
 
 #include <algorithm>
+#include <functional>
+#include <map>
 
 #include "tltrain/core/error.h"
+#include "tltrain/core/table.h"
 
 namespace tltrain::train {
 
@@ -172,28 +175,53 @@ StepStats all_reduce_stats(const StepStats& stats, dist::ProcessGroup* group) {
   return r;
 }
 
+namespace {
+
+/// How one optimizer is built: its options at a learning rate, and the optimizer over groups.
+struct OptimizerKind {
+  std::function<std::unique_ptr<torch::optim::OptimizerOptions>(const config::OptimizerConfig&, double lr)> options;
+  std::function<std::unique_ptr<torch::optim::Optimizer>(std::vector<torch::optim::OptimizerParamGroup>,
+                                                         torch::optim::OptimizerOptions&)>
+      make;
+};
+
+template <typename Opt, typename Options>
+OptimizerKind optimizer_kind(std::function<Options(const config::OptimizerConfig&, double)> options) {
+  return {[options](const config::OptimizerConfig& o, double lr) { return std::make_unique<Options>(options(o, lr)); },
+          [](std::vector<torch::optim::OptimizerParamGroup> pg, torch::optim::OptimizerOptions& defaults) {
+            return std::make_unique<Opt>(std::move(pg), static_cast<Options&>(defaults));
+          }};
+}
+
+const std::map<std::string, OptimizerKind>& optimizer_kinds() {
+  using namespace torch::optim;
+  using C = config::OptimizerConfig;
+  static const std::map<std::string, OptimizerKind> kinds{
+      {"sgd", optimizer_kind<SGD, SGDOptions>([](const C& o, double lr) {
+         return SGDOptions(lr).momentum(o.momentum).nesterov(o.nesterov).weight_decay(o.weight_decay);
+       })},
+      {"adam", optimizer_kind<Adam, AdamOptions>([](const C& o, double lr) {
+         return AdamOptions(lr).betas({o.betas[0], o.betas[1]}).eps(o.eps).weight_decay(o.weight_decay);
+       })},
+      {"adamw", optimizer_kind<AdamW, AdamWOptions>([](const C& o, double lr) {
+         return AdamWOptions(lr).betas({o.betas[0], o.betas[1]}).eps(o.eps).weight_decay(o.weight_decay);
+       })},
+      {"rmsprop", optimizer_kind<RMSprop, RMSpropOptions>([](const C& o, double lr) {
+         return RMSpropOptions(lr).alpha(o.alpha).eps(o.eps).weight_decay(o.weight_decay).momentum(o.momentum);
+       })},
+  };
+  return kinds;
+}
+
+}  // namespace
+
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const config::OptimizerConfig& o,
                                                         std::vector<std::pair<std::vector<torch::Tensor>, double>> groups) {
+  const OptimizerKind& kind = lookup(optimizer_kinds(), o.name, "optimizer");
   std::vector<torch::optim::OptimizerParamGroup> pg;
-  auto options = [&](double lr) -> std::unique_ptr<torch::optim::OptimizerOptions> {
-    if (o.name == "sgd")
-      return std::make_unique<torch::optim::SGDOptions>(
-          torch::optim::SGDOptions(lr).momentum(o.momentum).nesterov(o.nesterov).weight_decay(o.weight_decay));
-    if (o.name == "adam")
-      return std::make_unique<torch::optim::AdamOptions>(
-          torch::optim::AdamOptions(lr).betas({o.betas[0], o.betas[1]}).eps(o.eps).weight_decay(o.weight_decay));
-    if (o.name == "adamw")
-      return std::make_unique<torch::optim::AdamWOptions>(
-          torch::optim::AdamWOptions(lr).betas({o.betas[0], o.betas[1]}).eps(o.eps).weight_decay(o.weight_decay));
-    return std::make_unique<torch::optim::RMSpropOptions>(
-        torch::optim::RMSpropOptions(lr).alpha(o.alpha).eps(o.eps).weight_decay(o.weight_decay).momentum(o.momentum));
-  };
-  for (auto& [params, lr] : groups) pg.emplace_back(params, options(lr));
-  auto defaults = options(o.lr);
-  if (o.name == "sgd") return std::make_unique<torch::optim::SGD>(pg, static_cast<torch::optim::SGDOptions&>(*defaults));
-  if (o.name == "adam") return std::make_unique<torch::optim::Adam>(pg, static_cast<torch::optim::AdamOptions&>(*defaults));
-  if (o.name == "adamw") return std::make_unique<torch::optim::AdamW>(pg, static_cast<torch::optim::AdamWOptions&>(*defaults));
-  return std::make_unique<torch::optim::RMSprop>(pg, static_cast<torch::optim::RMSpropOptions&>(*defaults));
+  for (auto& [params, lr] : groups) pg.emplace_back(params, kind.options(o, lr));
+  auto defaults = kind.options(o, o.lr);
+  return kind.make(std::move(pg), *defaults);
 }
 
 torch::Tensor class_weights(const config::StageConfig& st, const std::vector<int64_t>& counts, const torch::Device& device) {
@@ -209,6 +237,8 @@ torch::Tensor class_weights(const config::StageConfig& st, const std::vector<int
                       std::to_string(classes) + " classes");
     w.assign(st.class_weights.begin(), st.class_weights.end());
   } else {
+    TLTRAIN_CHECK(st.class_weights_mode == "none", ErrorKind::Usage,
+                  "stage '" + st.name + "': unknown class_weights mode '" + st.class_weights_mode + "' (valid: none, auto, list)");
     return {};
   }
   return torch::tensor(w).to(device);

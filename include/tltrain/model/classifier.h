@@ -22,6 +22,10 @@ struct HeadImpl : torch::nn::Module {
 
   config::HeadConfig cfg;
   torch::nn::ModuleList dense;
+
+ private:
+  torch::Tensor (*pool_fn_)(const torch::Tensor&);        ///< cfg.pooling's, from the pooling table
+  torch::Tensor (*activation_fn_)(const torch::Tensor&);  ///< cfg.activation's
 };
 TORCH_MODULE(Head);
 
