@@ -2,6 +2,8 @@
 // seeded splits reproducible.
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+
 #include <filesystem>
 
 #include "test_util.h"
@@ -80,4 +82,33 @@ TEST(DataDataset, CsvListWithRelativePaths) {
   ASSERT_EQ(d.samples.size(), 2u);
   EXPECT_EQ(d.samples[0].label, 0);
   EXPECT_EQ(d.skipped.count(), 2u);  // the missing z.png and the .txt
+}
+
+TEST(DataDataset, ScanNeverThrowsOnTheFilesystemAndNamesWhatItSkips) {
+  namespace fs = std::filesystem;
+  TempDir dir;
+  tltrain::test::write_color_dataset(dir / "root", {"a", "b"}, 2);
+  tltrain::test::write_color_dataset(dir / "elsewhere", {"more"}, 3);
+  fs::create_symlink(".", dir / "root/a/loop");                      // a folder loop
+  fs::create_symlink("self.jpg", dir / "root/a/self.jpg");           // a link to itself: ELOOP
+  fs::create_symlink("missing.png", dir / "root/a/dangling.png");
+  fs::create_directory_symlink(dir / "elsewhere/more", dir / "root/b/linked");  // followed once
+  fs::create_directory(dir / "root/b/x.jpg");                        // a folder with an image's name
+  tltrain::test::write_solid_image(dir / "root/b/x.jpg/inside.png", 8, 8, 1, 2, 3);
+  ASSERT_EQ(::mkfifo((dir / "root/b/pipe.jpg").c_str(), 0644), 0);    // opening it would block
+  fs::create_directory_symlink(dir / "root", dir / "root/b/up");      // back to the root: classes seen again
+  Dataset d;
+  ASSERT_NO_THROW(d = scan_source(dir / "root"));
+  EXPECT_EQ(d.class_counts(), (std::vector<int64_t>{2, 2 + 3 + 1}));
+  auto reason_of = [&](const std::string& path) {
+    for (const auto& [reason, paths] : d.skipped.by_reason)
+      if (std::find(paths.begin(), paths.end(), path) != paths.end()) return reason;
+    return std::string("(not skipped)");
+  };
+  EXPECT_EQ(reason_of(dir / "root/a/self.jpg"), "symlink loop");
+  EXPECT_EQ(reason_of(dir / "root/a/dangling.png"), "dangling symlink");
+  EXPECT_NE(reason_of(dir / "root/a/loop").find("folder already scanned"), std::string::npos);
+  EXPECT_NE(reason_of(dir / "root/b/pipe.jpg").find("not a regular file"), std::string::npos);
+  // root/b/up leads to root/a and root/b again: each entered once, so nothing is counted twice.
+  EXPECT_NE(reason_of(dir / "root/b/up/b").find("folder already scanned"), std::string::npos) << reason_of(dir / "root/b/up/b");
 }

@@ -18,7 +18,7 @@ void run_predict(const PredictCliOptions& o) {
   std::cout << ship::format_predictions(rows, o.format);
   size_t bad = 0;
   for (const auto& r : rows) bad += !r.error.empty();
-  if (bad) std::cerr << "warning: " << bad << " of " << rows.size() << " files could not be decoded (see their error rows)\n";
+  if (bad) std::cerr << "warning: " << bad << " of " << rows.size() << " files could not be used (see their error rows)\n";
 }
 }  // namespace
 

@@ -1,6 +1,10 @@
 #include "tltrain/data/dataset.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -40,28 +44,99 @@ std::string lower_ext(const fs::path& p) {
   return ext.empty() ? "(no extension)" : ext;
 }
 
+/// Walks class folders without ever throwing on the filesystem: symlinked files and folders are
+/// followed once (a folder is entered once per scan, by device + inode, so a link loop ends);
+/// loops, dangling links, unreadable folders and special files are skipped with a named reason.
+class FolderWalker {
+ public:
+  explicit FolderWalker(SkipReport& skipped) : skipped_(skipped) {}
+
+  /// The image files under DIR, sorted.
+  std::vector<std::string> images_under(const fs::path& dir) {
+    std::vector<std::string> files;
+    struct stat st {};
+    if (::stat(dir.c_str(), &st) == 0) walk(dir, st, files);
+    std::sort(files.begin(), files.end());
+    return files;
+  }
+
+ private:
+  void skip(const std::string& reason, const fs::path& p) { skipped_.by_reason[reason].push_back(p.string()); }
+
+  void walk(const fs::path& dir, const struct stat& st, std::vector<std::string>& files) {
+    if (!entered_.insert({st.st_dev, st.st_ino}).second) {
+      skip("folder already scanned (a symlink loop or a second link to it)", dir);
+      return;
+    }
+    std::error_code ec;
+    fs::directory_iterator it(dir, ec), end;
+    if (ec) {
+      skip("cannot read folder: " + ec.message(), dir);
+      return;
+    }
+    std::vector<fs::path> entries;
+    for (; it != end; it.increment(ec)) {
+      if (ec) {
+        skip("cannot list folder: " + ec.message(), dir);
+        break;
+      }
+      entries.push_back(it->path());
+    }
+    std::sort(entries.begin(), entries.end());  // a deterministic walk: entered_ depends on the order
+    for (const auto& p : entries) visit(p, files);
+  }
+
+  void visit(const fs::path& p, std::vector<std::string>& files) {
+    struct stat st {};
+    if (::stat(p.c_str(), &st) != 0) {  // stat follows links: ELOOP, a dangling link, EACCES
+      const int err = errno;
+      skip(err == ELOOP ? "symlink loop" : err == ENOENT ? "dangling symlink" : std::string("cannot open: ") + std::strerror(err), p);
+      return;
+    }
+    if (S_ISDIR(st.st_mode)) {
+      walk(p, st, files);
+    } else if (!S_ISREG(st.st_mode)) {
+      skip("not a regular file (a device, pipe or socket)", p);  // opening a pipe would block
+    } else if (!is_image_extension(p.string())) {
+      skip("not an image type (" + lower_ext(p) + ")", p);
+    } else {
+      files.push_back(p.string());
+    }
+  }
+
+  SkipReport& skipped_;
+  std::set<std::pair<dev_t, ino_t>> entered_;
+};
+
+}  // namespace
+
+std::vector<std::string> list_images(const std::string& dir, SkipReport& skipped) {
+  return FolderWalker(skipped).images_under(dir);
+}
+
+namespace {
+
 Dataset scan_folder(const std::string& root) {
   Dataset d;
   d.source = root;
+  std::error_code ec;
   std::vector<fs::path> class_dirs;
-  for (const auto& e : fs::directory_iterator(root)) {
-    std::string name = e.path().filename().string();
-    if (e.is_directory() && !name.empty() && name[0] != '.') class_dirs.push_back(e.path());
+  fs::directory_iterator it(root, ec), end;
+  TLTRAIN_CHECK(!ec, ErrorKind::Data, "cannot read data folder '" + root + "': " + ec.message() + " — check its permissions");
+  for (; it != end; it.increment(ec)) {
+    TLTRAIN_CHECK(!ec, ErrorKind::Data, "cannot list data folder '" + root + "': " + ec.message());
+    const std::string name = it->path().filename().string();
+    struct stat st {};
+    if (!name.empty() && name[0] != '.' && ::stat(it->path().c_str(), &st) == 0 && S_ISDIR(st.st_mode))
+      class_dirs.push_back(it->path());
   }
   std::sort(class_dirs.begin(), class_dirs.end());
   TLTRAIN_CHECK(!class_dirs.empty(), ErrorKind::Data,
                 "'" + root + "' has no class subfolders — expected ROOT/<class>/<image>, e.g. " + root + "/cats/001.jpg");
+  FolderWalker walker(d.skipped);
   for (size_t label = 0; label < class_dirs.size(); ++label) {
     d.classes.push_back(class_dirs[label].filename().string());
-    std::vector<std::string> files;
-    for (const auto& e : fs::recursive_directory_iterator(class_dirs[label], fs::directory_options::follow_directory_symlink)) {
-      if (!e.is_regular_file()) continue;
-      const fs::path& p = e.path();
-      if (is_image_extension(p.string())) files.push_back(p.string());
-      else d.skipped.by_reason["not an image type (" + lower_ext(p) + ")"].push_back(p.string());
-    }
-    std::sort(files.begin(), files.end());
-    for (auto& f : files) d.samples.push_back({std::move(f), static_cast<int64_t>(label)});
+    for (auto& f : walker.images_under(class_dirs[label])) d.samples.push_back({std::move(f), static_cast<int64_t>(label)});
   }
   return d;
 }

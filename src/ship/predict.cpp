@@ -18,20 +18,15 @@ namespace fs = std::filesystem;
 
 namespace tltrain::ship {
 
-std::vector<std::string> collect_images(const std::vector<std::string>& inputs) {
+std::vector<std::string> collect_images(const std::vector<std::string>& inputs, data::SkipReport* skipped) {
   TLTRAIN_CHECK(!inputs.empty(), ErrorKind::Usage, "give at least one image file or folder");
   std::vector<std::string> out;
+  data::SkipReport local;
   for (const auto& in : inputs) {
     std::error_code ec;
     if (fs::is_directory(in, ec)) {
-      std::vector<std::string> found;
-      for (auto it = fs::recursive_directory_iterator(in, fs::directory_options::skip_permission_denied, ec);
-           it != fs::recursive_directory_iterator(); it.increment(ec)) {
-        if (ec) break;
-        if (it->is_regular_file(ec) && data::is_image_extension(it->path().string())) found.push_back(it->path().string());
-      }
+      std::vector<std::string> found = data::list_images(in, skipped ? *skipped : local);
       TLTRAIN_CHECK(!found.empty(), ErrorKind::Data, "folder '" + in + "' holds no images (jpg jpeg png bmp webp tif tiff)");
-      std::sort(found.begin(), found.end());
       out.insert(out.end(), found.begin(), found.end());
     } else {
       // A named file is kept even when unreadable: it gets an error row, not a silent skip.
@@ -45,7 +40,8 @@ std::vector<std::string> collect_images(const std::vector<std::string>& inputs) 
 std::vector<PredictRow> predict_images(const PredictOptions& o) {
   TLTRAIN_CHECK(o.topk >= 1, ErrorKind::Usage, "--topk must be >= 1");
   TLTRAIN_CHECK(o.batch_size >= 1, ErrorKind::Usage, "--batch-size must be >= 1");
-  auto files = collect_images(o.inputs);
+  data::SkipReport skipped;
+  auto files = collect_images(o.inputs, &skipped);
   auto mf = load_model_file(o.model);
   std::vector<data::Sample> samples;
   for (const auto& f : files) samples.push_back({f, 0});
@@ -79,6 +75,9 @@ std::vector<PredictRow> predict_images(const PredictOptions& o) {
       if (row.path == bad.path) row.error = bad.reason;
   for (auto& row : rows)
     if (row.top.empty() && row.error.empty()) row.error = "not predicted";  // invariant guard, should not happen
+  // What the folders held besides images gets a row too: nothing given is passed over silently.
+  for (const auto& [reason, paths] : skipped.by_reason)
+    for (const auto& p : paths) rows.push_back({p, {}, reason});
   return rows;
 }
 

@@ -48,6 +48,12 @@ config::json split_to_json(const Datasets& d);
 /// True for the accepted image extensions: jpg jpeg png bmp webp tif tiff, any case.
 bool is_image_extension(const std::string& path);
 
+/// The image files under DIR, recursively and sorted. Symlinked files and folders are followed
+/// once (a folder is entered once, by device + inode, so link loops end); everything else met on
+/// the way (other file types, loops, dangling links, unreadable folders) goes to SKIPPED with its
+/// reason. Never throws on the filesystem.
+std::vector<std::string> list_images(const std::string& dir, SkipReport& skipped);
+
 /// Scans a class-subfolder root or a CSV list file (path,label; paths relative to the CSV's folder).
 /// Data error when it does not exist, has no classes or no images.
 Dataset scan_source(const std::string& source);

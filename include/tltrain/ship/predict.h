@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "tltrain/data/dataset.h"
+
 namespace tltrain::ship {
 
 struct PredictOptions {
@@ -29,9 +31,10 @@ struct PredictRow {
   std::string error;            ///< why the file could not be used
 };
 
-/// Image files of INPUTS in order: a file as given, a folder's image files sorted. Data error for
-/// a path that does not exist or a folder without images.
-std::vector<std::string> collect_images(const std::vector<std::string>& inputs);
+/// Image files of INPUTS in order: a file as given, a folder's image files sorted (data::list_images;
+/// what else the folders hold goes to SKIPPED when given). Data error for a path that does not
+/// exist or a folder without images.
+std::vector<std::string> collect_images(const std::vector<std::string>& inputs, data::SkipReport* skipped = nullptr);
 
 /// One row per collected image, in that order.
 std::vector<PredictRow> predict_images(const PredictOptions& opts);
