@@ -47,7 +47,7 @@ TEST(DataImageIo, EachBadInputHasItsReason) {
   EXPECT_EQ(decode_file(dir / "zero.jpg").failure, DecodeFailure::Empty);
   EXPECT_EQ(decode_file(dir / "text.jpg").failure, DecodeFailure::NotAnImage);
   EXPECT_EQ(decode_file(dir / "cut.jpg").failure, DecodeFailure::Truncated);
-  EXPECT_EQ(decode_file(dir / "cut.png").failure, DecodeFailure::Corrupt);
+  EXPECT_EQ(decode_file(dir / "cut.png").failure, DecodeFailure::Truncated);  // refused before libpng prints its error
   EXPECT_EQ(decode_file(dir / "missing.jpg").failure, DecodeFailure::Unreadable);
   EXPECT_TRUE(decode_file(dir / "cut.jpg").image.empty());
   // A complete JPEG with trailing bytes after its end marker is fine.
@@ -199,4 +199,35 @@ TEST(DataImageIo, EvalDecodesOnlyTheCentreCropAndGivesTheSamePixels) {
   cv::Mat src = noise(50, 31), full = pil_bilinear_resize(src, 37, 23);
   cv::Mat part = pil_bilinear_resize_window(src, {0, 0, 50, 31}, 50, 31, 37, 23, {5, 3, 20, 17});
   EXPECT_EQ(cv::norm(part, full(cv::Rect(5, 3, 20, 17)), cv::NORM_INF), 0.0);
+}
+
+namespace {
+/// PNG bytes with CHUNK (type + data, length and CRC computed here) inserted after IHDR.
+std::string with_chunk_after_ihdr(const std::string& png, const std::string& type, const std::string& data) {
+  auto be32 = [](uint32_t v) { return std::string{char(v >> 24), char(v >> 16), char(v >> 8), char(v)}; };
+  // CRC-32 as PNG defines it (ISO 3309), over type and data.
+  uint32_t crc = 0xFFFFFFFFu;
+  for (unsigned char c : type + data) {
+    crc ^= c;
+    for (int k = 0; k < 8; ++k) crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
+  }
+  const size_t after_ihdr = 8 + 12 + 13;
+  return png.substr(0, after_ihdr) + be32(uint32_t(data.size())) + type + data + be32(crc ^ 0xFFFFFFFFu) + png.substr(after_ihdr);
+}
+}  // namespace
+
+TEST(DataImageIo, BadColourProfileDecodesWithoutLibpngNoise) {
+  const cv::Mat img = noise(12, 10);
+  // An iCCP chunk whose "profile" is not zlib data: libpng warns about it on stderr.
+  const std::string png = with_chunk_after_ihdr(encode(img, ".png"), "iCCP", std::string("bad\0\0", 5) + "not a profile");
+  testing::internal::CaptureStderr();
+  cv::Mat raw = cv::imdecode(cv::Mat(1, int(png.size()), CV_8UC1, const_cast<char*>(png.data())), cv::IMREAD_COLOR);
+  const std::string opencv_noise = testing::internal::GetCapturedStderr();
+  ASSERT_NE(opencv_noise.find("iCCP"), std::string::npos) << "the fixture no longer makes libpng warn: " << opencv_noise;
+  testing::internal::CaptureStderr();
+  auto r = decode_image(png);
+  EXPECT_EQ(testing::internal::GetCapturedStderr(), "");
+  ASSERT_TRUE(r.ok()) << r.reason();
+  EXPECT_EQ(cv::norm(r.image, img, cv::NORM_INF), 0.0);  // the profile never changed pixels
+  EXPECT_EQ(cv::norm(raw, img, cv::NORM_INF), 0.0);
 }

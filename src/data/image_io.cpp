@@ -21,7 +21,7 @@ const char* to_string(DecodeFailure f) {
     case DecodeFailure::Unreadable: return "cannot be read";
     case DecodeFailure::Empty: return "empty file (0 bytes)";
     case DecodeFailure::NotAnImage: return "not an image (unrecognized content)";
-    case DecodeFailure::Truncated: return "truncated JPEG (no end-of-image marker)";
+    case DecodeFailure::Truncated: return "truncated (the end of the image is missing)";
     case DecodeFailure::TooLarge: return "too many pixels (decompression-bomb guard, data.max_pixels)";
     case DecodeFailure::Corrupt: return "corrupt image (the decoder rejected it)";
   }
@@ -179,7 +179,7 @@ std::optional<DecodeResult> precheck(const std::string& bytes, const DecodeOptio
   h = probe(d, bytes.size(), &orientation);
   if (h.format.empty()) return failed(DecodeFailure::NotAnImage);
   // libjpeg pads a cut-off JPEG with grey and only warns; PIL refuses it, and so do we.
-  if (h.format == "jpeg" && !h.jpeg_complete) return failed(DecodeFailure::Truncated);
+  if (h.format == "jpeg" && !h.jpeg_complete) return failed(DecodeFailure::Truncated, "JPEG without its end-of-image marker");
   const int64_t pixels = int64_t(h.width) * int64_t(h.height);
   if (pixels > opts.max_pixels)
     return failed(DecodeFailure::TooLarge, std::to_string(h.width) + "x" + std::to_string(h.height) + " = " +
@@ -188,8 +188,53 @@ std::optional<DecodeResult> precheck(const std::string& bytes, const DecodeOptio
 }
 }  // namespace
 
-DecodeResult decode_image(const std::string& bytes, const DecodeOptions& opts) {
+namespace {
+/// A PNG's chunk layout: whether it ends in IEND, and where its iCCP chunks are.
+struct PngChunks {
+  bool complete = false;                      ///< every chunk whole, up to IEND
+  std::vector<std::pair<size_t, size_t>> iccp;  ///< [begin, end) of each iCCP chunk
+};
+PngChunks png_chunks(const std::string& bytes) {
+  const auto* d = reinterpret_cast<const unsigned char*>(bytes.data());
+  const size_t n = bytes.size();
+  PngChunks c;
+  for (size_t at = 8; at + 12 <= n;) {
+    const size_t end = at + 12 + be32(d + at);
+    if (end > n || end < at) break;  // cut off inside this chunk
+    if (std::memcmp(d + at + 4, "iCCP", 4) == 0) c.iccp.emplace_back(at, end);
+    if (std::memcmp(d + at + 4, "IEND", 4) == 0) {
+      c.complete = true;
+      break;
+    }
+    at = end;
+  }
+  return c;
+}
+
+/// BYTES without the iCCP chunks C lists. libpng warns about common bad colour profiles ("iCCP:
+/// known incorrect sRGB profile") on stderr, between our log lines, and OpenCV offers no hook to
+/// silence it; OpenCV ignores colour profiles, so dropping the chunk leaves every pixel as it was.
+std::string without_chunks(const std::string& bytes, const std::vector<std::pair<size_t, size_t>>& drop) {
+  std::string out;
+  out.reserve(bytes.size());
+  size_t from = 0;
+  for (const auto& [b, e] : drop) {
+    out.append(bytes, from, b - from);
+    from = e;
+  }
+  out.append(bytes, from, std::string::npos);
+  return out;
+}
+}  // namespace
+
+DecodeResult decode_image(const std::string& bytes_in, const DecodeOptions& opts) {
   ImageHeader h;
+  const bool png = bytes_in.size() > 8 && std::memcmp(bytes_in.data(), "\x89PNG\r\n\x1a\n", 8) == 0;
+  const PngChunks chunks = png ? png_chunks(bytes_in) : PngChunks{};
+  // libpng prints its errors on stderr too: a PNG cut short is refused before it gets there.
+  if (png && !chunks.complete) return failed(DecodeFailure::Truncated, "PNG without its IEND chunk");
+  const std::string stripped = chunks.iccp.empty() ? std::string() : without_chunks(bytes_in, chunks.iccp);
+  const std::string& bytes = chunks.iccp.empty() ? bytes_in : stripped;
   int orientation = 1;
   if (auto bad = precheck(bytes, opts, h, orientation)) return *bad;
   const int64_t pixels = int64_t(h.width) * int64_t(h.height);
