@@ -14,6 +14,9 @@
 #include "tltrain/model/classifier.h"
 #include "tltrain/model/inspect.h"
 #include "tltrain/train/plan.h"
+#include "tltrain/train/trainer.h"
+#include "tltrain/config/run_config.h"
+#include "tltrain/core/error.h"
 
 namespace fs = std::filesystem;
 using namespace tltrain;
@@ -141,4 +144,38 @@ TEST(ExportedConfigs, EveryShippedConfigPlansAgainstItsArchitecture) {
     ++checked;
   }
   EXPECT_GE(checked, 8);
+}
+
+// A random-init backbone with inference-mode BatchNorm gives every image the same features
+// (measured: ~1e-9 everywhere for MobileNetV2): the feature cache and the first validation stop
+// the stage with the cause and the fix instead of training epochs on constants; the from-scratch
+// recipe (everything trainable, BatchNorm training) is not stopped.
+TEST(ExportedGuard, ConstantFeaturesStopTheStageWithTheFix) {
+  const std::string bb = exported("mobilenet_v2.pt");
+  ASSERT_TRUE(fs::exists(bb)) << "run through ctest: the export_backbones fixture makes it";
+  test::TempDir dir("guard");
+  test::write_color_dataset(dir / "train", {"green", "red"}, 8, 32);
+  test::write_color_dataset(dir / "val", {"green", "red"}, 4, 32);
+  auto run = [&](const config::json& stage, const std::string& out) {
+    config::json j = {{"seed", 1}, {"device", "cpu"},
+                      {"data", {{"train", dir / "train"}, {"val", dir / "val"}, {"image_size", 32}, {"resize", 32}, {"batch_size", 8}}},
+                      {"model", {{"backbone", bb}}}, {"output_dir", dir / out}, {"stages", config::json::array({stage})}};
+    return train::fit(config::parse_run_config(j, "guard.json"));
+  };
+  auto expect_stopped = [&](const config::json& stage, const std::string& out, const std::string& what) {
+    try {
+      run(stage, out);
+      ADD_FAILURE() << out << ": trained on constant features";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::Data);
+      EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("--weights imagenet"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("\"batch_norm\": \"train\""), std::string::npos) << e.what();
+    }
+  };
+  expect_stopped({{"trainable", "head"}, {"epochs", 2}}, "cache", "features are the same for every image");
+  expect_stopped({{"trainable", "all"}, {"epochs", 2}, {"optimizer", {{"name", "sgd"}, {"lr", 0.01}}}}, "first-val",
+                 "outputs are the same for every validation image");
+  auto ok = run({{"trainable", "all"}, {"batch_norm", "train"}, {"epochs", 1}}, "scratch");
+  EXPECT_EQ(ok.history.size(), 1u);
 }

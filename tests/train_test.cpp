@@ -10,6 +10,8 @@
 #include "test_util.h"
 #include "tltrain/core/error.h"
 #include "tltrain/model/classifier.h"
+#include "tltrain/model/inference.h"
+#include "tltrain/train/step.h"
 #include "tltrain/train/checkpoint.h"
 #include "tltrain/train/trainer.h"
 
@@ -276,4 +278,45 @@ TEST(TrainCli, CtrlCStopsCleanlyWithExit130AndAResumableRun) {
   auto ck = train::load_checkpoint(p.dir / "run/checkpoints/last.pt");
   EXPECT_GT(ck.info["progress"]["epoch"].get<int64_t>(), 0);
   EXPECT_LT(ck.info["progress"]["epoch"].get<int64_t>(), 5000);
+}
+
+TEST(TrainTables, UnknownNamesThrowInsteadOfFallingThrough) {
+  // Validation only lets known names through; the tables behind it must not quietly default.
+  config::OptimizerConfig o;
+  o.name = "lbfgs";
+  auto w = torch::zeros({2}, torch::requires_grad());
+  try {
+    train::make_optimizer(o, {{{w}, 0.1}});
+    ADD_FAILURE() << "an unknown optimizer was built";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("unknown optimizer 'lbfgs' (valid: adam, adamw, rmsprop, sgd)"), std::string::npos) << e.what();
+  }
+  for (const char* name : {"sgd", "adam", "adamw", "rmsprop"}) {
+    o.name = name;
+    EXPECT_NO_THROW(train::make_optimizer(o, {{{w}, 0.1}})) << name;
+  }
+  config::HeadConfig h;
+  h.pooling = "sum";
+  EXPECT_THROW(model::Head(h, 4, 2), Error);
+  h.pooling = "avgmax";
+  h.activation = "swish";
+  h.hidden = {3};
+  EXPECT_THROW(model::Head(h, 4, 2), Error);
+  h.activation = "gelu";
+  model::Head head(h, 4, 2);
+  EXPECT_EQ(head->pool(torch::ones({1, 4, 2, 2})).size(1), 8);  // avgmax doubles the width
+  config::StageConfig st;
+  st.class_weights_mode = "balanced";
+  EXPECT_THROW(train::class_weights(st, {1, 2}, torch::kCPU), Error);
+}
+
+TEST(TrainGuard, ConstantRowsAreNamedAndVaryingOnesPass) {
+  EXPECT_EQ(model::constant_rows(torch::randn({8, 16})), "");
+  EXPECT_EQ(model::constant_rows(torch::full({1, 16}, 3.0)), "");  // one row says nothing
+  auto tiny = torch::rand({8, 16}) * 1e-9;                        // what random-init MobileNetV2 gives
+  EXPECT_NE(model::constant_rows(tiny).find("largest spread"), std::string::npos);
+  EXPECT_NE(model::constant_rows(torch::full({8, 16}, 250.0)), "");
+  auto rows = torch::full({8, 16}, 250.0);
+  rows[3][5] = 251.0;  // one feature of one image moves: that is variation
+  EXPECT_EQ(model::constant_rows(rows), "");
 }

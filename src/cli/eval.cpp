@@ -4,6 +4,7 @@
 
 #include "commands.h"
 #include "tltrain/core/fs.h"
+#include "tltrain/core/log.h"
 #include "tltrain/eval/evaluate.h"
 #include "tltrain/eval/report.h"
 
@@ -27,6 +28,7 @@ void run_eval(const EvalCliOptions& o) {
   const std::string default_out = run_dir + "/eval.json";
   const std::string out = o.out.empty() ? default_out : o.out;
   write_eval_json(out, report, o.eval.checkpoint, o.eval.data);
+  if (report.skipped.count() > 0) log::warn(report.skipped.warning(0, out));
   std::cout << "\nwrote " << out << "\n";
   // The report reads RUN_DIR/eval.json, so it is refreshed only when that is what was written.
   if (in_run && fs::absolute(out) == fs::absolute(default_out) && fs::exists(run_dir + "/log.jsonl"))

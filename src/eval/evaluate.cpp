@@ -20,6 +20,7 @@ ClassificationReport evaluate_checkpoint(const EvalOptions& o) {
   auto classes = ck.info.at("classes").get<std::vector<std::string>>();
 
   data::Dataset ds;
+  data::SkippedLog skipped;
   if (!o.data.empty()) {
     ds = data::scan_source(o.data);
     // Classes are matched by name: a folder may hold a subset of the trained classes.
@@ -30,10 +31,12 @@ ClassificationReport evaluate_checkpoint(const EvalOptions& o) {
     for (auto& s : ds.samples)
       s.label = std::find(classes.begin(), classes.end(), ds.classes[static_cast<size_t>(s.label)]) - classes.begin();
     ds.classes = classes;
+    skipped.add_scan("eval", ds.skipped);
   } else {
     auto both = data::load_datasets(cfg.data, static_cast<uint64_t>(cfg.seed));
     TLTRAIN_CHECK(both.has_val, ErrorKind::Usage, "the run has no validation data; pass --data DIR");
     ds = both.val;
+    if (!both.val_is_split) skipped.add_scan("val", ds.skipped);
   }
   auto m = train::classifier_from(ck, device);
   data::LoaderOptions lo;
@@ -48,7 +51,10 @@ ClassificationReport evaluate_checkpoint(const EvalOptions& o) {
   std::vector<int64_t> labels(p.labels.data_ptr<int64_t>(), p.labels.data_ptr<int64_t>() + p.labels.numel());
   std::vector<std::string> paths;
   for (int64_t i : p.indices) paths.push_back(ds.samples[static_cast<size_t>(i)].path);
-  return evaluate(pv, labels, classes, paths, loss, o.topk);
+  skipped.add_bad(o.data.empty() ? "val" : "eval", loader.bad_images());
+  auto report = evaluate(pv, labels, classes, paths, loss, o.topk);
+  report.skipped = std::move(skipped);
+  return report;
 }
 
 }  // namespace tltrain::eval

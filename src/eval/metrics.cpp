@@ -113,6 +113,7 @@ config::json to_json(const ClassificationReport& r) {
   config::json j;
   j["classes"] = r.classes;
   j["samples"] = r.samples;
+  j["skipped"] = r.skipped.to_json();
   j["loss"] = r.loss;
   j["accuracy"] = r.accuracy;
   j["topk"] = r.topk;
@@ -143,7 +144,10 @@ std::string format_report(const ClassificationReport& r, size_t max_mistakes) {
   };
 
   out << "samples " << r.samples << "   accuracy " << fixed(r.accuracy) << "   top-" << r.topk << " accuracy "
-      << fixed(r.topk_accuracy) << "   loss " << fixed(r.loss) << "\n\n";
+      << fixed(r.topk_accuracy) << "   loss " << fixed(r.loss) << "\n";
+  if (r.skipped.count() > 0)
+    out << "not counted in samples: " << r.skipped.warning(0, "") << "\n";
+  out << "\n";
 
   size_t name_w = std::string("weighted avg").size();
   for (const auto& name : r.classes) name_w = std::max(name_w, name.size());

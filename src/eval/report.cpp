@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <map>
 #include <optional>
 #include <sstream>
 #include <vector>
@@ -19,6 +20,7 @@
 #include "tltrain/core/error.h"
 #include "tltrain/core/fs.h"
 #include "tltrain/data/image_io.h"
+#include "tltrain/data/skipped.h"
 
 namespace fs = std::filesystem;
 
@@ -438,6 +440,43 @@ std::string card(const std::string& value, const std::string& key) {
   return "<div class=\"card\"><div class=\"v\">" + escape(value) + "</div><div class=\"k\">" + escape(key) + "</div></div>";
 }
 
+/// One row per (what, split): the count and its reasons' kinds, from a skipped.json-shaped object.
+std::string skipped_rows(const std::string& what, const json& skipped) {
+  std::ostringstream h;
+  if (!skipped.is_object() || !skipped.contains("files")) return "";
+  std::map<std::string, std::map<std::string, int64_t>> kinds;  // split → kind → count
+  for (const auto& f : skipped["files"])
+    kinds[f.value("split", std::string("?"))][data::reason_kind(f.value("reason", std::string("?")))]++;
+  for (const auto& [split, by_kind] : kinds) {
+    int64_t n = 0;
+    std::string reasons;
+    for (const auto& [kind, count] : by_kind) {
+      n += count;
+      reasons += (reasons.empty() ? "" : "; ") + escape(kind) + " " + std::to_string(count);
+    }
+    h << "<tr><td>" << escape(what) << "</td><td>" << escape(split) << "</td><td>" << n << "</td><td>" << reasons << "</td></tr>\n";
+  }
+  return h.str();
+}
+
+std::string skipped_section(const std::optional<json>& training, const std::optional<json>& ev) {
+  std::ostringstream h;
+  h << "<section id=\"skipped\"><h2>Files left out</h2>\n";
+  const std::string rows = (training ? skipped_rows("training", *training) : "") +
+                           (ev && ev->contains("skipped") ? skipped_rows("evaluation", (*ev)["skipped"]) : "");
+  if (!training) {
+    h << "<p class=\"note\">No skipped.json in this run directory (written by fit since files left out are recorded).</p>\n";
+  } else if (rows.empty()) {
+    h << "<p class=\"note\" id=\"skipped-none\">No file was left out: every file under the data folders was an image that decoded.</p>\n";
+  }
+  if (!rows.empty())
+    h << "<table id=\"skipped-table\"><tr><th>during</th><th>split</th><th>files</th><th>why</th></tr>\n" << rows
+      << "</table>\n<p class=\"caption\">Every file is listed with its reason in skipped.json (training) and in eval.json's "
+         "\"skipped\" (evaluation).</p>\n";
+  h << "</section>\n";
+  return h.str();
+}
+
 }  // namespace
 
 std::string write_report(const std::string& run_dir) {
@@ -544,6 +583,9 @@ std::string write_report(const std::string& run_dir) {
       << escape(run_dir) << "/checkpoints/best.pt --data DIR</code> to add the confusion matrix and the mistakes.</p></section>\n";
   }
 
+  std::optional<json> skipped;
+  if (fs::exists(run_dir + "/skipped.json")) skipped = read_json(run_dir + "/skipped.json");
+  h << skipped_section(skipped, ev);
   h << "<section id=\"config\"><h2>Config (resolved)</h2>\n<pre id=\"config-json\">" << escape(cfg.dump(2)) << "</pre></section>\n";
   h << "<script>" << kCheckScript << "</script>\n</body></html>\n";
 

@@ -3,6 +3,7 @@
 #include <torch/csrc/jit/runtime/graph_executor.h>
 
 #include <optional>
+#include <sstream>
 
 namespace tltrain::model {
 
@@ -102,6 +103,24 @@ Predictions predict(Classifier& model, data::Loader& loader, int64_t micro, int6
   p.logits = logits.empty() ? torch::empty({0, model.num_classes()}) : torch::cat(logits, 0);
   p.labels = labels.empty() ? torch::empty({0}, torch::kLong) : torch::cat(labels, 0);
   return p;
+}
+
+const char* const kConstantFeaturesFix =
+    "a randomly initialised backbone whose BatchNorm runs in inference mode computes nothing that depends on the image. "
+    "Export it with pretrained weights (scripts/export_backbone.py --weights imagenet, or --weights PATH.pth), or train it "
+    "from scratch: every stage \"trainable\": \"all\" with \"batch_norm\": \"train\" (configs/quickstart-scratch.json)";
+
+std::string constant_rows(const torch::Tensor& x) {
+  if (x.dim() != 2 || x.size(0) < 2) return "";
+  torch::NoGradGuard no_grad;
+  auto f = x.to(torch::kCPU, torch::kDouble);
+  const double spread = (std::get<0>(f.max(0)) - std::get<0>(f.min(0))).max().item<double>();
+  const double scale = f.abs().max().item<double>();
+  if (spread > 1e-6 * std::max(1.0, scale)) return "";
+  std::ostringstream how;
+  how.precision(2);
+  how << "largest spread " << spread << " across " << x.size(0) << " rows, largest magnitude " << scale;
+  return how.str();
 }
 
 std::pair<double, double> loss_and_accuracy(const Predictions& p) {

@@ -43,6 +43,7 @@ FeatureCache build_cache(model::Classifier& m, const std::vector<data::Sample>& 
       out.index_copy_(0, idx, f);
       for (int64_t i : b->indices) seen[static_cast<size_t>(i)]++;
     }
+    for (auto& bad : loader.bad_images()) c.bad.push_back(std::move(bad));
     if (group) {
       // Each row was filled by exactly one rank (zeros elsewhere): the sum is every rank's rows.
       std::vector<double> dim{out.defined() ? static_cast<double>(out.size(1)) : 0.0, out.defined() ? 1.0 : 0.0};
@@ -69,6 +70,8 @@ FeatureCache build_cache(model::Classifier& m, const std::vector<data::Sample>& 
   TLTRAIN_CHECK(!rows.empty(), ErrorKind::Data, "no training image could be decoded");
   auto idx = torch::tensor(rows, torch::kLong).to(m.device());
   for (auto& f : full) c.views.push_back(f.index_select(0, idx));
+  if (const std::string how = model::constant_rows(c.views[0]); !how.empty())
+    TLTRAIN_FAIL(ErrorKind::Data, "the backbone's features are the same for every image (" + how + "): " + model::kConstantFeaturesFix);
   c.labels = torch::tensor(labels, torch::kLong).to(m.device());
   c.sample_index = rows;
   return c;

@@ -20,6 +20,7 @@
 #include "tltrain/core/log.h"
 #include "tltrain/data/dataset.h"
 #include "tltrain/data/loader.h"
+#include "tltrain/data/skipped.h"
 #include "tltrain/model/classifier.h"
 #include "tltrain/model/inference.h"
 #include "tltrain/train/checkpoint.h"
@@ -106,6 +107,20 @@ FitResult fit(const config::RunConfig& cfg, const FitOptions& opts) {
   torch::manual_seed(seed);
   model::Classifier m(std::move(backbone), cfg.model.head, num_classes, device);
 
+  // Files left out are named, never dropped silently: warned as they are met, listed in skipped.json.
+  data::SkippedLog skipped;
+  skipped.add_scan("train", ds.train.skipped);
+  if (ds.has_val && !ds.val_is_split) skipped.add_scan("val", ds.val.skipped);
+  size_t skipped_reported = 0;
+  const std::string skipped_path = dir + "/skipped.json";
+  auto report_skipped = [&] {
+    if (skipped.count() == skipped_reported && fs::exists(skipped_path)) return;
+    if (skipped.count() > skipped_reported) log::warn(skipped.warning(skipped_reported, skipped_path));
+    skipped_reported = skipped.count();
+    if (log::is_output_rank()) write_file_atomically(skipped_path, skipped.to_json().dump(1) + "\n");
+  };
+  bool checked_variation = false;  // the first validation checks that the model's outputs vary
+
   json history = json::array();
   size_t start_stage = 0;
   int64_t start_epoch = 0, global_step = 0;
@@ -156,6 +171,7 @@ FitResult fit(const config::RunConfig& cfg, const FitOptions& opts) {
       write_file_atomically(dir + "/split.json", data::split_to_json(ds).dump(1) + "\n");
     }
   }
+  report_skipped();
   if (group) log::info("data-parallel: " + std::to_string(world) + " ranks (" + group->context().source + "), " +
                        std::to_string(intra) + " intra-op threads each; batch_size " + std::to_string(cfg.data.batch_size) +
                        " per rank, " + std::to_string(cfg.data.batch_size * world) + " per step");
@@ -237,6 +253,9 @@ FitResult fit(const config::RunConfig& cfg, const FitOptions& opts) {
         val_cache = std::make_unique<FeatureCache>(build_cache(m, ds.val.samples, pre, cfg.data.augment, 0, seed, 0,
                                                                cfg.data.batch_size, loader_threads, micro, stop, group));
       double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      skipped.add_bad("train", cache->bad);
+      if (val_cache) skipped.add_bad("val", val_cache->bad);
+      report_skipped();
       log::info("feature cache: " + std::to_string(cache->labels.size(0)) + " images x " +
                 std::to_string(std::max<int64_t>(st.cache_views, 1)) + " view(s) in " + fmt(secs, 1) + " s");
       int64_t n = static_cast<int64_t>(data::epoch_order(cache->labels.size(0), seed, 0, true, rank, world).size());
@@ -337,6 +356,7 @@ FitResult fit(const config::RunConfig& cfg, const FitOptions& opts) {
         }
       }
       progress.finish();
+      if (train_loader) skipped.add_bad("train", train_loader->bad_images());
       epoch_stats = all_reduce_stats(epoch_stats, group);
       double train_secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
@@ -352,6 +372,13 @@ FitResult fit(const config::RunConfig& cfg, const FitOptions& opts) {
           std::tie(vl, va) = model::loss_and_accuracy(p);
         } else {
           auto p = model::predict(m, *val_loader, micro, 0, &val_frozen);
+          skipped.add_bad("val", val_loader->bad_images());
+          if (!checked_variation) {
+            if (const std::string how = model::constant_rows(p.logits); !how.empty())
+              TLTRAIN_FAIL(ErrorKind::Data, "stage '" + st.name + "': the model's outputs are the same for every validation image (" +
+                                                how + ") after an epoch of training: " + model::kConstantFeaturesFix);
+            checked_variation = true;
+          }
           std::tie(vl, va) = model::loss_and_accuracy(p);
           if (group) {  // each rank saw its own share: sum (loss, correct, count) exactly
             const double count = static_cast<double>(p.labels.numel());
@@ -428,6 +455,7 @@ FitResult fit(const config::RunConfig& cfg, const FitOptions& opts) {
           save_checkpoint(last_path, m, optimizer.get(), info_for(si, epoch + 1));
         }
         write_logs(dir, history);
+        report_skipped();
         if (tb) {
           add_epoch_scalars(*tb, entry, std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count());
           tb->flush();

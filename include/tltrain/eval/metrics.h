@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "tltrain/config/json_reader.h"
+#include "tltrain/data/skipped.h"
 
 namespace tltrain::eval {
 
@@ -33,6 +34,7 @@ struct ClassificationReport {
   double weighted_precision = 0, weighted_recall = 0, weighted_f1 = 0;  ///< weighted by support
   std::vector<std::vector<int64_t>> confusion;  ///< [true][predicted]
   std::vector<Mistake> mistakes;                ///< misclassified samples, most confident first
+  data::SkippedLog skipped;                     ///< files left out of SAMPLES (not images, undecodable), set by the caller
 };
 
 /// PROBS is N×C row-major (rows need not sum to 1: only their order is used). Ties in argmax go

@@ -41,6 +41,14 @@ struct FrozenInputs {
 /// KEEP is only valid while the same blocks stay frozen and LOADER's images do not change.
 Predictions predict(Classifier& model, data::Loader& loader, int64_t micro, int64_t epoch = 0, FrozenInputs* keep = nullptr);
 
+/// "" when the rows of X (N×D, N >= 2) differ; otherwise how little they do ("largest spread
+/// 2.9e-09 across 16 rows, largest magnitude 7.6e-09"). Rows count as the same when no column
+/// spreads by more than 1e-6 of max(1, the largest magnitude): features that small are below what
+/// a head at ordinary learning rates can use.
+std::string constant_rows(const torch::Tensor& x);
+/// What to do about a backbone whose features do not vary, for the messages of the guards.
+extern const char* const kConstantFeaturesFix;
+
 /// Mean cross-entropy and top-1 accuracy of predictions.
 std::pair<double, double> loss_and_accuracy(const Predictions& p);
 

@@ -15,11 +15,13 @@ struct FeatureCache {
   std::vector<torch::Tensor> views;   ///< each M×C' on the model's device
   torch::Tensor labels;               ///< M
   std::vector<int64_t> sample_index;  ///< row → dataset sample index
+  std::vector<data::BadImage> bad;    ///< samples left out because they failed to decode (this rank's share)
 };
 
 /// Pooled backbone features of every sample: VIEWS augmented views drawn as loader epochs
 /// EPOCH_BASE + v, or one un-augmented view when VIEWS is 0. Samples that failed to decode in
-/// any view are left out. Throws Interrupted when a stop was requested. With GROUP each rank runs
+/// any view are left out (listed in bad). A Data error when the features do not vary across images
+/// (model::constant_rows): a head cannot learn from them. Throws Interrupted when a stop was requested. With GROUP each rank runs
 /// the backbone on its shard only and the ranks sum their rows, so every rank holds the full cache.
 FeatureCache build_cache(model::Classifier& m, const std::vector<data::Sample>& samples, const data::Preprocess& pre,
                          const config::AugmentConfig& aug, int64_t views, uint64_t seed, int64_t epoch_base,
