@@ -119,7 +119,7 @@ FitResult fit(const config::RunConfig& cfg, const FitOptions& opts) {
     skipped_reported = skipped.count();
     if (log::is_output_rank()) write_file_atomically(skipped_path, skipped.to_json().dump(1) + "\n");
   };
-  bool checked_variation = false;  // the first validation checks that the model's outputs vary
+  bool checked_variation = false;  // the first validation with frozen BatchNorm checks that the outputs vary
 
   json history = json::array();
   size_t start_stage = 0;
@@ -373,7 +373,9 @@ FitResult fit(const config::RunConfig& cfg, const FitOptions& opts) {
         } else {
           auto p = model::predict(m, *val_loader, micro, 0, &val_frozen);
           skipped.add_bad("val", val_loader->bad_images());
-          if (!checked_variation) {
+          // With BatchNorm training, eval-mode outputs follow running statistics that are still
+          // moving (after a short first epoch they are near their init): constant now is no verdict.
+          if (!checked_variation && !bn_train) {
             if (const std::string how = model::constant_rows(p.logits); !how.empty())
               TLTRAIN_FAIL(ErrorKind::Data, "stage '" + st.name + "': the model's outputs are the same for every validation image (" +
                                                 how + ") after an epoch of training: " + model::kConstantFeaturesFix);
