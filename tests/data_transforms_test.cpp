@@ -228,7 +228,7 @@ TEST(DataTransforms, NormalizationPresets) {
     config::DataConfig cfg;
     cfg.normalization = preset;
     cfg.image_size = std::array<int64_t, 2>{1, 1};
-    Preprocess p = resolve_preprocess(cfg, model::BackboneMeta{});
+    Preprocess p = resolve_preprocess(cfg, ImageSpec{});
     std::array<float, 3> out{};
     Transform(p, no_augment(), Mode::Eval).normalize_into(px, out.data());
     return out;
@@ -252,7 +252,7 @@ TEST(DataTransforms, NormalizationPresets) {
 }
 
 TEST(DataTransforms, PreprocessFollowsTheBackboneUnlessOverridden) {
-  model::BackboneMeta meta;
+  ImageSpec meta;  // as BackboneMeta::image_spec() gives it
   meta.input_size = {299, 299};
   meta.resize = 342;
   meta.mean = {0.5, 0.5, 0.5};
@@ -263,7 +263,7 @@ TEST(DataTransforms, PreprocessFollowsTheBackboneUnlessOverridden) {
   EXPECT_EQ(p.resize, 342);
   EXPECT_FLOAT_EQ(p.mean[0], 0.5f);
   cfg.image_size = std::array<int64_t, 2>{224, 224};
-  EXPECT_EQ(resolve_preprocess(cfg, model::BackboneMeta{}).resize, 256);  // round(224 / 0.875)
+  EXPECT_EQ(resolve_preprocess(cfg, ImageSpec{}).resize, 256);  // round(224 / 0.875)
   cfg.resize = 300;
   EXPECT_EQ(resolve_preprocess(cfg, meta).resize, 300);
 }

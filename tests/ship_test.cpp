@@ -66,7 +66,7 @@ model::Predictions eval_predictions(const std::string& checkpoint, const std::st
   data::LoaderOptions lo;
   lo.batch_size = 64;
   lo.threads = 2;
-  data::Loader loader(ds.samples, data::resolve_preprocess(cfg.data, m.meta()), cfg.data.augment, data::Mode::Eval, lo);
+  data::Loader loader(ds.samples, data::resolve_preprocess(cfg.data, m.meta().image_spec()), cfg.data.augment, data::Mode::Eval, lo);
   return model::predict(m, loader, 8);
 }
 
@@ -92,7 +92,7 @@ TEST(ShipExport, ModelFileComputesTheCheckpointsLogitsInCppAndPython) {
   auto ds = data::scan_source(s.dir / "val");
   data::LoaderOptions lo;
   lo.batch_size = 64;
-  data::Loader loader(ds.samples, data::resolve_preprocess(cfg.data, m.meta()), cfg.data.augment, data::Mode::Eval, lo);
+  data::Loader loader(ds.samples, data::resolve_preprocess(cfg.data, m.meta().image_spec()), cfg.data.augment, data::Mode::Eval, lo);
   loader.start_epoch(0);
   auto batch = loader.next();
   ASSERT_TRUE(batch);

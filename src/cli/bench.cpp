@@ -4,6 +4,7 @@
 
 #include "commands.h"
 #include "tltrain/data/tools.h"
+#include "tltrain/model/backbone_meta.h"
 
 namespace tltrain::cli {
 
@@ -15,7 +16,7 @@ struct BenchDataOptions {
 };
 
 void run_bench_data(const BenchDataOptions& o) {
-  auto setup = data::load_data_setup(o.config, o.overrides);
+  auto setup = data::load_data_setup(o.config, o.overrides, model::read_image_spec);
   auto r = data::bench_data(setup, o.bench);
   char line[256];
   std::snprintf(line, sizeof line, "%s: %.1f images/s (%lld images in %.2f s, %lld threads, batch %lld, %lldx%lld)",

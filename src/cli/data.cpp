@@ -5,6 +5,7 @@
 #include "tltrain/core/error.h"
 #include "tltrain/core/log.h"
 #include "tltrain/data/tools.h"
+#include "tltrain/model/backbone_meta.h"
 
 namespace tltrain::cli {
 
@@ -17,7 +18,7 @@ struct DataCheckOptions {
 };
 
 void run_data_check(const DataCheckOptions& o) {
-  auto setup = data::load_data_setup(o.config, o.overrides);
+  auto setup = data::load_data_setup(o.config, o.overrides, model::read_image_spec);
   std::cout << "preprocessing: " << setup.pre.describe() << "\n  (" << setup.note << ")\n";
   data::CheckOptions co;
   co.decode = !o.no_decode;
@@ -34,7 +35,7 @@ struct DataPreviewOptions {
 };
 
 void run_data_preview(const DataPreviewOptions& o) {
-  auto setup = data::load_data_setup(o.config, o.overrides);
+  auto setup = data::load_data_setup(o.config, o.overrides, model::read_image_spec);
   int64_t tiles = data::write_preview(setup, o.out, o.n, o.epoch);
   std::cout << "wrote " << o.out << ": " << tiles << " augmented training samples of epoch " << o.epoch << " ("
             << setup.pre.height << "x" << setup.pre.width << ")\n";

@@ -10,13 +10,13 @@
 #include "tltrain/core/log.h"
 #include "tltrain/data/image_io.h"
 #include "tltrain/data/tools.h"
-#include "tltrain/model/backbone_meta.h"
 
 namespace fs = std::filesystem;
 
 namespace tltrain::data {
 
-DataSetup load_data_setup(const std::string& config_path, const std::vector<std::string>& overrides) {
+DataSetup load_data_setup(const std::string& config_path, const std::vector<std::string>& overrides,
+                          const ImageSpecReader& read_spec) {
   config::json j = config::parse_json_file(config_path);
   for (const auto& o : overrides) config::apply_override(j, o);
   // The data commands look at data only: stand-ins let a config without a model or stages validate.
@@ -27,7 +27,7 @@ DataSetup load_data_setup(const std::string& config_path, const std::vector<std:
   DataSetup s;
   s.cfg = config::parse_run_config(j, config_path);
   for (const auto& w : s.cfg.warnings) log::warn(config_path + ": " + w.path + ": " + w.message);
-  model::BackboneMeta meta;  // defaults: 224×224, resize 256, ImageNet mean/std
+  ImageSpec spec;  // defaults: 224×224, resize 256, ImageNet mean/std
   const std::string& bb = s.cfg.model.backbone;
   if (!has_backbone) {
     s.note = "model.backbone is not set: using 224x224 ImageNet defaults";
@@ -35,13 +35,13 @@ DataSetup load_data_setup(const std::string& config_path, const std::vector<std:
     s.note = "backbone '" + bb + "' does not exist (yet): using 224x224 ImageNet defaults";
   } else {
     try {
-      meta = model::read_backbone_meta(bb);
+      spec = read_spec(bb);
       s.note = "from the metadata of " + bb;
     } catch (const Error& e) {
       s.note = std::string("backbone cannot be read (") + e.what() + "): using 224x224 ImageNet defaults";
     }
   }
-  s.pre = resolve_preprocess(s.cfg.data, meta);
+  s.pre = resolve_preprocess(s.cfg.data, spec);
   return s;
 }
 

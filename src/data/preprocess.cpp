@@ -31,7 +31,7 @@ std::string Preprocess::describe() const {
   return s.str();
 }
 
-Preprocess resolve_preprocess(const config::DataConfig& cfg, const model::BackboneMeta& meta) {
+Preprocess resolve_preprocess(const config::DataConfig& cfg, const ImageSpec& meta) {
   Preprocess p;
   auto size = cfg.image_size ? *cfg.image_size : meta.input_size;
   p.height = size[0];

@@ -43,7 +43,7 @@ ClassificationReport evaluate_checkpoint(const EvalOptions& o) {
   lo.batch_size = o.batch_size;
   lo.threads = o.threads > 0 ? o.threads : std::max(1u, std::thread::hardware_concurrency());
   lo.pin_memory = device.is_cuda();
-  data::Loader loader(ds.samples, data::resolve_preprocess(cfg.data, m.meta()), cfg.data.augment, data::Mode::Eval, lo);
+  data::Loader loader(ds.samples, data::resolve_preprocess(cfg.data, m.meta().image_spec()), cfg.data.augment, data::Mode::Eval, lo);
   auto p = model::predict(m, loader, device.is_cuda() ? 0 : 8);
   auto [loss, acc] = model::loss_and_accuracy(p);
   auto probs = torch::softmax(p.logits, 1).contiguous();

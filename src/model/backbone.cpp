@@ -88,6 +88,8 @@ Backbone load_backbone(const std::string& path, const torch::Device& device) {
 
 BackboneMeta read_backbone_meta(const std::string& path) { return load_backbone(path).meta; }
 
+data::ImageSpec read_image_spec(const std::string& path) { return read_backbone_meta(path).image_spec(); }
+
 void save_backbone(torch::jit::Module& module, const config::json& meta, const std::string& path) {
   torch::jit::ExtraFilesMap extra{{kMetaFileName, meta.dump(2)}};
   write_atomically(path, [&](const std::string& tmp) { module.save(tmp, extra); });

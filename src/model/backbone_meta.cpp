@@ -16,6 +16,8 @@ int64_t BackboneMeta::total_batchnorms() const {
   return n;
 }
 
+data::ImageSpec BackboneMeta::image_spec() const { return {input_size, resize, mean, std, color_order, pixel_range}; }
+
 int block_of(const std::vector<BlockInfo>& blocks, const std::string& name) {
   for (size_t i = 0; i < blocks.size(); ++i) {
     const std::string& b = blocks[i].name;

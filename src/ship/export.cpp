@@ -66,7 +66,7 @@ ExportSummary export_model(const ExportOptions& o) {
   auto classes = ck.info.at("classes").get<std::vector<std::string>>();
   auto m = train::classifier_from(ck, torch::kCPU);
   m.set_training(false, "frozen");
-  const data::Preprocess pre = data::resolve_preprocess(cfg.data, m.meta());
+  const data::Preprocess pre = data::resolve_preprocess(cfg.data, m.meta().image_spec());
 
   // The trained backbone goes in unchanged as a submodule; the head becomes plain parameters and
   // script, so the file needs nothing of tltrain to run.

@@ -103,7 +103,7 @@ FitResult fit(const config::RunConfig& cfg, const FitOptions& opts) {
                                                        " class; classification needs at least 2 class subfolders");
   model::Backbone backbone = model::load_backbone(cfg.model.backbone, device);
   auto plan = plan_stages(cfg, backbone.meta, num_classes);
-  const data::Preprocess pre = data::resolve_preprocess(cfg.data, backbone.meta);
+  const data::Preprocess pre = data::resolve_preprocess(cfg.data, backbone.meta.image_spec());
   torch::manual_seed(seed);
   model::Classifier m(std::move(backbone), cfg.model.head, num_classes, device);
 

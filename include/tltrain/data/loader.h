@@ -14,7 +14,6 @@
 #include "tltrain/config/run_config.h"
 #include "tltrain/data/dataset.h"
 #include "tltrain/data/preprocess.h"
-#include "tltrain/model/backbone_meta.h"
 
 namespace tltrain::data {
 

@@ -8,9 +8,20 @@
 #include <vector>
 
 #include "tltrain/config/run_config.h"
-#include "tltrain/model/backbone_meta.h"
 
 namespace tltrain::data {
+
+/// What a network expects of its input images, as plain data: the model box provides one from a
+/// backbone's metadata (BackboneMeta::image_spec), so data never needs to know about models.
+/// The defaults are torchvision's ImageNet preprocessing.
+struct ImageSpec {
+  std::array<int64_t, 2> input_size{224, 224};  ///< [height, width]
+  int64_t resize = 256;                         ///< eval: shorter side before center crop
+  std::array<double, 3> mean{0.485, 0.456, 0.406};
+  std::array<double, 3> std{0.229, 0.224, 0.225};
+  std::string color_order = "RGB";              ///< RGB|BGR
+  double pixel_range = 1.0;                     ///< a white pixel's value before mean/std (1, or 255 for caffe)
+};
 
 /// Resolved preprocessing: what every image goes through after decoding (and augmenting).
 struct Preprocess {
@@ -26,8 +37,8 @@ struct Preprocess {
   std::string describe() const;       ///< "224x224, resize 256, imagenet (RGB, mean [...], std [...])"
 };
 
-/// data.image_size/resize/normalization resolved against the backbone's metadata.
-Preprocess resolve_preprocess(const config::DataConfig& cfg, const model::BackboneMeta& meta);
+/// data.image_size/resize/normalization resolved against what the network expects.
+Preprocess resolve_preprocess(const config::DataConfig& cfg, const ImageSpec& spec);
 
 enum class Mode { Train, Eval };  ///< Train augments; Eval is resize + center crop only
 

@@ -2,6 +2,7 @@
 // What the data commands do (tltrain data check / data preview / bench data), as library calls
 // the CLI and the tests share. No torch, no OpenCV in this header.
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -18,9 +19,14 @@ struct DataSetup {
   std::string note;  ///< how the preprocessing was resolved (the backbone's metadata, or why defaults)
 };
 
+/// What a backbone file expects of its images (model::read_image_spec); throws tltrain::Error.
+using ImageSpecReader = std::function<ImageSpec(const std::string& backbone_path)>;
+
 /// Loads CONFIG for a data command. Unlike `fit`, neither model.backbone nor stages are required:
-/// without a readable backbone the preprocessing falls back to 224×224 ImageNet defaults (noted).
-DataSetup load_data_setup(const std::string& config_path, const std::vector<std::string>& overrides = {});
+/// without a backbone READ_SPEC can read, the preprocessing falls back to 224×224 ImageNet
+/// defaults (noted). READ_SPEC is passed in so that data stays independent of the model box.
+DataSetup load_data_setup(const std::string& config_path, const std::vector<std::string>& overrides,
+                          const ImageSpecReader& read_spec);
 
 struct CheckOptions {
   bool decode = true;   ///< decode every image to find the ones that cannot be used

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "tltrain/config/json_reader.h"
+#include "tltrain/data/preprocess.h"
 
 namespace tltrain::model {
 
@@ -34,6 +35,8 @@ struct BackboneMeta {
 
   int64_t total_params() const;
   int64_t total_batchnorms() const;
+  /// What the backbone expects of its input, for the data pipeline.
+  data::ImageSpec image_spec() const;
 };
 
 /// Index of the block owning parameter/buffer NAME ("features.3.conv.0.weight" → features.3), or -1.
@@ -46,5 +49,8 @@ BackboneMeta parse_backbone_meta(const std::string& text, const std::string& fil
 
 /// Loads the backbone file at PATH with every check of load_backbone and returns its metadata.
 BackboneMeta read_backbone_meta(const std::string& path);
+
+/// read_backbone_meta(PATH).image_spec(): what the data commands need of a backbone file.
+data::ImageSpec read_image_spec(const std::string& path);
 
 }  // namespace tltrain::model
