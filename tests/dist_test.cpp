@@ -15,7 +15,7 @@
 #include "tltrain/config/run_config.h"
 #include "tltrain/core/error.h"
 #include "tltrain/dist/context.h"
-#include "tltrain/train/checkpoint.h"
+#include "tltrain/checkpoint/checkpoint.h"
 
 namespace fs = std::filesystem;
 using namespace tltrain;
@@ -70,8 +70,8 @@ json cache_stages() {
 }
 
 std::map<std::string, torch::Tensor> weights_of(const std::string& checkpoint) {
-  auto ck = train::load_checkpoint(checkpoint);
-  return train::classifier_from(ck, torch::kCPU).snapshot();
+  auto ck = checkpoint::load(checkpoint);
+  return checkpoint::classifier_from(ck, torch::kCPU).snapshot();
 }
 
 double max_abs_diff(const std::map<std::string, torch::Tensor>& a, const std::map<std::string, torch::Tensor>& b) {
@@ -132,8 +132,8 @@ void expect_same_as_one_process(const json& stages, const std::string& tag, int6
   ASSERT_EQ(half.exit_code, 0) << half.output;
   EXPECT_GT(max_abs_diff(w1, weights_of(p.dir / "half/checkpoints/last.pt")), 1e-3);
   // Metrics are reduced over both ranks: every epoch's numbers agree with one process.
-  auto h1 = train::load_checkpoint(p.dir / "one/checkpoints/last.pt").info.at("history");
-  auto h2 = train::load_checkpoint(p.dir / "launched/checkpoints/last.pt").info.at("history");
+  auto h1 = checkpoint::load(p.dir / "one/checkpoints/last.pt").info.at("history");
+  auto h2 = checkpoint::load(p.dir / "launched/checkpoints/last.pt").info.at("history");
   ASSERT_EQ(h1.size(), h2.size());
   for (size_t e = 0; e < h1.size(); ++e)
     for (const char* k : {"loss", "accuracy", "val_loss", "val_accuracy"})

@@ -18,7 +18,7 @@
 #include "tltrain/ship/export.h"
 #include "tltrain/ship/model_file.h"
 #include "tltrain/ship/predict.h"
-#include "tltrain/train/checkpoint.h"
+#include "tltrain/checkpoint/checkpoint.h"
 #include "tltrain/train/trainer.h"
 
 namespace fs = std::filesystem;
@@ -59,9 +59,9 @@ const Shipped& shipped() {
 
 /// The eval path: checkpoint → classifier → Loader in Eval mode over the val folder.
 model::Predictions eval_predictions(const std::string& checkpoint, const std::string& val) {
-  auto ck = train::load_checkpoint(checkpoint);
+  auto ck = checkpoint::load(checkpoint);
   auto cfg = config::parse_run_config(ck.info.at("config"), "ckpt");
-  auto m = train::classifier_from(ck, torch::kCPU);
+  auto m = checkpoint::classifier_from(ck, torch::kCPU);
   auto ds = data::scan_source(val);
   data::LoaderOptions lo;
   lo.batch_size = 64;
@@ -85,9 +85,9 @@ TEST(ShipExport, ModelFileComputesTheCheckpointsLogitsInCppAndPython) {
   EXPECT_EQ(mf.info.arch, "tiny");
 
   // The batch eval sees (not random noise): the val images through the eval loader.
-  auto ck = train::load_checkpoint(s.checkpoint);
+  auto ck = checkpoint::load(s.checkpoint);
   auto cfg = config::parse_run_config(ck.info.at("config"), "ckpt");
-  auto m = train::classifier_from(ck, torch::kCPU);
+  auto m = checkpoint::classifier_from(ck, torch::kCPU);
   m.set_training(false, "frozen");
   auto ds = data::scan_source(s.dir / "val");
   data::LoaderOptions lo;
@@ -126,7 +126,7 @@ TEST(ShipExport, ModelFileComputesTheCheckpointsLogitsInCppAndPython) {
 TEST(ShipExport, EveryPoolingAndActivationExportsExactly) {
   const auto& s = shipped();
   test::TempDir d("heads");
-  auto ck = train::load_checkpoint(s.checkpoint);
+  auto ck = checkpoint::load(s.checkpoint);
   const std::vector<std::pair<std::string, std::string>> heads{{"avg", "relu"}, {"max", "silu"}, {"avgmax", "tanh"}, {"avg", "gelu"}};
   for (const auto& [pooling, activation] : heads) {
     json info = ck.info;
@@ -134,7 +134,7 @@ TEST(ShipExport, EveryPoolingAndActivationExportsExactly) {
     auto head = config::parse_run_config(info["config"], "heads").model.head;
     torch::manual_seed(1);
     model::Classifier m(model::load_backbone(test::tiny_backbone()), head, 3, torch::kCPU);
-    train::save_checkpoint(d / "ck.pt", m, nullptr, info);
+    checkpoint::save(d / "ck.pt", m, nullptr, info);
     auto summary = ship::export_model({d / "ck.pt", d / "model.pt"});
     EXPECT_LE(summary.check_max_abs_diff, 1e-5) << pooling << " " << activation;
     EXPECT_EQ(summary.metadata.at("head").at("activation"), activation);

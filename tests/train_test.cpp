@@ -12,7 +12,7 @@
 #include "tltrain/model/classifier.h"
 #include "tltrain/model/inference.h"
 #include "tltrain/train/step.h"
-#include "tltrain/train/checkpoint.h"
+#include "tltrain/checkpoint/checkpoint.h"
 #include "tltrain/train/trainer.h"
 
 namespace fs = std::filesystem;
@@ -53,8 +53,8 @@ json two_stages() {
 }
 
 std::map<std::string, torch::Tensor> weights_of(const std::string& checkpoint) {
-  auto ck = train::load_checkpoint(checkpoint);
-  auto m = train::classifier_from(ck, torch::kCPU);
+  auto ck = checkpoint::load(checkpoint);
+  auto m = checkpoint::classifier_from(ck, torch::kCPU);
   return m.snapshot();
 }
 
@@ -120,7 +120,7 @@ TEST(Train, ZeroLearningRateLeavesEveryWeightUnchanged) {
   json stages = json::array({{{"epochs", 2}, {"trainable", "all"}, {"optimizer", {{"name", "sgd"}, {"lr", 0.0}, {"momentum", 0.9}}}}});
   auto r = train::fit(p.parsed(p.config(stages)));
   auto bb = model::load_backbone(test::tiny_backbone());
-  auto trained = train::load_checkpoint(r.last_checkpoint);
+  auto trained = checkpoint::load(r.last_checkpoint);
   for (const auto& q : bb.module.named_parameters(true)) {
     bool same = false;
     for (const auto& tq : trained.backbone.module.named_parameters(true))
@@ -130,7 +130,7 @@ TEST(Train, ZeroLearningRateLeavesEveryWeightUnchanged) {
   // The same run with lr > 0 does change them: the check above can fail.
   stages[0]["optimizer"]["lr"] = 0.05;
   auto r2 = train::fit(p.parsed(p.config(stages, "run2")));
-  auto trained2 = train::load_checkpoint(r2.last_checkpoint);
+  auto trained2 = checkpoint::load(r2.last_checkpoint);
   bool any_changed = false;
   for (const auto& q : bb.module.named_parameters(true))
     for (const auto& tq : trained2.backbone.module.named_parameters(true))
@@ -173,7 +173,7 @@ TEST(Train, NanLossStopsWithRuntimeErrorAndKeepsLastGoodCheckpoint) {
   auto r = test::run_tltrain("fit --config " + cfg);
   EXPECT_EQ(r.exit_code, exit_code::runtime) << r.output;
   EXPECT_NE(r.output.find("the loss became"), std::string::npos) << r.output;
-  auto ck = train::load_checkpoint(p.dir / "run/checkpoints/last.pt");
+  auto ck = checkpoint::load(p.dir / "run/checkpoints/last.pt");
   EXPECT_EQ(ck.info["progress"]["stage"], 1) << "last.pt should be the end of stage 1";
   for (const auto& [k, t] : weights_of(p.dir / "run/checkpoints/last.pt")) EXPECT_TRUE(torch::isfinite(t).all().item<bool>()) << k;
 }
@@ -191,8 +191,8 @@ TEST(Train, ResumeAfterKillNineEqualsAnUninterruptedRun) {
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
   EXPECT_NE(resumed.output.find("resuming"), std::string::npos) << resumed.output;
   EXPECT_EQ(max_abs_diff(weights_of(p.dir / "straight/checkpoints/last.pt"), weights_of(p.dir / "killed/checkpoints/last.pt")), 0.0);
-  auto ha = train::load_checkpoint(p.dir / "straight/checkpoints/last.pt").info["history"];
-  auto hb = train::load_checkpoint(p.dir / "killed/checkpoints/last.pt").info["history"];
+  auto ha = checkpoint::load(p.dir / "straight/checkpoints/last.pt").info["history"];
+  auto hb = checkpoint::load(p.dir / "killed/checkpoints/last.pt").info["history"];
   ASSERT_EQ(ha.size(), 5u);
   ASSERT_EQ(hb.size(), 5u);
   for (size_t i = 0; i < ha.size(); ++i)
@@ -275,7 +275,7 @@ TEST(TrainCli, CtrlCStopsCleanlyWithExit130AndAResumableRun) {
   EXPECT_NE(r.output.find("tltrain fit --resume " + (p.dir / "run")), std::string::npos) << r.output;
   EXPECT_LT(secs, 15.0) << "took too long to stop";
   // The checkpoint left behind is complete and names a point inside the stage.
-  auto ck = train::load_checkpoint(p.dir / "run/checkpoints/last.pt");
+  auto ck = checkpoint::load(p.dir / "run/checkpoints/last.pt");
   EXPECT_GT(ck.info["progress"]["epoch"].get<int64_t>(), 0);
   EXPECT_LT(ck.info["progress"]["epoch"].get<int64_t>(), 5000);
 }

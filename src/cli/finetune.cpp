@@ -7,7 +7,7 @@
 #include "tltrain/config/run_config.h"
 #include "tltrain/core/error.h"
 #include "tltrain/core/log.h"
-#include "tltrain/train/checkpoint.h"
+#include "tltrain/checkpoint/checkpoint.h"
 #include "tltrain/train/trainer.h"
 
 namespace tltrain::cli {
@@ -29,7 +29,7 @@ void run_finetune(const FinetuneOptions& o) {
   if (o.unfreeze > 0) trainable = {{"fraction", o.unfreeze}};
   if (o.unfreeze_blocks >= 0) trainable = {{"blocks", o.unfreeze_blocks}};
   if (!o.unfreeze_from.empty()) trainable = {{"from", o.unfreeze_from}};
-  auto ck = train::load_checkpoint(o.checkpoint);
+  auto ck = checkpoint::load(o.checkpoint);
   config::json j = ck.info.at("config");
   config::json opt = {{"name", o.optimizer}, {"lr", o.lr}};
   if (o.optimizer == "sgd" || o.optimizer == "rmsprop") opt["momentum"] = o.momentum;

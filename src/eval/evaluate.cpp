@@ -8,16 +8,16 @@
 #include "tltrain/data/dataset.h"
 #include "tltrain/data/loader.h"
 #include "tltrain/model/inference.h"
-#include "tltrain/train/checkpoint.h"
+#include "tltrain/checkpoint/checkpoint.h"
 
 namespace tltrain::eval {
 
 ClassificationReport evaluate_checkpoint(const EvalOptions& o) {
   const torch::Device device = model::resolve_device(o.device);
   if (o.threads > 0) torch::set_num_threads(static_cast<int>(o.threads));
-  auto ck = train::load_checkpoint(o.checkpoint, device);
-  auto cfg = config::parse_run_config(ck.info.at("config"), o.checkpoint + " (its config)");
-  auto classes = ck.info.at("classes").get<std::vector<std::string>>();
+  auto ck = checkpoint::load(o.checkpoint, device);
+  const config::RunConfig& cfg = ck.config;
+  const std::vector<std::string>& classes = ck.classes;
 
   data::Dataset ds;
   data::SkippedLog skipped;
@@ -38,7 +38,7 @@ ClassificationReport evaluate_checkpoint(const EvalOptions& o) {
     ds = both.val;
     if (!both.val_is_split) skipped.add_scan("val", ds.skipped);
   }
-  auto m = train::classifier_from(ck, device);
+  auto m = checkpoint::classifier_from(ck, device);
   data::LoaderOptions lo;
   lo.batch_size = o.batch_size;
   lo.threads = o.threads > 0 ? o.threads : std::max(1u, std::thread::hardware_concurrency());

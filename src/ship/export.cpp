@@ -9,7 +9,7 @@
 #include "tltrain/core/error.h"
 #include "tltrain/core/fs.h"
 #include "tltrain/ship/model_file.h"
-#include "tltrain/train/checkpoint.h"
+#include "tltrain/checkpoint/checkpoint.h"
 
 namespace tltrain::ship {
 
@@ -61,10 +61,10 @@ config::json training_summary(const config::json& info) {
 
 ExportSummary export_model(const ExportOptions& o) {
   TLTRAIN_CHECK(!o.out.empty(), ErrorKind::Usage, "--out is required");
-  auto ck = train::load_checkpoint(o.checkpoint, torch::kCPU);
-  auto cfg = config::parse_run_config(ck.info.at("config"), o.checkpoint + " (its config)");
-  auto classes = ck.info.at("classes").get<std::vector<std::string>>();
-  auto m = train::classifier_from(ck, torch::kCPU);
+  auto ck = checkpoint::load(o.checkpoint, torch::kCPU);
+  const config::RunConfig& cfg = ck.config;
+  const std::vector<std::string>& classes = ck.classes;
+  auto m = checkpoint::classifier_from(ck, torch::kCPU);
   m.set_training(false, "frozen");
   const data::Preprocess pre = data::resolve_preprocess(cfg.data, m.meta().image_spec());
 

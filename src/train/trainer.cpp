@@ -23,7 +23,7 @@
 #include "tltrain/data/skipped.h"
 #include "tltrain/model/classifier.h"
 #include "tltrain/model/inference.h"
-#include "tltrain/train/checkpoint.h"
+#include "tltrain/checkpoint/checkpoint.h"
 #include "tltrain/train/event_file.h"
 #include "tltrain/train/feature_cache.h"
 #include "tltrain/train/run_log.h"
@@ -129,15 +129,14 @@ FitResult fit(const config::RunConfig& cfg, const FitOptions& opts) {
   json stage_state = json::object();  // early stopping within the current stage
   std::shared_ptr<torch::serialize::InputArchive> resume_optimizer;
 
-  auto check_matches = [&](const Checkpoint& ck, const std::string& path) {
-    std::vector<std::string> classes = ck.info.at("classes").get<std::vector<std::string>>();
-    TLTRAIN_CHECK(classes == ds.train.classes, ErrorKind::Data,
-                  "checkpoint '" + path + "' was trained on classes [" + ck.info.at("classes").dump() + "] but the data has [" +
+  auto check_matches = [&](const checkpoint::Checkpoint& ck, const std::string& path) {
+    TLTRAIN_CHECK(ck.classes == ds.train.classes, ErrorKind::Data,
+                  "checkpoint '" + path + "' was trained on classes [" + json(ck.classes).dump() + "] but the data has [" +
                       json(ds.train.classes).dump() + "]");
     TLTRAIN_CHECK(ck.backbone.meta.arch == m.meta().arch && ck.backbone.meta.blocks.size() == m.meta().blocks.size(), ErrorKind::Data,
                   "checkpoint '" + path + "' holds a " + ck.backbone.meta.arch + " backbone, the config's is " + m.meta().arch);
   };
-  auto load_weights = [&](Checkpoint& ck, const std::string& path) {
+  auto load_weights = [&](checkpoint::Checkpoint& ck, const std::string& path) {
     std::map<std::string, torch::Tensor> state = ck.head;
     for (const auto& p : ck.backbone.module.named_parameters(true)) state["backbone." + p.name] = p.value;
     for (const auto& b : ck.backbone.module.named_buffers(true)) state["backbone." + b.name] = b.value;
@@ -145,7 +144,7 @@ FitResult fit(const config::RunConfig& cfg, const FitOptions& opts) {
   };
 
   if (opts.resume) {
-    Checkpoint ck = load_checkpoint(last_path, device);
+    checkpoint::Checkpoint ck = checkpoint::load(last_path, device);
     check_matches(ck, last_path);
     load_weights(ck, last_path);
     const json& p = ck.info.at("progress");
@@ -160,7 +159,7 @@ FitResult fit(const config::RunConfig& cfg, const FitOptions& opts) {
     log::info("resuming " + dir + " at stage " + std::to_string(start_stage + 1) + ", epoch " + std::to_string(start_epoch + 1));
   } else {
     if (!opts.init_checkpoint.empty()) {
-      Checkpoint ck = load_checkpoint(opts.init_checkpoint, device);
+      checkpoint::Checkpoint ck = checkpoint::load(opts.init_checkpoint, device);
       check_matches(ck, opts.init_checkpoint);
       load_weights(ck, opts.init_checkpoint);
       log::info("starting from the weights of " + opts.init_checkpoint);
@@ -285,8 +284,8 @@ FitResult fit(const config::RunConfig& cfg, const FitOptions& opts) {
     std::map<std::string, torch::Tensor> stage_best;
     if (resuming_here && stage_state.value("have_best", false) && fs::exists(stage_best_path) && st.early_stopping.enabled &&
         st.early_stopping.restore_best) {
-      Checkpoint sb = load_checkpoint(stage_best_path, device);
-      model::Classifier tmp = classifier_from(sb, device);
+      checkpoint::Checkpoint sb = checkpoint::load(stage_best_path, device);
+      model::Classifier tmp = checkpoint::classifier_from(sb, device);
       stage_best = tmp.snapshot();
     }
 
@@ -426,7 +425,7 @@ FitResult fit(const config::RunConfig& cfg, const FitOptions& opts) {
           stage_state["wait"] = 0;
           if (es.restore_best) {
             stage_best = m.snapshot();
-            if (log::is_output_rank()) save_checkpoint(stage_best_path, m, nullptr, info_for(si, epoch + 1));
+            if (log::is_output_rank()) checkpoint::save(stage_best_path, m, nullptr, info_for(si, epoch + 1));
           }
         } else {
           stage_state["wait"] = stage_state.value("wait", 0) + 1;
@@ -446,15 +445,15 @@ FitResult fit(const config::RunConfig& cfg, const FitOptions& opts) {
                   fmt(stage_state.value("best", 0.0)) + ")");
       }
       if (log::is_output_rank()) {
-        if (new_best) save_checkpoint(best_path, m, nullptr, info_for(si, epoch + 1));
+        if (new_best) checkpoint::save(best_path, m, nullptr, info_for(si, epoch + 1));
         // After the stage's last epoch, last.pt points at the next stage's start.
         if (stage_over) {
           auto saved_state = stage_state;
           stage_state = json::object();
-          save_checkpoint(last_path, m, nullptr, info_for(si + 1, 0));
+          checkpoint::save(last_path, m, nullptr, info_for(si + 1, 0));
           stage_state = saved_state;
         } else {
-          save_checkpoint(last_path, m, optimizer.get(), info_for(si, epoch + 1));
+          checkpoint::save(last_path, m, optimizer.get(), info_for(si, epoch + 1));
         }
         write_logs(dir, history);
         report_skipped();

@@ -1,4 +1,4 @@
-#include "tltrain/train/checkpoint.h"
+#include "tltrain/checkpoint/checkpoint.h"
 
 #include <cstring>
 #include <filesystem>
@@ -7,7 +7,7 @@
 #include "tltrain/core/error.h"
 #include "tltrain/core/fs.h"
 
-namespace tltrain::train {
+namespace tltrain::checkpoint {
 
 namespace {
 constexpr const char* kFormat = "tltrain-checkpoint";
@@ -19,7 +19,7 @@ torch::Tensor bytes_tensor(const std::string& s) {
 }
 }  // namespace
 
-void save_checkpoint(const std::string& path, model::Classifier& model, torch::optim::Optimizer* optimizer,
+void save(const std::string& path, model::Classifier& model, torch::optim::Optimizer* optimizer,
                      const config::json& info) {
   torch::serialize::OutputArchive archive;
   config::json full = info;
@@ -43,7 +43,7 @@ void save_checkpoint(const std::string& path, model::Classifier& model, torch::o
   write_atomically(path, [&](const std::string& tmp) { archive.save_to(tmp); });
 }
 
-Checkpoint load_checkpoint(const std::string& path, const torch::Device& device) {
+Checkpoint load(const std::string& path, const torch::Device& device) {
   std::error_code ec;
   TLTRAIN_CHECK(std::filesystem::is_regular_file(path, ec), ErrorKind::Data, "checkpoint '" + path + "' does not exist");
   torch::serialize::InputArchive archive;
@@ -59,6 +59,8 @@ Checkpoint load_checkpoint(const std::string& path, const torch::Device& device)
   ck.info = config::json::parse(info_value.toStringRef());
   TLTRAIN_CHECK(ck.info.value("format", "") == kFormat && ck.info.value("format_version", 0) == 1, ErrorKind::Data,
                 "'" + path + "' is not a tltrain checkpoint of format version 1");
+  ck.config = config::parse_run_config(ck.info.at("config"), path + " (its config)");
+  ck.classes = ck.info.at("classes").get<std::vector<std::string>>();
   torch::Tensor bytes;
   archive.read("backbone_pt", bytes);
   std::string s(static_cast<const char*>(bytes.data_ptr()), static_cast<size_t>(bytes.numel()));
@@ -78,11 +80,8 @@ Checkpoint load_checkpoint(const std::string& path, const torch::Device& device)
   return ck;
 }
 
-model::Classifier classifier_from(Checkpoint& ck, const torch::Device& device) {
-  // The head is rebuilt from the run's own resolved config: one reader for configs.
-  config::HeadConfig head = config::parse_run_config(ck.info.at("config"), "checkpoint config").model.head;
-  int64_t classes = static_cast<int64_t>(ck.info.at("classes").size());
-  model::Classifier m(ck.backbone, head, classes, device);
+model::Classifier classifier_from(const Checkpoint& ck, const torch::Device& device) {
+  model::Classifier m(ck.backbone, ck.config.model.head, static_cast<int64_t>(ck.classes.size()), device);
   torch::NoGradGuard no_grad;
   for (const auto& p : m.head()->named_parameters(true)) {
     auto it = ck.head.find("head." + p.key());
@@ -93,4 +92,4 @@ model::Classifier classifier_from(Checkpoint& ck, const torch::Device& device) {
   return m;
 }
 
-}  // namespace tltrain::train
+}  // namespace tltrain::checkpoint
