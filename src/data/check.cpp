@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "tltrain/core/error.h"
+#include "tltrain/core/threads.h"
 #include "tltrain/core/log.h"
 #include "tltrain/data/image_io.h"
 #include "tltrain/data/tools.h"
@@ -106,7 +107,7 @@ CheckReport check_data(const DataSetup& setup, const CheckOptions& opts) {
   if (opts.decode) {
     DecodeOptions dopt;
     dopt.max_pixels = setup.cfg.data.max_pixels;
-    int64_t threads = opts.threads > 0 ? opts.threads : std::max<int64_t>(1, std::thread::hardware_concurrency());
+    const int64_t threads = threads_or_cores(opts.threads);
     reasons = decode_all(all, dopt, threads);
     report.decoded = true;
   }

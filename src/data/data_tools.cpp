@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "tltrain/core/error.h"
+#include "tltrain/core/threads.h"
 #include "tltrain/core/fs.h"
 #include "tltrain/core/log.h"
 #include "tltrain/data/image_io.h"
@@ -19,9 +20,7 @@ namespace tltrain::data {
 
 namespace {
 int64_t resolve_threads(int64_t requested, const config::RunConfig& cfg) {
-  if (requested > 0) return requested;
-  if (cfg.loader_threads > 0) return cfg.loader_threads;
-  return std::max<int64_t>(1, std::thread::hardware_concurrency());
+  return threads_or_cores(requested > 0 ? requested : cfg.loader_threads);
 }
 }  // namespace
 

@@ -12,6 +12,7 @@
 #include <opencv2/core.hpp>
 
 #include "tltrain/core/error.h"
+#include "tltrain/core/threads.h"
 #include "tltrain/data/image_io.h"
 #include "tltrain/data/transforms.h"
 
@@ -57,7 +58,7 @@ struct Loader::Impl {
     // The workers are the parallelism: OpenCV's own pool inside each would oversubscribe the cores
     // (on 2 cores the difference was within noise; it matters with many workers).
     if (opts.threads != 1) cv::setNumThreads(1);
-    threads = opts.threads > 0 ? opts.threads : std::max<int64_t>(1, std::thread::hardware_concurrency());
+    threads = threads_or_cores(opts.threads);
   }
 
   int64_t batch_len(int64_t b) const { return std::min(opts.batch_size, total - b * opts.batch_size); }

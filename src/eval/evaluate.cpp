@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "tltrain/core/error.h"
+#include "tltrain/core/threads.h"
 #include "tltrain/data/dataset.h"
 #include "tltrain/data/loader.h"
 #include "tltrain/model/inference.h"
@@ -41,7 +42,7 @@ ClassificationReport evaluate_checkpoint(const EvalOptions& o) {
   auto m = checkpoint::classifier_from(ck, device);
   data::LoaderOptions lo;
   lo.batch_size = o.batch_size;
-  lo.threads = o.threads > 0 ? o.threads : std::max(1u, std::thread::hardware_concurrency());
+  lo.threads = threads_or_cores(o.threads);
   lo.pin_memory = device.is_cuda();
   data::Loader loader(ds.samples, data::resolve_preprocess(cfg.data, m.meta().image_spec()), cfg.data.augment, data::Mode::Eval, lo);
   auto p = model::predict(m, loader, device.is_cuda() ? 0 : 8);

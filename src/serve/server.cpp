@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "tltrain/core/error.h"
+#include "tltrain/core/threads.h"
 #include "tltrain/core/log.h"
 #include "tltrain/data/image_io.h"
 #include "tltrain/data/transforms.h"
@@ -68,9 +69,8 @@ struct Server::Impl {
     decode.min_short_side = transform.min_decode_side();
     // One forward per core side by side, one intra-op thread each: measured 190 vs 133-146 req/s
     // for one forward on one or two threads (docs/benchmarks.md, Serving).
-    const int64_t cores = std::max<int64_t>(1, static_cast<int64_t>(std::thread::hardware_concurrency()));
-    workers = opts.forward_workers > 0 ? opts.forward_workers : cores;
-    const int64_t threads = opts.torch_threads > 0 ? opts.torch_threads : std::max<int64_t>(1, cores / workers);
+    workers = threads_or_cores(opts.forward_workers);
+    const int64_t threads = threads_or_cores(opts.torch_threads, workers);
     torch::set_num_threads(static_cast<int>(threads));  // the workers start with this many
     if (opts.optimize) optimize();
     warm_up();

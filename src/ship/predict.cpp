@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "tltrain/core/error.h"
+#include "tltrain/core/threads.h"
 #include "tltrain/data/dataset.h"
 #include "tltrain/data/loader.h"
 #include "tltrain/model/inference.h"
@@ -47,7 +48,7 @@ std::vector<PredictRow> predict_images(const PredictOptions& o) {
   for (const auto& f : files) samples.push_back({f, 0});
   data::LoaderOptions lo;
   lo.batch_size = o.batch_size;
-  lo.threads = o.threads > 0 ? o.threads : std::max(1u, std::thread::hardware_concurrency());
+  lo.threads = threads_or_cores(o.threads);
   data::Preprocess pre = mf.info.preprocess;
   pre.skip_bad_images = true;
   data::Loader loader(samples, pre, config::AugmentConfig{}, data::Mode::Eval, lo);

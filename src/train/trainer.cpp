@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "tltrain/core/blas.h"
+#include "tltrain/core/threads.h"
 #include "tltrain/core/error.h"
 #include "tltrain/core/fs.h"
 #include "tltrain/core/log.h"
@@ -41,8 +42,6 @@ using config::json;
 namespace {
 
 std::atomic<bool> g_stop{false};
-
-int64_t hardware_threads() { return std::max<int64_t>(1, static_cast<int64_t>(std::thread::hardware_concurrency())); }
 
 bool lower_is_better(const std::string& metric) { return metric.find("loss") != std::string::npos; }
 
@@ -78,8 +77,8 @@ FitResult fit(const config::RunConfig& cfg, const FitOptions& opts) {
   const int64_t rank = group ? group->rank() : 0, world = group ? group->world() : 1;
   // Ranks on one machine share its cores.
   const int64_t local_world = group ? std::max(1, group->context().local_world) : 1;
-  const int64_t intra = cfg.intra_op_threads > 0 ? cfg.intra_op_threads : std::max<int64_t>(1, hardware_threads() / local_world);
-  const int64_t loader_threads = cfg.loader_threads > 0 ? cfg.loader_threads : std::max<int64_t>(1, hardware_threads() / local_world);
+  const int64_t intra = threads_or_cores(cfg.intra_op_threads, local_world);
+  const int64_t loader_threads = threads_or_cores(cfg.loader_threads, local_world);
   torch::set_num_threads(static_cast<int>(intra));
   if (const std::string blas = reference_blas_loaded(); !blas.empty())
     log::warn("LibTorch is using the unoptimized reference BLAS (" + blas + "); training with one thread per process was 8x " +
