@@ -27,7 +27,7 @@ void run_eval(const EvalCliOptions& o) {
   const bool in_run = under_checkpoints && fs::exists(run_dir + "/config.json");
   const std::string default_out = run_dir + "/eval.json";
   const std::string out = o.out.empty() ? default_out : o.out;
-  write_eval_json(out, report, o.eval.checkpoint, o.eval.data);
+  eval::write_eval_json(out, report, o.eval.checkpoint, o.eval.data);
   if (report.skipped.count() > 0) log::warn(report.skipped.warning(0, out));
   std::cout << "\nwrote " << out << "\n";
   // The report reads RUN_DIR/eval.json, so it is refreshed only when that is what was written.

@@ -8,6 +8,7 @@
 #include "tltrain/core/error.h"
 #include "tltrain/core/log.h"
 #include "tltrain/checkpoint/checkpoint.h"
+#include "tltrain/eval/evaluate.h"
 #include "tltrain/train/trainer.h"
 
 namespace tltrain::cli {
@@ -39,9 +40,9 @@ void run_finetune(const FinetuneOptions& o) {
   for (const auto& s : o.overrides) config::apply_override(j, s);
   auto cfg = config::parse_run_config(j, o.checkpoint + " + finetune options");
   for (const auto& w : cfg.warnings) log::warn(w.path + ": " + w.message);
-  auto r = fit_on_ranks(cfg, {false, o.checkpoint, false, nullptr});
+  auto r = train::fit_on_ranks(cfg, {false, o.checkpoint, false, nullptr});
   if (!log::is_output_rank()) return;
-  std::string report = finish_run(r.run_dir, r.best_checkpoint.empty() ? r.last_checkpoint : r.best_checkpoint, cfg);
+  std::string report = eval::finish_run(r.run_dir, r.best_checkpoint.empty() ? r.last_checkpoint : r.best_checkpoint, cfg);
   std::cout << "run: " << r.run_dir << "\nbest " << r.monitor << ": " << r.best_value << "  (" << r.best_checkpoint << ")\n"
             << (report.empty() ? "" : "report: " + report + "\n");
 }

@@ -6,31 +6,11 @@
 #include "tltrain/core/error.h"
 #include "tltrain/core/log.h"
 #include "tltrain/dist/context.h"
+#include "tltrain/eval/evaluate.h"
 #include "tltrain/train/plan.h"
 #include "tltrain/train/trainer.h"
 
 namespace tltrain::cli {
-
-train::FitResult fit_on_ranks(const config::RunConfig& cfg, train::FitOptions fo, double dist_timeout) {
-  const dist::DistContext ctx = dist::context_from_env();
-  log::set_rank(ctx.rank);
-  std::unique_ptr<dist::ProcessGroup> group;
-  if (ctx.distributed()) {
-    TLTRAIN_CHECK(dist::gloo_available(), ErrorKind::Usage,
-                  "world size " + std::to_string(ctx.world) + " (" + ctx.source +
-                      " environment) needs c10d Gloo, which this build lacks: install libgloo-dev and rebuild");
-    group = dist::init_process_group(ctx, dist::timeout_from_env(dist_timeout));
-  }
-  fo.group = group.get();
-  try {
-    auto r = train::fit(cfg, fo);
-    if (group) group->barrier();  // rank 0 hosts the store: it leaves last
-    return r;
-  } catch (const std::exception& e) {
-    if (group) group->report_failure(e.what());
-    throw;
-  }
-}
 
 namespace {
 struct FitOptions {
@@ -58,9 +38,9 @@ void run_fit(const FitOptions& o) {
     std::cout << "Resolved config:\n" << d.resolved_config.dump(2) << "\n\n" << d.text;
     return;
   }
-  auto r = fit_on_ranks(cfg, {!o.resume.empty(), "", o.tensorboard, nullptr}, o.dist_timeout);
+  auto r = train::fit_on_ranks(cfg, {!o.resume.empty(), "", o.tensorboard, nullptr}, o.dist_timeout);
   if (!log::is_output_rank()) return;
-  std::string report = finish_run(r.run_dir, r.best_checkpoint.empty() ? r.last_checkpoint : r.best_checkpoint, cfg);
+  std::string report = eval::finish_run(r.run_dir, r.best_checkpoint.empty() ? r.last_checkpoint : r.best_checkpoint, cfg);
   std::cout << "run: " << r.run_dir << "\n"
             << "best " << r.monitor << ": " << r.best_value << "  (" << r.best_checkpoint << ")\n"
             << "last checkpoint: " << r.last_checkpoint << "\n"

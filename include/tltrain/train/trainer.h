@@ -34,4 +34,8 @@ config::RunConfig load_run_dir_config(const std::string& run_dir);
 /// Asks a running fit to stop after the current batch (signal-safe).
 void request_stop();
 
+/// train::fit on the ranks the environment describes (torchrun, SLURM, tltrain launch; none: one
+/// process): sets the output rank, starts the process group, and tells the others if this rank fails.
+FitResult fit_on_ranks(const config::RunConfig& cfg, FitOptions opts, double dist_timeout = 60);
+
 }  // namespace tltrain::train
