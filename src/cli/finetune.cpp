@@ -1,44 +1,19 @@
 // tltrain finetune --checkpoint C [--unfreeze F | --unfreeze-blocks N | --unfreeze-from NAME] [--epochs --lr ...]
-#include <filesystem>
 #include <iostream>
 
 #include "commands.h"
 #include "tltrain/dist/context.h"
-#include "tltrain/config/run_config.h"
-#include "tltrain/core/error.h"
 #include "tltrain/core/log.h"
-#include "tltrain/checkpoint/checkpoint.h"
 #include "tltrain/eval/evaluate.h"
+#include "tltrain/train/finetune.h"
 #include "tltrain/train/trainer.h"
 
 namespace tltrain::cli {
 
 namespace {
-struct FinetuneOptions {
-  std::string checkpoint, output_dir, unfreeze_from, optimizer = "sgd", batch_norm = "frozen";
-  double unfreeze = 0;
-  int64_t unfreeze_blocks = -1, epochs = 5;
-  double lr = 1e-4, momentum = 0.9;
-  std::vector<std::string> overrides;
-};
-
-void run_finetune(const FinetuneOptions& o) {
+void run_finetune(const train::FinetuneOptions& o) {
   log::set_rank(dist::context_from_env().rank);  // before any output: other ranks print errors only
-  int chosen = (o.unfreeze > 0) + (o.unfreeze_blocks >= 0) + !o.unfreeze_from.empty();
-  TLTRAIN_CHECK(chosen <= 1, ErrorKind::Usage, "give one of --unfreeze, --unfreeze-blocks, --unfreeze-from");
-  config::json trainable = config::json{{"fraction", 0.2}};  // the seeds' "top 20%"
-  if (o.unfreeze > 0) trainable = {{"fraction", o.unfreeze}};
-  if (o.unfreeze_blocks >= 0) trainable = {{"blocks", o.unfreeze_blocks}};
-  if (!o.unfreeze_from.empty()) trainable = {{"from", o.unfreeze_from}};
-  auto ck = checkpoint::load(o.checkpoint);
-  config::json j = ck.info.at("config");
-  config::json opt = {{"name", o.optimizer}, {"lr", o.lr}};
-  if (o.optimizer == "sgd" || o.optimizer == "rmsprop") opt["momentum"] = o.momentum;
-  j["stages"] = config::json::array({{{"name", "finetune"}, {"epochs", o.epochs}, {"trainable", trainable},
-                                      {"batch_norm", o.batch_norm}, {"optimizer", opt}, {"feature_cache", false}}});
-  j["output_dir"] = o.output_dir.empty() ? j.at("output_dir").get<std::string>() + "-finetune" : o.output_dir;
-  for (const auto& s : o.overrides) config::apply_override(j, s);
-  auto cfg = config::parse_run_config(j, o.checkpoint + " + finetune options");
+  auto cfg = train::finetune_config(o);
   for (const auto& w : cfg.warnings) log::warn(w.path + ": " + w.message);
   auto r = train::fit_on_ranks(cfg, {false, o.checkpoint, false, nullptr});
   if (!log::is_output_rank()) return;
@@ -49,7 +24,7 @@ void run_finetune(const FinetuneOptions& o) {
 }  // namespace
 
 void setup_finetune(CLI::App& app) {
-  auto o = std::make_shared<FinetuneOptions>();
+  auto o = std::make_shared<train::FinetuneOptions>();
   auto* sub = app.add_subcommand("finetune", "One more fine-tuning stage from a checkpoint (defaults: top 20%, SGD lr 1e-4 momentum 0.9)");
   sub->add_option("--checkpoint", o->checkpoint, "Checkpoint from fit (best.pt or last.pt)")->required();
   sub->add_option("--unfreeze", o->unfreeze, "Train the top fraction of backbone blocks, in (0, 1]")->check(CLI::Range(0.0, 1.0));
