@@ -320,3 +320,30 @@ TEST(TrainGuard, ConstantRowsAreNamedAndVaryingOnesPass) {
   rows[3][5] = 251.0;  // one feature of one image moves: that is variation
   EXPECT_EQ(model::constant_rows(rows), "");
 }
+
+TEST(CheckpointProgress, RoundTripsAndReadsOlderRecords) {
+  checkpoint::Progress p{2, 3, 41, true, 0.875, {true, 0.25, 1, false}};
+  auto back = checkpoint::progress_from_json(checkpoint::to_json(p), "test");
+  EXPECT_EQ(back.stage, 2u);
+  EXPECT_EQ(back.epoch, 3);
+  EXPECT_EQ(back.global_step, 41);
+  EXPECT_TRUE(back.have_best);
+  EXPECT_DOUBLE_EQ(back.best_value, 0.875);
+  EXPECT_TRUE(back.stage_state.have_best);
+  EXPECT_DOUBLE_EQ(back.stage_state.best, 0.25);
+  EXPECT_EQ(back.stage_state.wait, 1);
+  EXPECT_FALSE(back.stage_state.stopped);
+  // Runs saved before the record was typed wrote an empty object at a stage's start.
+  json old = {{"stage", 1}, {"epoch", 0}, {"global_step", 9}, {"have_best", false}, {"best_value", 0.0}, {"stage_state", json::object()}};
+  auto o = checkpoint::progress_from_json(old, "old");
+  EXPECT_EQ(o.stage_state.wait, 0);
+  EXPECT_FALSE(o.stage_state.have_best);
+  old.erase("global_step");
+  try {
+    checkpoint::progress_from_json(old, "checkpoint 'x.pt'");
+    ADD_FAILURE() << "a damaged record was read";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Data);
+    EXPECT_NE(std::string(e.what()).find("checkpoint 'x.pt': its progress record is damaged"), std::string::npos) << e.what();
+  }
+}

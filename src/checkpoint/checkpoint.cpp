@@ -19,6 +19,30 @@ torch::Tensor bytes_tensor(const std::string& s) {
 }
 }  // namespace
 
+config::json to_json(const Progress& p) {
+  const StageProgress& s = p.stage_state;
+  return {{"stage", p.stage}, {"epoch", p.epoch}, {"global_step", p.global_step}, {"have_best", p.have_best},
+          {"best_value", p.best_value},
+          {"stage_state", {{"have_best", s.have_best}, {"best", s.best}, {"wait", s.wait}, {"stopped", s.stopped}}}};
+}
+
+Progress progress_from_json(const config::json& j, const std::string& where) {
+  try {
+    Progress p;
+    p.stage = j.at("stage").get<size_t>();
+    p.epoch = j.at("epoch").get<int64_t>();
+    p.global_step = j.at("global_step").get<int64_t>();
+    p.have_best = j.at("have_best").get<bool>();
+    p.best_value = j.at("best_value").get<double>();
+    // A stage's counters start empty ({}): every key has its default.
+    const config::json& s = j.at("stage_state");
+    p.stage_state = {s.value("have_best", false), s.value("best", 0.0), s.value("wait", int64_t{0}), s.value("stopped", false)};
+    return p;
+  } catch (const config::json::exception& e) {
+    TLTRAIN_FAIL(ErrorKind::Data, where + ": its progress record is damaged (" + e.what() + "); resume from another checkpoint");
+  }
+}
+
 void save(const std::string& path, model::Classifier& model, torch::optim::Optimizer* optimizer,
                      const config::json& info) {
   torch::serialize::OutputArchive archive;
@@ -61,6 +85,7 @@ Checkpoint load(const std::string& path, const torch::Device& device) {
                 "'" + path + "' is not a tltrain checkpoint of format version 1");
   ck.config = config::parse_run_config(ck.info.at("config"), path + " (its config)");
   ck.classes = ck.info.at("classes").get<std::vector<std::string>>();
+  if (ck.info.contains("progress")) ck.progress = progress_from_json(ck.info.at("progress"), "checkpoint '" + path + "'");
   torch::Tensor bytes;
   archive.read("backbone_pt", bytes);
   std::string s(static_cast<const char*>(bytes.data_ptr()), static_cast<size_t>(bytes.numel()));

@@ -125,7 +125,7 @@ FitResult fit(const config::RunConfig& cfg, const FitOptions& opts) {
   int64_t start_epoch = 0, global_step = 0;
   double best_value = 0;
   bool have_best = false;
-  json stage_state = json::object();  // early stopping within the current stage
+  checkpoint::StageProgress stage_state;  // early stopping within the current stage
   std::shared_ptr<torch::serialize::InputArchive> resume_optimizer;
 
   auto check_matches = [&](const checkpoint::Checkpoint& ck, const std::string& path) {
@@ -146,13 +146,13 @@ FitResult fit(const config::RunConfig& cfg, const FitOptions& opts) {
     checkpoint::Checkpoint ck = checkpoint::load(last_path, device);
     check_matches(ck, last_path);
     load_weights(ck, last_path);
-    const json& p = ck.info.at("progress");
-    start_stage = p.at("stage").get<size_t>();
-    start_epoch = p.at("epoch").get<int64_t>();
-    global_step = p.at("global_step").get<int64_t>();
-    have_best = p.at("have_best").get<bool>();
-    best_value = p.at("best_value").get<double>();
-    stage_state = p.at("stage_state");
+    const checkpoint::Progress& p = ck.progress;
+    start_stage = p.stage;
+    start_epoch = p.epoch;
+    global_step = p.global_step;
+    have_best = p.have_best;
+    best_value = p.best_value;
+    stage_state = p.stage_state;
     history = ck.info.at("history");
     if (start_epoch > 0) resume_optimizer = ck.optimizer;
     log::info("resuming " + dir + " at stage " + std::to_string(start_stage + 1) + ", epoch " + std::to_string(start_epoch + 1));
@@ -177,13 +177,7 @@ FitResult fit(const config::RunConfig& cfg, const FitOptions& opts) {
   auto info_for = [&](size_t stage, int64_t epoch) {
     return json{{"classes", ds.train.classes},
                 {"config", cfg.resolved},
-                {"progress",
-                 {{"stage", stage},
-                  {"epoch", epoch},
-                  {"global_step", global_step},
-                  {"have_best", have_best},
-                  {"best_value", best_value},
-                  {"stage_state", stage_state}}},
+                {"progress", checkpoint::to_json({stage, epoch, global_step, have_best, best_value, stage_state})},
                 {"monitor", cfg.monitor},
                 {"history", history}};
   };
@@ -212,7 +206,7 @@ FitResult fit(const config::RunConfig& cfg, const FitOptions& opts) {
     const StagePlan& sp = plan[si];
     const bool resuming_here = opts.resume && si == start_stage;
     const int64_t first_epoch = resuming_here ? start_epoch : 0;
-    if (!resuming_here) stage_state = json::object();
+    if (!resuming_here) stage_state = {};
     m.set_trainable(sp.cut);
     const bool bn_train = st.batch_norm == "train" && sp.cut < m.meta().blocks.size();
     int64_t micro = cfg.micro_batch > 0 ? cfg.micro_batch : (device.is_cuda() || bn_train ? 0 : 8);
@@ -281,7 +275,7 @@ FitResult fit(const config::RunConfig& cfg, const FitOptions& opts) {
     int64_t stage_step = first_epoch * steps_per_epoch;
 
     std::map<std::string, torch::Tensor> stage_best;
-    if (resuming_here && stage_state.value("have_best", false) && fs::exists(stage_best_path) && st.early_stopping.enabled &&
+    if (resuming_here && stage_state.have_best && fs::exists(stage_best_path) && st.early_stopping.enabled &&
         st.early_stopping.restore_best) {
       checkpoint::Checkpoint sb = checkpoint::load(stage_best_path, device);
       model::Classifier tmp = checkpoint::classifier_from(sb, device);
@@ -289,7 +283,7 @@ FitResult fit(const config::RunConfig& cfg, const FitOptions& opts) {
     }
 
     for (int64_t epoch = first_epoch; epoch < st.epochs; ++epoch) {
-      if (stage_state.value("stopped", false)) break;
+      if (stage_state.stopped) break;
       const int64_t epoch_id = epoch_base + epoch;
       // Dropout draws come from (seed, stage, epoch): a resumed epoch repeats them exactly.
       torch::manual_seed(data::mix_seed(seed, si + 1, static_cast<uint64_t>(epoch)));
@@ -417,38 +411,38 @@ FitResult fit(const config::RunConfig& cfg, const FitOptions& opts) {
       if (st.early_stopping.enabled) {
         const auto& es = st.early_stopping;
         double v = metric_of(es.monitor);
-        bool stage_improved = improved(es.monitor, v, stage_state.value("best", 0.0), es.min_delta, stage_state.value("have_best", false));
+        bool stage_improved = improved(es.monitor, v, stage_state.best, es.min_delta, stage_state.have_best);
         if (stage_improved) {
-          stage_state["best"] = v;
-          stage_state["have_best"] = true;
-          stage_state["wait"] = 0;
+          stage_state.best = v;
+          stage_state.have_best = true;
+          stage_state.wait = 0;
           if (es.restore_best) {
             stage_best = m.snapshot();
             if (log::is_output_rank()) checkpoint::save(stage_best_path, m, nullptr, info_for(si, epoch + 1));
           }
         } else {
-          stage_state["wait"] = stage_state.value("wait", 0) + 1;
+          ++stage_state.wait;
           // Keras semantics: stop once `patience` epochs in a row brought no improvement.
-          if (stage_state["wait"].get<int64_t>() >= std::max<int64_t>(es.patience, 1)) {
-            stage_state["stopped"] = true;
-            line += "  (early stop: " + es.monitor + " did not improve for " + std::to_string(stage_state["wait"].get<int64_t>()) + " epochs)";
+          if (stage_state.wait >= std::max<int64_t>(es.patience, 1)) {
+            stage_state.stopped = true;
+            line += "  (early stop: " + es.monitor + " did not improve for " + std::to_string(stage_state.wait) + " epochs)";
           }
         }
       }
       log::info(line + (new_best ? "  *best*" : ""));
 
-      bool stage_over = epoch + 1 == st.epochs || stage_state.value("stopped", false);
+      bool stage_over = epoch + 1 == st.epochs || stage_state.stopped;
       if (stage_over && st.early_stopping.enabled && st.early_stopping.restore_best && !stage_best.empty()) {
         m.load_state(stage_best, "the stage's best weights");
         log::info("stage '" + st.name + "': restored the weights of its best epoch (" + st.early_stopping.monitor + " " +
-                  fmt(stage_state.value("best", 0.0)) + ")");
+                  fmt(stage_state.best) + ")");
       }
       if (log::is_output_rank()) {
         if (new_best) checkpoint::save(best_path, m, nullptr, info_for(si, epoch + 1));
         // After the stage's last epoch, last.pt points at the next stage's start.
         if (stage_over) {
           auto saved_state = stage_state;
-          stage_state = json::object();
+          stage_state = {};
           checkpoint::save(last_path, m, nullptr, info_for(si + 1, 0));
           stage_state = saved_state;
         } else {

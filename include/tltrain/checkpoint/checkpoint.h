@@ -17,10 +17,32 @@
 
 namespace tltrain::checkpoint {
 
+/// Early stopping's counters within the current stage.
+struct StageProgress {
+  bool have_best = false;  ///< best holds a value
+  double best = 0;         ///< the stage's best value of early_stopping.monitor
+  int64_t wait = 0;        ///< epochs in a row without improvement
+  bool stopped = false;    ///< early stopping ended the stage
+};
+
+/// Where a run stands at a saved checkpoint: what resume continues from.
+struct Progress {
+  size_t stage = 0;         ///< the stage to continue (== number of stages: all done)
+  int64_t epoch = 0;        ///< epochs of that stage already done
+  int64_t global_step = 0;  ///< optimizer steps over the whole run
+  bool have_best = false;   ///< best_value holds a value
+  double best_value = 0;    ///< the run's best value of its monitor (picks best.pt)
+  StageProgress stage_state;
+};
+config::json to_json(const Progress& p);
+/// PROGRESS read back; a Data error naming WHERE when a key is missing or of the wrong type.
+Progress progress_from_json(const config::json& progress, const std::string& where);
+
 struct Checkpoint {
   config::json info;  ///< as stored: format, classes, resolved config, progress, history
   config::RunConfig config;          ///< info["config"], parsed once here
   std::vector<std::string> classes;  ///< info["classes"]: label i is classes[i]
+  Progress progress;                 ///< info["progress"] (defaults when the file has none)
   model::Backbone backbone;                    ///< with the trained weights
   std::map<std::string, torch::Tensor> head;   ///< "head.<name>" tensors
   std::shared_ptr<torch::serialize::InputArchive> optimizer;  ///< null when none was saved
