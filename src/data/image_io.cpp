@@ -78,14 +78,34 @@ void probe_jpeg(const unsigned char* d, size_t n, ImageHeader& h, int* orientati
     } else if (m == 0xDA) {
       // Entropy-coded data never contains FF D9 (0xFF is stuffed), so the first FF D9 after the
       // first scan is the image's end marker; without it the file was cut short.
-      h.jpeg_complete = false;
+      h.complete = false;
       for (size_t k = i + 2 + len; k + 1 < n; ++k)
-        if (d[k] == 0xFF && d[k + 1] == 0xD9) { h.jpeg_complete = true; break; }
+        if (d[k] == 0xFF && d[k + 1] == 0xD9) { h.complete = true; break; }
       return;
     }
     i += 2 + len;
   }
-  h.jpeg_complete = false;  // ran out of bytes before the first scan
+  h.complete = false;  // ran out of bytes before the first scan
+}
+
+/// A PNG's chunk layout: whether it ends in IEND, and where its iCCP chunks are.
+struct PngChunks {
+  bool complete = false;                      ///< every chunk whole, up to IEND
+  std::vector<std::pair<size_t, size_t>> iccp;  ///< [begin, end) of each iCCP chunk
+};
+PngChunks png_chunks(const unsigned char* d, size_t n) {
+  PngChunks c;
+  for (size_t at = 8; at + 12 <= n;) {
+    const size_t end = at + 12 + be32(d + at);
+    if (end > n || end < at) break;  // cut off inside this chunk
+    if (std::memcmp(d + at + 4, "iCCP", 4) == 0) c.iccp.emplace_back(at, end);
+    if (std::memcmp(d + at + 4, "IEND", 4) == 0) {
+      c.complete = true;
+      break;
+    }
+    at = end;
+  }
+  return c;
 }
 
 ImageHeader probe(const unsigned char* d, size_t n, int* orientation) {
@@ -95,6 +115,7 @@ ImageHeader probe(const unsigned char* d, size_t n, int* orientation) {
     probe_jpeg(d, n, h, orientation);
   } else if (n >= 8 && std::memcmp(d, "\x89PNG\r\n\x1a\n", 8) == 0) {
     h.format = "png";
+    h.complete = png_chunks(d, n).complete;
     if (n >= 24 && std::memcmp(d + 12, "IHDR", 4) == 0) {
       h.width = static_cast<int>(be32(d + 16));
       h.height = static_cast<int>(be32(d + 20));
@@ -179,7 +200,9 @@ std::optional<DecodeResult> precheck(const std::string& bytes, const DecodeOptio
   h = probe(d, bytes.size(), &orientation);
   if (h.format.empty()) return failed(DecodeFailure::NotAnImage);
   // libjpeg pads a cut-off JPEG with grey and only warns; PIL refuses it, and so do we.
-  if (h.format == "jpeg" && !h.jpeg_complete) return failed(DecodeFailure::Truncated, "JPEG without its end-of-image marker");
+  if (!h.complete)
+    return failed(DecodeFailure::Truncated, h.format == "png" ? "PNG without its IEND chunk (libpng would print its error)"
+                                                              : "JPEG without its end-of-image marker");
   const int64_t pixels = int64_t(h.width) * int64_t(h.height);
   if (pixels > opts.max_pixels)
     return failed(DecodeFailure::TooLarge, std::to_string(h.width) + "x" + std::to_string(h.height) + " = " +
@@ -189,28 +212,6 @@ std::optional<DecodeResult> precheck(const std::string& bytes, const DecodeOptio
 }  // namespace
 
 namespace {
-/// A PNG's chunk layout: whether it ends in IEND, and where its iCCP chunks are.
-struct PngChunks {
-  bool complete = false;                      ///< every chunk whole, up to IEND
-  std::vector<std::pair<size_t, size_t>> iccp;  ///< [begin, end) of each iCCP chunk
-};
-PngChunks png_chunks(const std::string& bytes) {
-  const auto* d = reinterpret_cast<const unsigned char*>(bytes.data());
-  const size_t n = bytes.size();
-  PngChunks c;
-  for (size_t at = 8; at + 12 <= n;) {
-    const size_t end = at + 12 + be32(d + at);
-    if (end > n || end < at) break;  // cut off inside this chunk
-    if (std::memcmp(d + at + 4, "iCCP", 4) == 0) c.iccp.emplace_back(at, end);
-    if (std::memcmp(d + at + 4, "IEND", 4) == 0) {
-      c.complete = true;
-      break;
-    }
-    at = end;
-  }
-  return c;
-}
-
 /// BYTES without the iCCP chunks C lists. libpng warns about common bad colour profiles ("iCCP:
 /// known incorrect sRGB profile") on stderr, between our log lines, and OpenCV offers no hook to
 /// silence it; OpenCV ignores colour profiles, so dropping the chunk leaves every pixel as it was.
@@ -229,14 +230,13 @@ std::string without_chunks(const std::string& bytes, const std::vector<std::pair
 
 DecodeResult decode_image(const std::string& bytes_in, const DecodeOptions& opts) {
   ImageHeader h;
-  const bool png = bytes_in.size() > 8 && std::memcmp(bytes_in.data(), "\x89PNG\r\n\x1a\n", 8) == 0;
-  const PngChunks chunks = png ? png_chunks(bytes_in) : PngChunks{};
-  // libpng prints its errors on stderr too: a PNG cut short is refused before it gets there.
-  if (png && !chunks.complete) return failed(DecodeFailure::Truncated, "PNG without its IEND chunk");
-  const std::string stripped = chunks.iccp.empty() ? std::string() : without_chunks(bytes_in, chunks.iccp);
-  const std::string& bytes = chunks.iccp.empty() ? bytes_in : stripped;
   int orientation = 1;
-  if (auto bad = precheck(bytes, opts, h, orientation)) return *bad;
+  if (auto bad = precheck(bytes_in, opts, h, orientation)) return *bad;
+  const std::vector<std::pair<size_t, size_t>> iccp =
+      h.format == "png" ? png_chunks(reinterpret_cast<const unsigned char*>(bytes_in.data()), bytes_in.size()).iccp
+                        : std::vector<std::pair<size_t, size_t>>{};
+  const std::string stripped = iccp.empty() ? std::string() : without_chunks(bytes_in, iccp);
+  const std::string& bytes = iccp.empty() ? bytes_in : stripped;
   const int64_t pixels = int64_t(h.width) * int64_t(h.height);
   const int reduction = reduced_decode_factor(h, opts);
   int flags = cv::IMREAD_COLOR | cv::IMREAD_IGNORE_ORIENTATION;

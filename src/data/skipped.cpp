@@ -6,23 +6,17 @@ namespace tltrain::data {
 
 std::string reason_kind(const std::string& reason) { return reason.substr(0, reason.find(": ")); }
 
-bool SkippedLog::add(const std::string& split, const std::string& path, const std::string& reason) {
-  if (!seen_.insert({split, path}).second) return false;
-  files_.push_back({split, path, reason});
-  return true;
+void SkippedLog::add(const std::string& split, const std::string& path, const std::string& reason) {
+  if (seen_.insert({split, path}).second) files_.push_back({split, path, reason});
 }
 
-size_t SkippedLog::add_scan(const std::string& split, const SkipReport& report) {
-  size_t added = 0;
+void SkippedLog::add_scan(const std::string& split, const SkipReport& report) {
   for (const auto& [reason, paths] : report.by_reason)
-    for (const auto& p : paths) added += add(split, p, reason);
-  return added;
+    for (const auto& p : paths) add(split, p, reason);
 }
 
-size_t SkippedLog::add_bad(const std::string& split, const std::vector<BadImage>& bad) {
-  size_t added = 0;
-  for (const auto& b : bad) added += add(split, b.path, b.reason);
-  return added;
+void SkippedLog::add_bad(const std::string& split, const std::vector<BadImage>& bad) {
+  for (const auto& b : bad) add(split, b.path, b.reason);
 }
 
 config::json SkippedLog::to_json() const {

@@ -43,7 +43,7 @@ struct DecodeResult {
 struct ImageHeader {
   std::string format;  ///< "jpeg" "png" "bmp" "webp" "tiff", or "" when unrecognized
   int width = 0, height = 0;  ///< 0 when the header does not say (or could not be parsed)
-  bool jpeg_complete = true;  ///< JPEG: an end-of-image marker follows the first scan
+  bool complete = true;  ///< JPEG: an end-of-image marker follows the first scan; PNG: whole chunks up to IEND
 };
 ImageHeader probe_header(const unsigned char* data, size_t size);
 

@@ -19,10 +19,10 @@ struct SkippedFile {
 
 class SkippedLog {
  public:
-  /// Adds a scan's skips; returns how many were new.
-  size_t add_scan(const std::string& split, const SkipReport& report);
-  /// Adds decode failures (each path once per split); returns how many were new.
-  size_t add_bad(const std::string& split, const std::vector<BadImage>& bad);
+  /// Adds a scan's skips (each path once per split).
+  void add_scan(const std::string& split, const SkipReport& report);
+  /// Adds decode failures (each path once per split).
+  void add_bad(const std::string& split, const std::vector<BadImage>& bad);
 
   size_t count() const { return files_.size(); }
   const std::vector<SkippedFile>& files() const { return files_; }
@@ -35,7 +35,7 @@ class SkippedLog {
   std::string warning(size_t from, const std::string& where, size_t names = 5) const;
 
  private:
-  bool add(const std::string& split, const std::string& path, const std::string& reason);
+  void add(const std::string& split, const std::string& path, const std::string& reason);
   std::vector<SkippedFile> files_;
   std::set<std::pair<std::string, std::string>> seen_;  ///< (split, path)
 };
