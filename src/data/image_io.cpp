@@ -199,9 +199,10 @@ std::optional<DecodeResult> precheck(const std::string& bytes, const DecodeOptio
   const auto* d = reinterpret_cast<const unsigned char*>(bytes.data());
   h = probe(d, bytes.size(), &orientation);
   if (h.format.empty()) return failed(DecodeFailure::NotAnImage);
-  // libjpeg pads a cut-off JPEG with grey and only warns; PIL refuses it, and so do we.
+  // libjpeg pads a cut-off JPEG with grey and only warns (PIL refuses it, and so do we); libpng
+  // prints its error for a cut-off PNG on stderr, so that is refused before decoding too.
   if (!h.complete)
-    return failed(DecodeFailure::Truncated, h.format == "png" ? "PNG without its IEND chunk (libpng would print its error)"
+    return failed(DecodeFailure::Truncated, h.format == "png" ? "PNG without its IEND chunk"
                                                               : "JPEG without its end-of-image marker");
   const int64_t pixels = int64_t(h.width) * int64_t(h.height);
   if (pixels > opts.max_pixels)
