@@ -3,6 +3,9 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <iomanip>
+#include <sstream>
+
 namespace tltrain::log {
 
 namespace {
@@ -38,5 +41,11 @@ void warn(const std::string& msg) {
   if (is_output_rank()) logger()->warn(msg);
 }
 void error(const std::string& msg) { logger()->error(g_rank == 0 ? msg : "rank " + std::to_string(g_rank) + ": " + msg); }
+
+std::string fixed(double v, int decimals) {
+  std::ostringstream ss;
+  ss << std::fixed << std::setprecision(decimals) << v;
+  return ss.str();
+}
 
 }  // namespace tltrain::log

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "tltrain/core/error.h"
+#include "tltrain/core/log.h"
 
 namespace tltrain::eval {
 
@@ -29,11 +30,7 @@ int64_t rank_of(const float* row, int64_t c, int64_t label) {
   return ahead;
 }
 
-std::string fixed(double v, int decimals = 4) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
-  return buf;
-}
+using log::fixed;
 
 std::string pad_right(const std::string& s, size_t w) { return s.size() >= w ? s : s + std::string(w - s.size(), ' '); }
 std::string pad_left(const std::string& s, size_t w) { return s.size() >= w ? s : std::string(w - s.size(), ' ') + s; }

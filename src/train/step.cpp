@@ -111,26 +111,13 @@ class BucketReducer {
 
 }  // namespace
 
-std::pair<torch::Tensor, torch::Tensor> loss_sum(const torch::Tensor& logits, const torch::Tensor& y,
-                                                 const torch::Tensor& class_w, double smoothing) {
-  auto logp = torch::log_softmax(logits, 1);
-  auto nll = -logp.gather(1, y.unsqueeze(1)).squeeze(1);
-  auto w_y = class_w.defined() ? class_w.index_select(0, y) : torch::ones_like(nll);
-  auto per = (1.0 - smoothing) * w_y * nll;
-  if (smoothing > 0) {
-    auto all = class_w.defined() ? -(logp * class_w.unsqueeze(0)).sum(1) : -logp.sum(1);
-    per = per + smoothing * all / static_cast<double>(logits.size(1));
-  }
-  return {per.sum(), w_y.sum()};
-}
-
 StepStats gradient_step(const std::function<torch::Tensor(const torch::Tensor&)>& forward, const torch::Tensor& inputs,
-                        const torch::Tensor& labels, torch::optim::Optimizer& optimizer, const torch::Tensor& class_w,
-                        double smoothing, int64_t micro, dist::ProcessGroup* group) {
+                        const torch::Tensor& targets, torch::optim::Optimizer& optimizer, const Objective& objective,
+                        int64_t micro, dist::ProcessGroup* group) {
   optimizer.zero_grad();
   const int64_t n = inputs.size(0);
   if (micro <= 0 || micro > n) micro = n;
-  torch::Tensor total_w = class_w.defined() ? class_w.index_select(0, labels).sum() : torch::full({}, static_cast<double>(n));
+  torch::Tensor total_w = objective.weight(targets);
   if (group) {
     std::vector<double> w{total_w.item<double>()};
     group->all_reduce_sum(w);  // the global batch's weight: every rank's loss is a share of one mean
@@ -149,13 +136,13 @@ StepStats gradient_step(const std::function<torch::Tensor(const torch::Tensor&)>
   for (int64_t start = 0; start < n; start += micro) {
     int64_t len = std::min(micro, n - start);
     if (reducer && start + len >= n) reducer->arm();  // the last backward of the step starts the sums
-    auto x = inputs.narrow(0, start, len), y = labels.narrow(0, start, len);
+    auto x = inputs.narrow(0, start, len), y = targets.narrow(0, start, len);
     auto logits = forward(x);
-    auto [ls, ws] = loss_sum(logits, y, class_w, smoothing);
+    auto [ls, ws] = objective.loss_sum(logits, y);
     (ls / total_w.to(ls.dtype())).backward();
     s.loss_sum += ls.item<double>();
     s.weight_sum += ws.item<double>();
-    s.correct += logits.argmax(1).eq(y).sum().item<int64_t>();
+    s.correct += objective.correct(logits, y);
     s.count += len;
   }
   if (reducer) reducer->finish();
@@ -222,26 +209,6 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const config::OptimizerC
   for (auto& [params, lr] : groups) pg.emplace_back(params, kind.options(o, lr));
   auto defaults = kind.options(o, o.lr);
   return kind.make(std::move(pg), *defaults);
-}
-
-torch::Tensor class_weights(const config::StageConfig& st, const std::vector<int64_t>& counts, const torch::Device& device) {
-  const auto classes = static_cast<int64_t>(counts.size());
-  std::vector<float> w;
-  if (st.class_weights_mode == "auto") {
-    int64_t n = 0;
-    for (auto c : counts) n += c;
-    for (auto c : counts) w.push_back(c > 0 ? static_cast<float>(n) / static_cast<float>(classes * c) : 0.f);
-  } else if (st.class_weights_mode == "list") {
-    TLTRAIN_CHECK(static_cast<int64_t>(st.class_weights.size()) == classes, ErrorKind::Usage,
-                  "stage '" + st.name + "': class_weights has " + std::to_string(st.class_weights.size()) + " weights for " +
-                      std::to_string(classes) + " classes");
-    w.assign(st.class_weights.begin(), st.class_weights.end());
-  } else {
-    TLTRAIN_CHECK(st.class_weights_mode == "none", ErrorKind::Usage,
-                  "stage '" + st.name + "': unknown class_weights mode '" + st.class_weights_mode + "' (valid: none, auto, list)");
-    return {};
-  }
-  return torch::tensor(w).to(device);
 }
 
 }  // namespace tltrain::train

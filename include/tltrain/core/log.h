@@ -17,4 +17,7 @@ void info(const std::string& msg);
 void warn(const std::string& msg);
 void error(const std::string& msg);
 
+/// V with DECIMALS fixed decimals, as log lines and reports print figures ("0.9412").
+std::string fixed(double v, int decimals = 4);
+
 }  // namespace tltrain::log

@@ -10,6 +10,7 @@
 
 #include "tltrain/config/run_config.h"
 #include "tltrain/dist/context.h"
+#include "tltrain/train/objective.h"
 
 namespace tltrain::train {
 
@@ -26,18 +27,13 @@ struct StepStats {
   double accuracy() const { return count > 0 ? static_cast<double>(correct) / static_cast<double>(count) : 0.0; }
 };
 
-/// Sum of per-sample losses (class-weighted, label-smoothed as torch's cross_entropy) and the
-/// sum of the samples' weights, so chunks of a batch add up to the batch's exact mean loss.
-std::pair<torch::Tensor, torch::Tensor> loss_sum(const torch::Tensor& logits, const torch::Tensor& y,
-                                                 const torch::Tensor& class_w, double smoothing);
-
 /// Zero, forward/backward in chunks of MICRO rows (0: all) with the loss normalised by the whole
 /// batch (so the gradient equals the full batch's), then one optimizer step. With GROUP the batch
 /// is this rank's share: the loss is normalised by the global batch's weight and the trainable
 /// gradients are summed over ranks before the step, so W ranks × B equal one process × W·B.
 StepStats gradient_step(const std::function<torch::Tensor(const torch::Tensor&)>& forward, const torch::Tensor& inputs,
-                        const torch::Tensor& labels, torch::optim::Optimizer& optimizer, const torch::Tensor& class_w,
-                        double smoothing, int64_t micro, dist::ProcessGroup* group = nullptr);
+                        const torch::Tensor& targets, torch::optim::Optimizer& optimizer, const Objective& objective,
+                        int64_t micro, dist::ProcessGroup* group = nullptr);
 
 /// Sums STATS over the ranks of GROUP (no-op without one): epoch metrics count every rank's share.
 StepStats all_reduce_stats(const StepStats& stats, dist::ProcessGroup* group);
@@ -45,9 +41,5 @@ StepStats all_reduce_stats(const StepStats& stats, dist::ProcessGroup* group);
 /// The stage's optimizer over parameter groups (params, initial lr).
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const config::OptimizerConfig& o,
                                                         std::vector<std::pair<std::vector<torch::Tensor>, double>> groups);
-
-/// Per-class loss weights for a stage: undefined for "none", sklearn's "balanced"
-/// n / (classes * count) for "auto", or the configured list (its length checked against COUNTS).
-torch::Tensor class_weights(const config::StageConfig& st, const std::vector<int64_t>& counts, const torch::Device& device);
 
 }  // namespace tltrain::train

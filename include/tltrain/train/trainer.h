@@ -1,7 +1,6 @@
 #pragma once
-// Staged training: for each stage, apply its freeze plan, build its optimizer and schedule,
-// run its epochs (on a feature cache when the backbone is frozen), validate, log, checkpoint,
-// stop early. The gradient step, the sampler and rank-0 output each live in one place.
+// Staged training, the library call behind `fit` and `finetune`: train::fit runs a train::Run
+// (train/run.h) with the default callbacks (train/callbacks.h).
 #include <string>
 
 #include "tltrain/config/run_config.h"
@@ -33,6 +32,8 @@ config::RunConfig load_run_dir_config(const std::string& run_dir);
 
 /// Asks a running fit to stop after the current batch (signal-safe).
 void request_stop();
+/// Whether a stop was asked for since the current fit began.
+bool stop_requested();
 
 /// train::fit on the ranks the environment describes (torchrun, SLURM, tltrain launch; none: one
 /// process): sets the output rank, starts the process group, and tells the others if this rank fails.

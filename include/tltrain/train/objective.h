@@ -1,0 +1,58 @@
+#pragma once
+// What a stage trains for: logits and targets → the loss to minimise, how many predictions are
+// right, and what validation measures. The loop and the gradient step know only this interface,
+// so a new loss (binary cross-entropy, hinge, distillation) is a new Objective, not a new branch.
+#include <torch/torch.h>
+
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "tltrain/config/run_config.h"
+
+namespace tltrain::train {
+
+/// A chunk's summed per-sample loss and summed sample weight: chunks of a batch add up, and
+/// sum / weight over the whole batch is its mean loss.
+struct LossSum {
+  torch::Tensor sum, weight;
+};
+
+class Objective {
+ public:
+  virtual ~Objective() = default;
+  /// The loss of LOGITS against TARGETS, summed (differentiable) with the samples' weight.
+  virtual LossSum loss_sum(const torch::Tensor& logits, const torch::Tensor& targets) const = 0;
+  /// The summed weight of TARGETS: the divisor a batch's loss is normalised by before any forward.
+  virtual torch::Tensor weight(const torch::Tensor& targets) const = 0;
+  /// How many of LOGITS' predictions are right.
+  virtual int64_t correct(const torch::Tensor& logits, const torch::Tensor& targets) const = 0;
+  /// Validation's (loss, accuracy) over a whole set's LOGITS.
+  virtual std::pair<double, double> validate(const torch::Tensor& logits, const torch::Tensor& targets) const = 0;
+};
+
+/// Softmax cross-entropy over single-label targets, with optional per-class weights (undefined:
+/// none) and label smoothing as torch's cross_entropy. Validation measures the plain loss, so
+/// stages with different smoothing or weights stay comparable (as Keras's class_weight).
+class CrossEntropy final : public Objective {
+ public:
+  CrossEntropy(torch::Tensor class_weights, double smoothing);
+  LossSum loss_sum(const torch::Tensor& logits, const torch::Tensor& targets) const override;
+  torch::Tensor weight(const torch::Tensor& targets) const override;
+  int64_t correct(const torch::Tensor& logits, const torch::Tensor& targets) const override;
+  std::pair<double, double> validate(const torch::Tensor& logits, const torch::Tensor& targets) const override;
+
+ private:
+  torch::Tensor class_w_;
+  double smoothing_;
+};
+
+/// The objective stage ST trains with, given the training set's per-class COUNTS.
+std::unique_ptr<Objective> make_objective(const config::StageConfig& st, const std::vector<int64_t>& counts,
+                                          const torch::Device& device);
+
+/// Per-class loss weights for a stage: undefined for "none", sklearn's "balanced"
+/// n / (classes * count) for "auto", or the configured list (its length checked against COUNTS).
+torch::Tensor class_weights(const config::StageConfig& st, const std::vector<int64_t>& counts, const torch::Device& device);
+
+}  // namespace tltrain::train

@@ -1,0 +1,365 @@
+#include "tltrain/train/run.h"
+
+#include <torch/csrc/jit/runtime/graph_executor.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+
+#include "tltrain/core/blas.h"
+#include "tltrain/core/error.h"
+#include "tltrain/core/fs.h"
+#include "tltrain/core/log.h"
+#include "tltrain/core/threads.h"
+#include "tltrain/train/schedule.h"
+
+namespace fs = std::filesystem;
+
+namespace tltrain::train {
+
+using config::json;
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+/// Puts CK's weights into M after checking that CK was trained on the same classes and backbone.
+void adopt_weights(model::Classifier& m, const checkpoint::Checkpoint& ck, const std::vector<std::string>& classes,
+                   const std::string& path) {
+  TLTRAIN_CHECK(ck.classes == classes, ErrorKind::Data,
+                "checkpoint '" + path + "' was trained on classes [" + json(ck.classes).dump() + "] but the data has [" +
+                    json(classes).dump() + "]");
+  TLTRAIN_CHECK(ck.backbone.meta.arch == m.meta().arch && ck.backbone.meta.blocks.size() == m.meta().blocks.size(), ErrorKind::Data,
+                "checkpoint '" + path + "' holds a " + ck.backbone.meta.arch + " backbone, the config's is " + m.meta().arch);
+  std::map<std::string, torch::Tensor> state = ck.head;
+  for (const auto& p : ck.backbone.module.named_parameters(true)) state["backbone." + p.name] = p.value;
+  for (const auto& b : ck.backbone.module.named_buffers(true)) state["backbone." + b.name] = b.value;
+  m.load_state(state, "checkpoint '" + path + "'");
+}
+
+}  // namespace
+
+RunPaths::RunPaths(const std::string& d)
+    : dir(d), checkpoints(d + "/checkpoints"), last(checkpoints + "/last.pt"), best(checkpoints + "/best.pt"),
+      stage_best(checkpoints + "/stage_best.pt"), skipped(d + "/skipped.json") {}
+
+/// One stage's optimizer, objective and data.
+struct Run::Stage {
+  int64_t micro = 0;      ///< forward chunk (0: the whole batch)
+  bool bn_train = false;  ///< backbone BatchNorm trains in this stage
+  std::unique_ptr<torch::optim::Optimizer> optimizer;
+  std::vector<double> base_lrs;  ///< per parameter group, before the schedule
+  bool has_backbone_group = false;
+  std::unique_ptr<Objective> objective;
+  std::unique_ptr<FeatureCache> cache, val_cache;  ///< while the backbone is frozen
+  std::unique_ptr<data::Loader> train_loader;      ///< otherwise
+  model::FrozenInputs val_frozen;  ///< validation images after the frozen blocks, for this stage
+  int64_t steps_per_epoch = 0, stage_step = 0;
+  double lr = 0, lr_backbone = 0;  ///< the rates of the epoch's last step
+};
+
+Run::Run(const config::RunConfig& cfg, const FitOptions& opts, std::vector<std::unique_ptr<Callback>> callbacks)
+    : cfg_(cfg), opts_(opts), paths_(cfg.output_dir), device_(model::resolve_device(cfg.device)), callbacks_(std::move(callbacks)) {
+  // The profiling executor re-optimises the TorchScript graph on the fly; measured slower for
+  // training on CPU than the plain interpreter (docs/benchmarks.md).
+  torch::jit::setGraphExecutorOptimize(false);
+  dist::ProcessGroup* group = opts.group;
+  rank_ = group ? group->rank() : 0;
+  world_ = group ? group->world() : 1;
+  // Ranks on one machine share its cores.
+  const int64_t local_world = group ? std::max(1, group->context().local_world) : 1;
+  const int64_t intra = threads_or_cores(cfg.intra_op_threads, local_world);
+  loader_threads_ = threads_or_cores(cfg.loader_threads, local_world);
+  torch::set_num_threads(static_cast<int>(intra));
+  if (const std::string blas = reference_blas_loaded(); !blas.empty())
+    log::warn("LibTorch is using the unoptimized reference BLAS (" + blas + "); training with one thread per process was 8x " +
+              "slower with it here: install libopenblas0-openmp (scripts/setup.sh does)");
+  seed_ = static_cast<uint64_t>(cfg.seed);
+  if (!opts.resume)
+    TLTRAIN_CHECK(!fs::exists(paths_.last), ErrorKind::Usage,
+                  "'" + paths_.dir + "' already holds a run; continue it with `tltrain fit --resume " + paths_.dir +
+                      "` or choose another output_dir (--set output_dir=...)");
+  else
+    TLTRAIN_CHECK(fs::exists(paths_.last), ErrorKind::Data, "nothing to resume: '" + paths_.last + "' does not exist");
+
+  ds_ = data::load_datasets(cfg.data, seed_);
+  const int64_t num_classes = static_cast<int64_t>(ds_.train.classes.size());
+  TLTRAIN_CHECK(num_classes >= 2, ErrorKind::Data, "'" + cfg.data.train + "' has " + std::to_string(num_classes) +
+                                                       " class; classification needs at least 2 class subfolders");
+  model::Backbone backbone = model::load_backbone(cfg.model.backbone, device_);
+  plan_ = plan_stages(cfg, backbone.meta, num_classes);
+  pre_ = data::resolve_preprocess(cfg.data, backbone.meta.image_spec());
+  torch::manual_seed(seed_);
+  model_ = std::make_unique<model::Classifier>(std::move(backbone), cfg.model.head, num_classes, device_);
+  skipped_.add_scan("train", ds_.train.skipped);
+  if (ds_.has_val && !ds_.val_is_split) skipped_.add_scan("val", ds_.val.skipped);
+  start_or_resume();
+  if (group) log::info("data-parallel: " + std::to_string(world_) + " ranks (" + group->context().source + "), " +
+                       std::to_string(intra) + " intra-op threads each; batch_size " + std::to_string(cfg.data.batch_size) +
+                       " per rank, " + std::to_string(cfg.data.batch_size * world_) + " per step");
+  if (ds_.has_val)
+    val_loader_ = std::make_unique<data::Loader>(ds_.val.samples, pre_, cfg.data.augment, data::Mode::Eval, loader_options(false));
+  for (size_t s = 0; s < state_.stage; ++s) epoch_base_ += cfg.stages[s].epochs;
+}
+
+Run::~Run() = default;
+
+void Run::start_or_resume() {
+  history_ = json::array();
+  if (opts_.resume) {
+    checkpoint::Checkpoint ck = checkpoint::load(paths_.last, device_);
+    adopt_weights(*model_, ck, ds_.train.classes, paths_.last);
+    state_ = ck.progress;
+    history_ = ck.info.at("history");
+    resumed_stage_ = true;
+    if (state_.epoch > 0) resume_optimizer_ = ck.optimizer;
+    log::info("resuming " + paths_.dir + " at stage " + std::to_string(state_.stage + 1) + ", epoch " +
+              std::to_string(state_.epoch + 1));
+    return;
+  }
+  if (!opts_.init_checkpoint.empty()) {
+    checkpoint::Checkpoint ck = checkpoint::load(opts_.init_checkpoint, device_);
+    adopt_weights(*model_, ck, ds_.train.classes, opts_.init_checkpoint);
+    log::info("starting from the weights of " + opts_.init_checkpoint);
+  }
+  if (log::is_output_rank()) {
+    fs::create_directories(paths_.checkpoints);
+    write_file_atomically(paths_.dir + "/config.json", cfg_.resolved.dump(2) + "\n");
+    write_file_atomically(paths_.dir + "/split.json", data::split_to_json(ds_).dump(1) + "\n");
+  }
+}
+
+FitResult Run::fit() {
+  notify(&Callback::on_run_begin);
+  while (state_.stage < cfg_.stages.size()) run_stage();
+  notify(&Callback::on_run_end);
+  FitResult r;
+  r.run_dir = paths_.dir;
+  r.best_checkpoint = fs::exists(paths_.best) ? paths_.best : "";
+  r.last_checkpoint = paths_.last;
+  r.monitor = cfg_.monitor;
+  r.best_value = state_.best_value;
+  r.history = history_;
+  return r;
+}
+
+int64_t Run::steps_per_epoch() const { return stage_ ? stage_->steps_per_epoch : 0; }
+torch::optim::Optimizer* Run::optimizer() { return stage_ ? stage_->optimizer.get() : nullptr; }
+
+bool Run::stage_over() const { return state_.epoch + 1 >= stage().epochs || state_.stage_state.stopped; }
+
+json Run::checkpoint_info(size_t stage, int64_t epoch) const {
+  checkpoint::Progress p = state_;
+  p.stage = stage;
+  p.epoch = epoch;
+  if (stage != state_.stage) p.stage_state = {};  // a later stage starts with fresh early-stopping counters
+  return json{{"classes", ds_.train.classes}, {"config", cfg_.resolved}, {"progress", checkpoint::to_json(p)},
+              {"monitor", cfg_.monitor}, {"history", history_}};
+}
+
+void Run::notify(void (Callback::*event)(Run&)) {
+  for (auto& c : callbacks_) ((*c).*event)(*this);
+}
+
+void Run::run_stage() {
+  begin_stage();
+  notify(&Callback::on_stage_begin);
+  while (state_.epoch < stage().epochs && !state_.stage_state.stopped) run_epoch();
+  notify(&Callback::on_stage_end);
+  epoch_base_ += stage().epochs;
+  stage_.reset();
+  ++state_.stage;
+  state_.epoch = 0;
+  state_.stage_state = {};
+  resumed_stage_ = false;
+}
+
+void Run::begin_stage() {
+  const config::StageConfig& st = stage();
+  const StagePlan& sp = plan_[state_.stage];
+  auto s = std::make_unique<Stage>();
+  model_->set_trainable(sp.cut);
+  s->bn_train = st.batch_norm == "train" && sp.cut < model_->meta().blocks.size();
+  s->micro = cfg_.micro_batch > 0 ? cfg_.micro_batch : (device_.is_cuda() || s->bn_train ? 0 : 8);
+  if (s->bn_train && cfg_.micro_batch > 0)
+    log::warn("stage '" + st.name + "': batch_norm \"train\" computes statistics per forward chunk; micro_batch " +
+              std::to_string(cfg_.micro_batch) + " changes them — set micro_batch 0 for full-batch statistics");
+  log::info("stage " + std::to_string(state_.stage + 1) + "/" + std::to_string(cfg_.stages.size()) + " '" + st.name + "': " +
+            sp.trainable + ", " + std::to_string(st.epochs) + " epochs, " + st.optimizer.name + " lr " +
+            log::fixed(st.optimizer.lr, 6) + (st.feature_cache ? ", feature cache" : ""));
+
+  // Parameter groups as planned: the backbone's share at lr * backbone_lr_mult.
+  std::vector<std::pair<std::vector<torch::Tensor>, double>> groups;
+  auto bb_params = model_->trainable_backbone_parameters();
+  s->has_backbone_group = !bb_params.empty();
+  if (s->has_backbone_group) groups.emplace_back(bb_params, st.optimizer.lr * st.backbone_lr_mult);
+  groups.emplace_back(model_->head_parameters(), st.optimizer.lr);
+  for (const auto& g : groups) s->base_lrs.push_back(g.second);
+  s->optimizer = make_optimizer(st.optimizer, groups);
+  if (resume_optimizer_ && resumed_stage_) s->optimizer->load(*resume_optimizer_);
+  s->objective = make_objective(st, ds_.train.class_counts(), device_);
+  build_stage_data(*s);
+  s->stage_step = state_.epoch * s->steps_per_epoch;
+  stage_ = std::move(s);
+}
+
+void Run::build_stage_data(Stage& s) {
+  const config::StageConfig& st = stage();
+  if (st.feature_cache) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const int64_t batch = cfg_.data.batch_size;
+    s.cache = std::make_unique<FeatureCache>(build_cache(*model_, ds_.train.samples, pre_, cfg_.data.augment, st.cache_views, seed_,
+                                                         epoch_base_, batch, loader_threads_, s.micro, stop_requested, group()));
+    if (ds_.has_val)
+      s.val_cache = std::make_unique<FeatureCache>(build_cache(*model_, ds_.val.samples, pre_, cfg_.data.augment, 0, seed_, 0, batch,
+                                                               loader_threads_, s.micro, stop_requested, group()));
+    skipped_.add_bad("train", s.cache->bad);
+    if (s.val_cache) skipped_.add_bad("val", s.val_cache->bad);
+    log::info("feature cache: " + std::to_string(s.cache->labels.size(0)) + " images x " +
+              std::to_string(std::max<int64_t>(st.cache_views, 1)) + " view(s) in " + log::fixed(seconds_since(t0), 1) + " s");
+    const auto n = static_cast<int64_t>(data::epoch_order(s.cache->labels.size(0), seed_, 0, true, rank_, world_).size());
+    s.steps_per_epoch = (n + batch - 1) / batch;
+    return;
+  }
+  s.train_loader = std::make_unique<data::Loader>(ds_.train.samples, pre_, cfg_.data.augment, data::Mode::Train, loader_options(true));
+  s.steps_per_epoch = s.train_loader->batches_per_epoch();
+  const size_t cut = plan_[state_.stage].cut;
+  if (cut > 0 && cut < model_->meta().blocks.size()) {
+    // The frozen bottom never changes in this stage: run it at inference speed.
+    std::string why = model_->optimize_frozen_blocks({s.micro > 0 ? s.micro : cfg_.data.batch_size, 3, pre_.height, pre_.width});
+    log::debug(why.empty() ? "frozen blocks run as an optimized copy" : "frozen blocks run as saved: " + why);
+  }
+}
+
+data::LoaderOptions Run::loader_options(bool train) const {
+  data::LoaderOptions lo;
+  lo.batch_size = cfg_.data.batch_size;
+  lo.threads = loader_threads_;
+  lo.shuffle = train;
+  lo.seed = seed_;
+  lo.pin_memory = device_.is_cuda();
+  lo.rank = rank_;
+  lo.world_size = world_;
+  lo.pad_shards = train;  // training: equal shards; validation: each image counted once over all ranks
+  return lo;
+}
+
+void Run::run_epoch() {
+  const int64_t epoch_id = epoch_base_ + state_.epoch;
+  // Dropout draws come from (seed, stage, epoch): a resumed epoch repeats them exactly.
+  torch::manual_seed(data::mix_seed(seed_, state_.stage + 1, static_cast<uint64_t>(state_.epoch)));
+  model_->set_training(true, stage().batch_norm);
+  notify(&Callback::on_epoch_begin);
+  const auto t0 = std::chrono::steady_clock::now();
+  const double allreduce_ms0 = group() ? group()->all_reduce_ms() : 0.0;
+  stage_->lr = stage_->lr_backbone = 0;
+  StepStats stats = train_epoch(epoch_id);
+  if (stage_->train_loader) skipped_.add_bad("train", stage_->train_loader->bad_images());
+  stats = all_reduce_stats(stats, group());
+  const double train_secs = seconds_since(t0);
+
+  json record = {{"stage", state_.stage + 1}, {"stage_name", stage().name}, {"epoch", state_.epoch + 1},
+                 {"global_epoch", epoch_id + 1}, {"step", state_.global_step}, {"loss", stats.loss()},
+                 {"accuracy", stats.accuracy()}};
+  if (ds_.has_val) {
+    const auto [loss, accuracy] = validate();
+    record["val_loss"] = loss;
+    record["val_accuracy"] = accuracy;
+  }
+  record["lr"] = stage_->lr;
+  record["lr_backbone"] = stage_->has_backbone_group ? json(stage_->lr_backbone) : json(nullptr);
+  record["images_per_s"] = train_secs > 0 ? static_cast<double>(stats.count) / train_secs : 0.0;
+  if (group() && stage_->steps_per_epoch > 0)
+    record["allreduce_ms_per_step"] = (group()->all_reduce_ms() - allreduce_ms0) / static_cast<double>(stage_->steps_per_epoch);
+  record["seconds"] = seconds_since(t0);
+  history_.push_back(record);
+
+  // The run's best by its monitored metric picks best.pt.
+  const double monitored = metric_of(record, cfg_.monitor);
+  EpochEnd end{history_.back(), improved(cfg_.monitor, monitored, state_.best_value, 0.0, state_.have_best), {}};
+  if (end.new_best) {
+    state_.best_value = monitored;
+    state_.have_best = true;
+  }
+  notify(&Callback::on_epoch_end, end);
+  ++state_.epoch;
+}
+
+StepStats Run::train_epoch(int64_t epoch_id) {
+  Stage& s = *stage_;
+  StepStats epoch;
+  int64_t done = 0;
+  if (s.cache) {
+    const auto& feats = s.cache->views[static_cast<size_t>(epoch_id % static_cast<int64_t>(s.cache->views.size()))];
+    auto order = data::epoch_order(s.cache->labels.size(0), seed_, epoch_id, /*shuffle=*/true, rank_, world_);
+    const auto n = static_cast<int64_t>(order.size());
+    auto order_t = torch::tensor(order, torch::kLong).to(device_);
+    const auto head = [&](const torch::Tensor& x) { return model_->head()->forward(x); };
+    for (int64_t start = 0; start < n; start += cfg_.data.batch_size) {
+      auto idx = order_t.narrow(0, start, std::min<int64_t>(cfg_.data.batch_size, n - start));
+      set_lr();
+      auto step = gradient_step(head, feats.index_select(0, idx), s.cache->labels.index_select(0, idx), *s.optimizer, *s.objective,
+                                0, group());
+      after_step(step, epoch, ++done);
+    }
+    return epoch;
+  }
+  s.train_loader->start_epoch(epoch_id);
+  const auto whole = [&](const torch::Tensor& x) { return model_->forward(x); };
+  while (auto b = s.train_loader->next()) {
+    set_lr();
+    auto step = gradient_step(whole, b->images.to(device_, true), b->labels.to(device_, true), *s.optimizer, *s.objective, s.micro,
+                              group());
+    after_step(step, epoch, ++done);
+  }
+  return epoch;
+}
+
+void Run::set_lr() {
+  Stage& s = *stage_;
+  const config::StageConfig& st = stage();
+  const double f = lr_factor(st.schedule, st.optimizer.lr, s.stage_step, s.steps_per_epoch, s.steps_per_epoch * st.epochs);
+  for (size_t g = 0; g < s.optimizer->param_groups().size(); ++g) s.optimizer->param_groups()[g].options().set_lr(s.base_lrs[g] * f);
+  s.lr = st.optimizer.lr * f;
+  s.lr_backbone = s.has_backbone_group ? st.optimizer.lr * st.backbone_lr_mult * f : 0;
+}
+
+void Run::after_step(const StepStats& step, StepStats& epoch, int64_t done) {
+  epoch.add(step);
+  ++stage_->stage_step;
+  ++state_.global_step;
+  const StepEnd end{done, stage_->steps_per_epoch, step, epoch, stage_->lr};
+  notify(&Callback::on_step_end, end);
+}
+
+std::pair<double, double> Run::validate() {
+  Stage& s = *stage_;
+  if (s.val_cache) {
+    torch::NoGradGuard no_grad;
+    model_->set_training(false, stage().batch_norm);
+    return s.objective->validate(model_->head()->forward(s.val_cache->views[0]).to(torch::kCPU), s.val_cache->labels.to(torch::kCPU));
+  }
+  const model::Predictions p = model::predict(*model_, *val_loader_, s.micro, 0, &s.val_frozen);
+  skipped_.add_bad("val", val_loader_->bad_images());
+  // With BatchNorm training, eval-mode outputs follow running statistics that are still
+  // moving (after a short first epoch they are near their init): constant now is no verdict.
+  if (!checked_variation_ && !s.bn_train) {
+    if (const std::string how = model::constant_rows(p.logits); !how.empty())
+      TLTRAIN_FAIL(ErrorKind::Data, "stage '" + stage().name + "': the model's outputs are the same for every validation image (" + how +
+                                        ") after an epoch of training: " + model::kConstantFeaturesFix);
+    checked_variation_ = true;
+  }
+  auto [loss, accuracy] = s.objective->validate(p.logits, p.labels);
+  if (group()) {  // each rank saw its own share: sum (loss, correct, count) exactly
+    const double count = static_cast<double>(p.labels.numel());
+    std::vector<double> v{loss * count, std::round(accuracy * count), count};
+    group()->all_reduce_sum(v);
+    loss = v[2] > 0 ? v[0] / v[2] : 0.0;
+    accuracy = v[2] > 0 ? v[1] / v[2] : 0.0;
+  }
+  return {loss, accuracy};
+}
+
+}  // namespace tltrain::train
