@@ -2,26 +2,9 @@
 #include <iostream>
 
 #include "commands.h"
-#include "tltrain/dist/context.h"
-#include "tltrain/core/log.h"
-#include "tltrain/eval/evaluate.h"
-#include "tltrain/train/finetune.h"
-#include "tltrain/train/trainer.h"
+#include "tltrain/app/commands.h"
 
 namespace tltrain::cli {
-
-namespace {
-void run_finetune(const train::FinetuneOptions& o) {
-  log::set_rank(dist::context_from_env().rank);  // before any output: other ranks print errors only
-  auto cfg = train::finetune_config(o);
-  for (const auto& w : cfg.warnings) log::warn(w.path + ": " + w.message);
-  auto r = train::fit_on_ranks(cfg, {false, o.checkpoint, false, nullptr});
-  if (!log::is_output_rank()) return;
-  std::string report = eval::finish_run(r.run_dir, r.best_checkpoint.empty() ? r.last_checkpoint : r.best_checkpoint, cfg);
-  std::cout << "run: " << r.run_dir << "\nbest " << r.monitor << ": " << r.best_value << "  (" << r.best_checkpoint << ")\n"
-            << (report.empty() ? "" : "report: " + report + "\n");
-}
-}  // namespace
 
 void setup_finetune(CLI::App& app) {
   auto o = std::make_shared<train::FinetuneOptions>();
@@ -37,7 +20,7 @@ void setup_finetune(CLI::App& app) {
   sub->add_option("--batch-norm", o->batch_norm, "frozen|train (default frozen)")->check(CLI::IsMember({"frozen", "train"}));
   sub->add_option("--output-dir", o->output_dir, "Run directory (default: the checkpoint's run directory + '-finetune')");
   sub->add_option("--set", o->overrides, "Override any config value, as in fit");
-  sub->callback([o] { run_finetune(*o); });
+  sub->callback([o] { app::finetune(*o, std::cout); });
 }
 
 }  // namespace tltrain::cli

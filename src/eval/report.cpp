@@ -21,51 +21,20 @@
 #include "tltrain/core/fs.h"
 #include "tltrain/data/image_io.h"
 #include "tltrain/data/skipped.h"
+#include "html.h"
 
 namespace fs = std::filesystem;
 
 namespace tltrain::eval {
 
 using config::json;
+using namespace html;
 
 namespace {
 
 constexpr int kThumb = 96;         ///< longer side of a mistake thumbnail, px
 constexpr size_t kMaxMistakes = 24;  ///< the page stays small (~4 KB per thumbnail)
 
-std::string escape(const std::string& s) {
-  std::string o;
-  o.reserve(s.size());
-  for (char c : s) {
-    switch (c) {
-      case '&': o += "&amp;"; break;
-      case '<': o += "&lt;"; break;
-      case '>': o += "&gt;"; break;
-      case '"': o += "&quot;"; break;
-      case '\'': o += "&#39;"; break;
-      default: o += c;
-    }
-  }
-  return o;
-}
-
-std::string num(double v, int precision = 4) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.*g", precision, v);
-  return buf;
-}
-
-std::string px(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f", v);
-  return buf;
-}
-
-std::string percent(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f%%", 100.0 * v);
-  return buf;
-}
 
 std::string base64(const std::vector<unsigned char>& in) {
   static const char* t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -102,199 +71,6 @@ std::optional<double> field(const json& e, const char* key) {
   return v;
 }
 
-/// Round tick steps (1, 2, 5 × 10^k) covering [LO, HI] with about N intervals.
-std::vector<double> nice_ticks(double lo, double hi, int n, double& out_lo, double& out_hi) {
-  if (!(hi > lo)) {
-    double pad = lo == 0 ? 1 : std::abs(lo) * 0.1;
-    lo -= pad;
-    hi += pad;
-  }
-  double raw = (hi - lo) / n;
-  double mag = std::pow(10.0, std::floor(std::log10(raw)));
-  double norm = raw / mag;
-  double step = (norm < 1.5 ? 1 : norm < 3 ? 2 : norm < 7 ? 5 : 10) * mag;
-  out_lo = std::floor(lo / step + 1e-9) * step;
-  out_hi = std::ceil(hi / step - 1e-9) * step;
-  std::vector<double> ticks;
-  for (double v = out_lo; v <= out_hi + step * 1e-6; v += step) ticks.push_back(std::abs(v) < step * 1e-9 ? 0.0 : v);
-  return ticks;
-}
-
-struct Series {
-  Series(std::string n, std::string c, bool d = false) : name(std::move(n)), color(std::move(c)), dashed(d) {}
-  std::string name, color;
-  bool dashed = false;
-  std::vector<std::pair<double, double>> points;
-  /// When set (one per point): the value held from starts[i] to points[i].x, drawn as steps.
-  std::vector<double> starts;
-};
-
-struct Boundary {
-  double x;
-  std::string label;  ///< the stage that starts here
-};
-
-struct ChartSpec {
-  std::string id, title, x_label, y_label;
-  std::optional<std::pair<double, double>> y_range;  ///< fixed y domain (accuracy: [0, 1])
-  bool integer_x = false;                            ///< epochs: only whole-number x ticks
-  std::string first_stage_label;                     ///< written at the left edge
-};
-
-/// A line chart as inline SVG: class="series" polylines (one per non-empty series), class="point"
-/// markers so a one-epoch run still shows something, dashed class="stage-boundary" lines.
-std::string line_chart(const ChartSpec& spec, const std::vector<Series>& all_series, const std::vector<Boundary>& boundaries) {
-  const double W = 560, H = 320, ml = 64, mr = 16, mt = 44, mb = 46;
-  const double pw = W - ml - mr, ph = H - mt - mb;
-  std::vector<const Series*> series;
-  for (const auto& s : all_series)
-    if (!s.points.empty()) series.push_back(&s);
-
-  double xmin = std::numeric_limits<double>::infinity(), xmax = -xmin, ymin = xmin, ymax = -xmin;
-  for (const auto* s : series) {
-    for (auto [x, y] : s->points) {
-      xmin = std::min(xmin, x), xmax = std::max(xmax, x);
-      ymin = std::min(ymin, y), ymax = std::max(ymax, y);
-    }
-    for (double x : s->starts) xmin = std::min(xmin, x);
-  }
-  std::ostringstream o;
-  o << "<figure class=\"chart-box\"><svg class=\"chart\" id=\"" << spec.id << "\" viewBox=\"0 0 " << W << " " << H << "\" width=\"" << W
-    << "\" height=\"" << H << "\" role=\"img\" aria-label=\"" << escape(spec.title) << "\">\n";
-  o << "<text class=\"title\" x=\"" << ml << "\" y=\"18\">" << escape(spec.title) << "</text>\n";
-  if (series.empty()) {
-    o << "<text class=\"empty\" x=\"" << W / 2 << "\" y=\"" << H / 2 << "\" text-anchor=\"middle\">no data in log.jsonl</text></svg></figure>\n";
-    return o.str();
-  }
-  if (xmax == xmin) xmin -= 1, xmax += 1;
-  double y0, y1;
-  std::vector<double> yt;
-  if (spec.y_range) {
-    y0 = spec.y_range->first, y1 = spec.y_range->second;
-    yt = nice_ticks(y0, y1, 5, y0, y1);
-  } else {
-    yt = nice_ticks(std::min(0.0, ymin), ymax, 5, y0, y1);
-  }
-  double x0 = xmin, x1 = xmax;
-  auto X = [&](double x) { return ml + (x - x0) / (x1 - x0) * pw; };
-  auto Y = [&](double y) { return mt + ph - (y - y0) / (y1 - y0) * ph; };
-
-  // Grid and axes.
-  for (double t : yt) {
-    o << "<line class=\"grid\" x1=\"" << ml << "\" x2=\"" << ml + pw << "\" y1=\"" << px(Y(t)) << "\" y2=\"" << px(Y(t)) << "\"/>"
-      << "<text class=\"tick\" x=\"" << ml - 6 << "\" y=\"" << px(Y(t) + 4) << "\" text-anchor=\"end\">" << num(t, 3) << "</text>\n";
-  }
-  double xd0, xd1;
-  std::vector<double> xt = nice_ticks(x0, x1, 6, xd0, xd1);
-  for (double t : xt) {
-    if (t < x0 - 1e-9 || t > x1 + 1e-9) continue;
-    if (spec.integer_x && std::abs(t - std::round(t)) > 1e-9) continue;
-    o << "<line class=\"tickmark\" x1=\"" << px(X(t)) << "\" x2=\"" << px(X(t)) << "\" y1=\"" << mt + ph << "\" y2=\"" << mt + ph + 4
-      << "\"/><text class=\"tick\" x=\"" << px(X(t)) << "\" y=\"" << mt + ph + 17 << "\" text-anchor=\"middle\">" << num(t, 6) << "</text>\n";
-  }
-  o << "<line class=\"axis\" x1=\"" << ml << "\" x2=\"" << ml + pw << "\" y1=\"" << mt + ph << "\" y2=\"" << mt + ph << "\"/>"
-    << "<line class=\"axis\" x1=\"" << ml << "\" x2=\"" << ml << "\" y1=\"" << mt << "\" y2=\"" << mt + ph << "\"/>\n";
-  o << "<text class=\"label\" x=\"" << ml + pw / 2 << "\" y=\"" << H - 8 << "\" text-anchor=\"middle\">" << escape(spec.x_label) << "</text>";
-  o << "<text class=\"label\" transform=\"translate(14," << mt + ph / 2 << ") rotate(-90)\" text-anchor=\"middle\">" << escape(spec.y_label)
-    << "</text>\n";
-
-  // Stages: a dashed line where each later stage starts, its name beside it.
-  if (!spec.first_stage_label.empty())
-    o << "<text class=\"stage-label\" x=\"" << ml + 4 << "\" y=\"" << mt + 12 << "\">" << escape(spec.first_stage_label) << "</text>\n";
-  for (const auto& b : boundaries) {
-    double bx = X(b.x);
-    // Near the right edge the name goes left of the line instead of being clipped.
-    bool left = bx + 4 + 6.5 * static_cast<double>(b.label.size()) > ml + pw;
-    o << "<line class=\"stage-boundary\" x1=\"" << px(bx) << "\" x2=\"" << px(bx) << "\" y1=\"" << mt << "\" y2=\"" << mt + ph << "\"/>"
-      << "<text class=\"stage-label\" x=\"" << px(left ? bx - 4 : bx + 4) << "\" y=\"" << mt + 12 << "\""
-      << (left ? " text-anchor=\"end\"" : "") << ">" << escape(b.label) << "</text>\n";
-  }
-
-  // Data.
-  for (const auto* s : series) {
-    std::ostringstream pts;
-    size_t n_pts = 0;
-    for (size_t i = 0; i < s->points.size(); ++i) {
-      auto [x, y] = s->points[i];
-      if (i < s->starts.size()) pts << px(X(s->starts[i])) << "," << px(Y(y)) << " ", ++n_pts;
-      pts << px(X(x)) << "," << px(Y(y)) << " ", ++n_pts;
-    }
-    if (n_pts >= 2)
-      o << "<polyline class=\"series\" data-name=\"" << escape(s->name) << "\" fill=\"none\" stroke=\"" << s->color << "\""
-        << (s->dashed ? " stroke-dasharray=\"6 4\"" : "") << " points=\"" << pts.str() << "\"/>\n";
-    for (auto [x, y] : s->points)
-      o << "<circle class=\"point\" cx=\"" << px(X(x)) << "\" cy=\"" << px(Y(y)) << "\" r=\"2.5\" fill=\"" << s->color << "\"><title>"
-        << escape(s->name) << " at " << num(x, 6) << ": " << num(y, 5) << "</title></circle>";
-    o << "\n";
-  }
-  // Legend, in the top margin.
-  double lx = ml;
-  for (const auto* s : series) {
-    o << "<line x1=\"" << px(lx) << "\" x2=\"" << px(lx + 22) << "\" y1=\"32\" y2=\"32\" stroke=\"" << s->color << "\" stroke-width=\"2\""
-      << (s->dashed ? " stroke-dasharray=\"6 4\"" : "") << "/><text class=\"legend\" x=\"" << px(lx + 27) << "\" y=\"36\">" << escape(s->name)
-      << "</text>";
-    lx += 40 + 7.0 * static_cast<double>(s->name.size());
-  }
-  o << "\n</svg></figure>\n";
-  return o.str();
-}
-
-/// Light blue → dark blue by the share of the true class's samples.
-std::string heat_color(double f) {
-  f = std::clamp(f, 0.0, 1.0);
-  auto mix = [&](int a, int b) { return static_cast<int>(std::lround(a + (b - a) * f)); };
-  char buf[16];
-  std::snprintf(buf, sizeof buf, "#%02x%02x%02x", mix(247, 8), mix(251, 48), mix(255, 107));
-  return buf;
-}
-
-std::string shorten(const std::string& s, size_t n) { return s.size() <= n ? s : s.substr(0, n - 1) + "…"; }
-
-/// Rows are true classes, columns predictions; colour is the row share so rare classes show too.
-std::string confusion_svg(const json& ev) {
-  const auto classes = ev.at("classes").get<std::vector<std::string>>();
-  const auto cm = ev.at("confusion").get<std::vector<std::vector<int64_t>>>();
-  const size_t n = classes.size();
-  const double cell = std::clamp(520.0 / static_cast<double>(std::max<size_t>(n, 1)), 8.0, 64.0);
-  size_t longest = 4;
-  for (const auto& c : classes) longest = std::max(longest, std::min<size_t>(c.size(), 18));
-  const double label_w = 7.0 * static_cast<double>(longest) + 12;
-  const bool labels = cell >= 10, counts = cell >= 22;
-  const double ox = label_w + 28, oy = 30, grid = cell * static_cast<double>(n);
-  const double W = ox + grid + 20, H = oy + grid + label_w * 0.75 + 40;
-  std::ostringstream o;
-  o << "<svg class=\"heatmap\" id=\"plot-confusion\" viewBox=\"0 0 " << px(W) << " " << px(H) << "\" width=\"" << px(W) << "\" height=\""
-    << px(H) << "\" role=\"img\" aria-label=\"confusion matrix\">\n";
-  o << "<text class=\"label\" x=\"" << px(ox + grid / 2) << "\" y=\"18\" text-anchor=\"middle\">predicted class</text>";
-  o << "<text class=\"label\" transform=\"translate(14," << px(oy + grid / 2) << ") rotate(-90)\" text-anchor=\"middle\">true class</text>\n";
-  for (size_t i = 0; i < n; ++i) {
-    int64_t row = 0;
-    for (size_t j = 0; j < n; ++j) row += cm[i][j];
-    for (size_t j = 0; j < n; ++j) {
-      double f = row > 0 ? static_cast<double>(cm[i][j]) / static_cast<double>(row) : 0.0;
-      double x = ox + cell * static_cast<double>(j), y = oy + cell * static_cast<double>(i);
-      o << "<rect class=\"cell" << (i == j ? " diag" : "") << "\" x=\"" << px(x) << "\" y=\"" << px(y) << "\" width=\"" << px(cell)
-        << "\" height=\"" << px(cell) << "\" fill=\"" << heat_color(f) << "\" data-count=\"" << cm[i][j] << "\"><title>true "
-        << escape(classes[i]) << ", predicted " << escape(classes[j]) << ": " << cm[i][j] << " (" << percent(f) << " of the class)</title></rect>";
-      if (counts && cm[i][j] > 0)
-        o << "<text class=\"count\" x=\"" << px(x + cell / 2) << "\" y=\"" << px(y + cell / 2 + 4) << "\" text-anchor=\"middle\" fill=\""
-          << (f > 0.5 ? "#fff" : "#222") << "\" style=\"fill:" << (f > 0.5 ? "#fff" : "#222") << "\">" << cm[i][j] << "</text>";
-    }
-    o << "\n";
-    if (labels)
-      o << "<text class=\"class-name\" x=\"" << px(ox - 6) << "\" y=\"" << px(oy + cell * (static_cast<double>(i) + 0.5) + 4)
-        << "\" text-anchor=\"end\">" << escape(shorten(classes[i], 18)) << "</text>\n";
-  }
-  if (labels)
-    for (size_t j = 0; j < n; ++j) {
-      double x = ox + cell * (static_cast<double>(j) + 0.5), y = oy + grid + 10;
-      o << "<text class=\"class-name\" transform=\"translate(" << px(x + 4) << "," << px(y) << ") rotate(-40)\" text-anchor=\"end\">"
-        << escape(shorten(classes[j], 18)) << "</text>\n";
-    }
-  o << "<rect x=\"" << px(ox) << "\" y=\"" << px(oy) << "\" width=\"" << px(grid) << "\" height=\"" << px(grid)
-    << "\" fill=\"none\" stroke=\"#888\"/>\n</svg>\n";
-  return o.str();
-}
 
 /// PATH as an inline JPEG no larger than kThumb, or "" when it cannot be decoded any more.
 std::string thumbnail_uri(const std::string& path, std::string& why) {
@@ -477,6 +253,110 @@ std::string skipped_section(const std::optional<json>& training, const std::opti
   return h.str();
 }
 
+/// The training curves of a history (log.jsonl), against the global epoch; stage boundaries
+/// halfway between a stage's last epoch and the next one's first (early stopping can leave a gap).
+struct Curves {
+  Series loss{"train loss", "#1f77b4"}, val_loss{"val loss", "#ff7f0e", true};
+  Series acc{"train accuracy", "#1f77b4"}, val_acc{"val accuracy", "#ff7f0e", true};
+  Series lr{"head lr", "#2ca02c"}, lr_bb{"backbone lr", "#9467bd", true};
+  std::vector<Boundary> epoch_bounds, step_bounds;
+  std::string first_stage;
+  double best_val_acc = -1, total_seconds = 0;
+};
+
+std::string stage_label(const json& e) {
+  return "stage " + std::to_string(e.value("stage", 0)) +
+         (e.contains("stage_name") && e["stage_name"].is_string() ? ": " + e["stage_name"].get<std::string>() : std::string());
+}
+
+Curves curves_of(const json& history) {
+  Curves c;
+  c.first_stage = stage_label(history[0]);
+  for (size_t i = 0; i < history.size(); ++i) {
+    const json& e = history[i];
+    auto ge = field(e, "global_epoch");
+    double x = ge ? *ge : static_cast<double>(i + 1);
+    if (auto v = field(e, "loss")) c.loss.points.emplace_back(x, *v);
+    if (auto v = field(e, "val_loss")) c.val_loss.points.emplace_back(x, *v);
+    if (auto v = field(e, "accuracy")) c.acc.points.emplace_back(x, *v);
+    if (auto v = field(e, "val_accuracy")) {
+      c.val_acc.points.emplace_back(x, *v);
+      c.best_val_acc = std::max(c.best_val_acc, *v);
+    }
+    // An epoch's rate is held over its steps: from the previous epoch's last step to its own.
+    double step = field(e, "step").value_or(x);
+    double prev_step = i > 0 ? field(history[i - 1], "step").value_or(0) : 0;
+    if (auto v = field(e, "lr")) c.lr.points.emplace_back(step, *v), c.lr.starts.push_back(prev_step);
+    if (auto v = field(e, "lr_backbone")) c.lr_bb.points.emplace_back(step, *v), c.lr_bb.starts.push_back(prev_step);
+    c.total_seconds += field(e, "seconds").value_or(0);
+    if (i > 0 && e.value("stage", 0) != history[i - 1].value("stage", 0)) {
+      double prev = field(history[i - 1], "global_epoch").value_or(x - 1);
+      c.epoch_bounds.push_back({(prev + x) / 2, stage_label(e)});
+      c.step_bounds.push_back({field(history[i - 1], "step").value_or(step), stage_label(e)});
+    }
+  }
+  return c;
+}
+
+std::string summary_section(const json& cfg, const json& history, const Curves& c, const std::optional<json>& ev) {
+  std::ostringstream h;
+  const json& last = history.back();
+  h << "<section id=\"summary\"><div class=\"cards\">";
+  h << card(std::to_string(history.size()), "epochs (" + std::to_string(cfg.contains("stages") ? cfg["stages"].size() : 0) + " stages)");
+  if (auto v = field(last, "loss")) h << card(num(*v, 4), "final train loss");
+  if (auto v = field(last, "accuracy")) h << card(percent(*v), "final train accuracy");
+  if (auto v = field(last, "val_accuracy")) h << card(percent(*v), "final val accuracy");
+  if (c.best_val_acc >= 0) h << card(percent(c.best_val_acc), "best val accuracy");
+  if (ev) {
+    h << card(percent(ev->value("accuracy", 0.0)), "eval accuracy");
+    h << card(percent(ev->value("topk_accuracy", 0.0)), "eval top-" + std::to_string(ev->value("topk", 5)));
+  }
+  char took[32];
+  if (c.total_seconds < 90) std::snprintf(took, sizeof took, "%.1f s", c.total_seconds);
+  else std::snprintf(took, sizeof took, "%.1f min", c.total_seconds / 60);
+  h << card(took, "training time") << "</div></section>\n";
+  return h.str();
+}
+
+std::string curves_section(const Curves& c) {
+  std::ostringstream h;
+  h << "<section id=\"curves\"><h2>Training curves</h2>\n<div class=\"charts\">\n";
+  h << line_chart({"plot-loss", "Loss", "epoch (across stages)", "cross-entropy", std::nullopt, true, c.first_stage}, {c.loss, c.val_loss},
+                  c.epoch_bounds);
+  h << line_chart({"plot-accuracy", "Accuracy", "epoch (across stages)", "top-1 accuracy", std::make_pair(0.0, 1.0), true, c.first_stage},
+                  {c.acc, c.val_acc}, c.epoch_bounds);
+  h << line_chart({"plot-lr", "Learning rate", "optimizer step", "learning rate", std::nullopt, false, c.first_stage}, {c.lr, c.lr_bb},
+                  c.step_bounds);
+  h << "</div>\n<p class=\"caption\">Train values are the epoch's running mean over its batches (with augmentation and, where "
+       "the stage trains it, dropout); validation is measured after the epoch. Dashed vertical lines mark where a stage starts. "
+       "Learning rate: one value per epoch, held over its steps — log.jsonl records the rate of each epoch's last step, so a per-step "
+       "schedule (warm-up, cosine) shows only at epoch resolution; the backbone's rate is drawn where a stage trains part of it.</p>\n"
+       "</section>\n";
+  return h.str();
+}
+
+std::string evaluation_section(const std::optional<json>& ev, const std::string& run_dir) {
+  std::ostringstream h;
+  h << "<section id=\"evaluation\"><h2>Evaluation</h2>\n";
+  if (!ev) {
+    h << "<p class=\"note\">No eval.json in this run directory (the run has no validation data, or it was not evaluated): run "
+         "<code>tltrain eval --checkpoint "
+      << escape(run_dir) << "/checkpoints/best.pt --data DIR</code> to add the confusion matrix and the mistakes.</p></section>\n";
+    return h.str();
+  }
+  std::string on = ev->contains("data") && (*ev)["data"].is_string() ? (*ev)["data"].get<std::string>() : "";
+  std::string ck = ev->contains("checkpoint") && (*ev)["checkpoint"].is_string() ? (*ev)["checkpoint"].get<std::string>() : "";
+  h << "<p class=\"note\">From eval.json" << (ck.empty() ? "" : ": " + escape(fs::path(ck).filename().string()))
+    << (on.empty() ? "" : " on " + escape(on)) << " — " << ev->value("samples", int64_t{0}) << " images, loss "
+    << num(ev->value("loss", 0.0), 4) << ", accuracy " << percent(ev->value("accuracy", 0.0)) << ".</p>\n";
+  h << "<div class=\"cm-row\"><figure>" << confusion_svg(*ev)
+    << "<figcaption class=\"caption\">Confusion matrix: rows are true classes, columns predictions; the colour is the share of "
+       "the row.</figcaption></figure>\n"
+    << per_class_table(*ev) << "</div>\n";
+  h << "</section>\n<section id=\"mistakes\"><h2>Most confident mistakes</h2>\n" << mistakes_html(*ev) << "</section>\n";
+  return h.str();
+}
+
 }  // namespace
 
 std::string write_report(const std::string& run_dir) {
@@ -489,43 +369,9 @@ std::string write_report(const std::string& run_dir) {
   TLTRAIN_CHECK(!history.empty(), ErrorKind::Data, "'" + log_path + "' is empty: no epoch has finished yet");
   std::optional<json> ev;
   if (fs::exists(eval_path)) ev = read_json(eval_path);
-
-  // Curves against the global epoch; stage boundaries halfway between a stage's last epoch and
-  // the next one's first (early stopping can leave a gap).
-  Series loss{"train loss", "#1f77b4"}, val_loss{"val loss", "#ff7f0e", true};
-  Series acc{"train accuracy", "#1f77b4"}, val_acc{"val accuracy", "#ff7f0e", true};
-  Series lr{"head lr", "#2ca02c"}, lr_bb{"backbone lr", "#9467bd", true};
-  std::vector<Boundary> epoch_bounds, step_bounds;
-  auto stage_label = [](const json& e) {
-    return "stage " + std::to_string(e.value("stage", 0)) + (e.contains("stage_name") && e["stage_name"].is_string()
-                                                                   ? ": " + e["stage_name"].get<std::string>()
-                                                                   : std::string());
-  };
-  double best_val_acc = -1, total_seconds = 0;
-  for (size_t i = 0; i < history.size(); ++i) {
-    const json& e = history[i];
-    auto ge = field(e, "global_epoch");
-    double x = ge ? *ge : static_cast<double>(i + 1);
-    if (auto v = field(e, "loss")) loss.points.emplace_back(x, *v);
-    if (auto v = field(e, "val_loss")) val_loss.points.emplace_back(x, *v);
-    if (auto v = field(e, "accuracy")) acc.points.emplace_back(x, *v);
-    if (auto v = field(e, "val_accuracy")) {
-      val_acc.points.emplace_back(x, *v);
-      best_val_acc = std::max(best_val_acc, *v);
-    }
-    // An epoch's rate is held over its steps: from the previous epoch's last step to its own.
-    double step = field(e, "step").value_or(x);
-    double prev_step = i > 0 ? field(history[i - 1], "step").value_or(0) : 0;
-    if (auto v = field(e, "lr")) lr.points.emplace_back(step, *v), lr.starts.push_back(prev_step);
-    if (auto v = field(e, "lr_backbone")) lr_bb.points.emplace_back(step, *v), lr_bb.starts.push_back(prev_step);
-    total_seconds += field(e, "seconds").value_or(0);
-    if (i > 0 && e.value("stage", 0) != history[i - 1].value("stage", 0)) {
-      double prev = field(history[i - 1], "global_epoch").value_or(x - 1);
-      epoch_bounds.push_back({(prev + x) / 2, stage_label(e)});
-      step_bounds.push_back({field(history[i - 1], "step").value_or(step), stage_label(e)});
-    }
-  }
-  const std::string first_stage = stage_label(history[0]);
+  std::optional<json> skipped;
+  if (fs::exists(run_dir + "/skipped.json")) skipped = read_json(run_dir + "/skipped.json");
+  const Curves curves = curves_of(history);
 
   std::ostringstream h;
   const std::string name = cfg.value("name", fs::path(run_dir).filename().string());
@@ -536,56 +382,8 @@ std::string write_report(const std::string& run_dir) {
     << kStyle << "</style></head>\n<body>\n";
   h << "<h1>Run report: " << escape(name) << "</h1>\n<p class=\"sub\">" << escape(fs::absolute(run_dir).string()) << " · generated " << date
     << " by tltrain</p>\n";
-
-  const json& last = history.back();
-  h << "<section id=\"summary\"><div class=\"cards\">";
-  h << card(std::to_string(history.size()), "epochs (" + std::to_string(cfg.contains("stages") ? cfg["stages"].size() : 0) + " stages)");
-  if (auto v = field(last, "loss")) h << card(num(*v, 4), "final train loss");
-  if (auto v = field(last, "accuracy")) h << card(percent(*v), "final train accuracy");
-  if (auto v = field(last, "val_accuracy")) h << card(percent(*v), "final val accuracy");
-  if (best_val_acc >= 0) h << card(percent(best_val_acc), "best val accuracy");
-  if (ev) {
-    h << card(percent(ev->value("accuracy", 0.0)), "eval accuracy");
-    h << card(percent(ev->value("topk_accuracy", 0.0)), "eval top-" + std::to_string(ev->value("topk", 5)));
-  }
-  char took[32];
-  if (total_seconds < 90) std::snprintf(took, sizeof took, "%.1f s", total_seconds);
-  else std::snprintf(took, sizeof took, "%.1f min", total_seconds / 60);
-  h << card(took, "training time") << "</div></section>\n";
-
-  h << "<section id=\"curves\"><h2>Training curves</h2>\n<div class=\"charts\">\n";
-  h << line_chart({"plot-loss", "Loss", "epoch (across stages)", "cross-entropy", std::nullopt, true, first_stage}, {loss, val_loss},
-                  epoch_bounds);
-  h << line_chart({"plot-accuracy", "Accuracy", "epoch (across stages)", "top-1 accuracy", std::make_pair(0.0, 1.0), true, first_stage},
-                  {acc, val_acc}, epoch_bounds);
-  h << line_chart({"plot-lr", "Learning rate", "optimizer step", "learning rate", std::nullopt, false, first_stage}, {lr, lr_bb}, step_bounds);
-  h << "</div>\n<p class=\"caption\">Train values are the epoch's running mean over its batches (with augmentation and, where "
-       "the stage trains it, dropout); validation is measured after the epoch. Dashed vertical lines mark where a stage starts. "
-       "Learning rate: one value per epoch, held over its steps — log.jsonl records the rate of each epoch's last step, so a per-step "
-       "schedule (warm-up, cosine) shows only at epoch resolution; the backbone's rate is drawn where a stage trains part of it.</p>\n"
-       "</section>\n";
-
-  h << "<section id=\"evaluation\"><h2>Evaluation</h2>\n";
-  if (ev) {
-    std::string on = ev->contains("data") && (*ev)["data"].is_string() ? (*ev)["data"].get<std::string>() : "";
-    std::string ck = ev->contains("checkpoint") && (*ev)["checkpoint"].is_string() ? (*ev)["checkpoint"].get<std::string>() : "";
-    h << "<p class=\"note\">From eval.json" << (ck.empty() ? "" : ": " + escape(fs::path(ck).filename().string()))
-      << (on.empty() ? "" : " on " + escape(on)) << " — " << ev->value("samples", int64_t{0}) << " images, loss "
-      << num(ev->value("loss", 0.0), 4) << ", accuracy " << percent(ev->value("accuracy", 0.0)) << ".</p>\n";
-    h << "<div class=\"cm-row\"><figure>" << confusion_svg(*ev)
-      << "<figcaption class=\"caption\">Confusion matrix: rows are true classes, columns predictions; the colour is the share of "
-         "the row.</figcaption></figure>\n"
-      << per_class_table(*ev) << "</div>\n";
-    h << "</section>\n<section id=\"mistakes\"><h2>Most confident mistakes</h2>\n" << mistakes_html(*ev) << "</section>\n";
-  } else {
-    h << "<p class=\"note\">No eval.json in this run directory (the run has no validation data, or it was not evaluated): run "
-         "<code>tltrain eval --checkpoint "
-      << escape(run_dir) << "/checkpoints/best.pt --data DIR</code> to add the confusion matrix and the mistakes.</p></section>\n";
-  }
-
-  std::optional<json> skipped;
-  if (fs::exists(run_dir + "/skipped.json")) skipped = read_json(run_dir + "/skipped.json");
-  h << skipped_section(skipped, ev);
+  h << summary_section(cfg, history, curves, ev) << curves_section(curves) << evaluation_section(ev, run_dir)
+    << skipped_section(skipped, ev);
   h << "<section id=\"config\"><h2>Config (resolved)</h2>\n<pre id=\"config-json\">" << escape(cfg.dump(2)) << "</pre></section>\n";
   h << "<script>" << kCheckScript << "</script>\n</body></html>\n";
 

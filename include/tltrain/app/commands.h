@@ -1,0 +1,49 @@
+#pragma once
+// The subcommands as library calls: each takes its options struct and writes what the command
+// prints to OUT (the CLI passes stdout; logs go to stderr), so the CLI only parses. This box sits at the end of the flow: it may use every other
+// box and none uses it.
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "tltrain/data/tools.h"
+#include "tltrain/eval/evaluate.h"
+#include "tltrain/train/finetune.h"
+#include "tltrain/train/trainer.h"
+
+namespace tltrain::app {
+
+struct FitRequest {
+  std::string config;                  ///< run config file (or resume)
+  std::vector<std::string> overrides;  ///< --set a.b=value
+  bool dry_run = false;                ///< print the resolved config and plan, train nothing
+  std::string resume;                  ///< continue this run directory
+  bool tensorboard = false;
+  double dist_timeout = 60;  ///< seconds a collective may wait for the other ranks
+};
+
+/// `fit`: trains (on the ranks the environment describes), then evaluates the best checkpoint and
+/// writes report.html; the summary goes to OUT on rank 0.
+void fit(const FitRequest& request, std::ostream& out);
+
+/// `finetune`: one more stage from a checkpoint (train::finetune_config), trained and reported as fit.
+void finetune(const train::FinetuneOptions& options, std::ostream& out);
+
+/// `eval`: the report of OPTIONS' checkpoint, written to OUT (default RUN_DIR/eval.json, which
+/// also refreshes RUN_DIR/report.html).
+void evaluate(const eval::EvalOptions& options, const std::string& json_path, std::ostream& out);
+
+/// `data check`: images per class and split and the files that cannot be used; a Data error
+/// after the text when a split has no usable image.
+void check_data(const std::string& config, const std::vector<std::string>& overrides, const data::CheckOptions& options,
+                std::ostream& out);
+
+/// `data preview`: a PNG grid of N augmented training samples of EPOCH.
+void preview_data(const std::string& config, const std::vector<std::string>& overrides, const std::string& png, int64_t n,
+                  int64_t epoch, std::ostream& out);
+
+/// `bench data`: steady-state images/s of the training data pipeline.
+void bench_data(const std::string& config, const std::vector<std::string>& overrides, const data::BenchOptions& options,
+                std::ostream& out);
+
+}  // namespace tltrain::app

@@ -1,0 +1,110 @@
+#include "tltrain/app/commands.h"
+
+#include <cstdio>
+#include <filesystem>
+
+#include "tltrain/config/run_config.h"
+#include "tltrain/core/error.h"
+#include "tltrain/core/log.h"
+#include "tltrain/dist/context.h"
+#include "tltrain/eval/report.h"
+#include "tltrain/model/backbone_meta.h"
+#include "tltrain/train/plan.h"
+
+namespace fs = std::filesystem;
+
+namespace tltrain::app {
+
+namespace {
+
+/// Rank 0 after training: evaluates the best checkpoint (else the last) and writes the report.
+std::string finish(const train::FitResult& r, const config::RunConfig& cfg) {
+  return eval::finish_run(r.run_dir, r.best_checkpoint.empty() ? r.last_checkpoint : r.best_checkpoint, cfg);
+}
+
+}  // namespace
+
+void fit(const FitRequest& o, std::ostream& out) {
+  // torchrun/SLURM/tltrain launch environment; none set: one process, as before.
+  log::set_rank(dist::context_from_env().rank);  // before any output: other ranks print errors only
+  TLTRAIN_CHECK(!o.config.empty() || !o.resume.empty(), ErrorKind::Usage, "fit needs --config FILE (or --resume RUN_DIR)");
+  TLTRAIN_CHECK(o.config.empty() || o.resume.empty(), ErrorKind::Usage,
+                "--resume continues a run with its own saved config; leave out --config");
+  TLTRAIN_CHECK(o.resume.empty() || o.overrides.empty(), ErrorKind::Usage,
+                "--set cannot change a run being resumed: the result would match neither config");
+  const config::RunConfig cfg = o.resume.empty() ? config::load_run_config(o.config, o.overrides) : train::load_run_dir_config(o.resume);
+  for (const auto& w : cfg.warnings) log::warn(cfg.source + ": " + w.path + ": " + w.message);
+  if (o.dry_run) {
+    auto d = train::dry_run(cfg);
+    out << "Resolved config:\n" << d.resolved_config.dump(2) << "\n\n" << d.text;
+    return;
+  }
+  const auto r = train::fit_on_ranks(cfg, {!o.resume.empty(), "", o.tensorboard, nullptr}, o.dist_timeout);
+  if (!log::is_output_rank()) return;
+  const std::string report = finish(r, cfg);
+  out << "run: " << r.run_dir << "\n"
+      << "best " << r.monitor << ": " << r.best_value << "  (" << r.best_checkpoint << ")\n"
+      << "last checkpoint: " << r.last_checkpoint << "\n"
+      << "logs: " << r.run_dir << "/log.csv\n"
+      << (report.empty() ? "" : "report: " + report + "\n") << "next: tltrain eval --checkpoint " << r.best_checkpoint << "\n";
+}
+
+void finetune(const train::FinetuneOptions& o, std::ostream& out) {
+  log::set_rank(dist::context_from_env().rank);
+  const config::RunConfig cfg = train::finetune_config(o);
+  for (const auto& w : cfg.warnings) log::warn(w.path + ": " + w.message);
+  const auto r = train::fit_on_ranks(cfg, {false, o.checkpoint, false, nullptr});
+  if (!log::is_output_rank()) return;
+  const std::string report = finish(r, cfg);
+  out << "run: " << r.run_dir << "\nbest " << r.monitor << ": " << r.best_value << "  (" << r.best_checkpoint << ")\n"
+      << (report.empty() ? "" : "report: " + report + "\n");
+}
+
+void evaluate(const eval::EvalOptions& o, const std::string& json_path, std::ostream& out) {
+  const auto report = eval::evaluate_checkpoint(o);
+  out << eval::format_report(report);
+  // Default: beside the run's checkpoints folder, as RUN_DIR/eval.json.
+  const fs::path ck = fs::absolute(o.checkpoint);
+  const bool under_checkpoints = ck.parent_path().filename() == "checkpoints";
+  const std::string run_dir = (under_checkpoints ? ck.parent_path().parent_path() : ck.parent_path()).string();
+  const bool in_run = under_checkpoints && fs::exists(run_dir + "/config.json");
+  const std::string default_path = run_dir + "/eval.json";
+  const std::string path = json_path.empty() ? default_path : json_path;
+  eval::write_eval_json(path, report, o.checkpoint, o.data);
+  if (report.skipped.count() > 0) log::warn(report.skipped.warning(0, path));
+  out << "\nwrote " << path << "\n";
+  // The report reads RUN_DIR/eval.json, so it is refreshed only when that is what was written.
+  if (in_run && fs::absolute(path) == fs::absolute(default_path) && fs::exists(run_dir + "/log.jsonl"))
+    out << "wrote " << eval::write_report(run_dir) << "\n";
+}
+
+void check_data(const std::string& config, const std::vector<std::string>& overrides, const data::CheckOptions& options,
+                std::ostream& out) {
+  const auto setup = data::load_data_setup(config, overrides, model::read_image_spec);
+  out << "preprocessing: " << setup.pre.describe() << "\n  (" << setup.note << ")\n";
+  const auto report = data::check_data(setup, options);
+  out << data::format_check(report) << std::flush;
+  TLTRAIN_CHECK(report.usable(), ErrorKind::Data, "a split has no usable images (see above): fix or replace the files listed");
+}
+
+void preview_data(const std::string& config, const std::vector<std::string>& overrides, const std::string& png, int64_t n,
+                  int64_t epoch, std::ostream& out) {
+  const auto setup = data::load_data_setup(config, overrides, model::read_image_spec);
+  const int64_t tiles = data::write_preview(setup, png, n, epoch);
+  out << "wrote " << png << ": " << tiles << " augmented training samples of epoch " << epoch << " (" << setup.pre.height << "x"
+      << setup.pre.width << ")\n";
+}
+
+void bench_data(const std::string& config, const std::vector<std::string>& overrides, const data::BenchOptions& options,
+                std::ostream& out) {
+  const auto setup = data::load_data_setup(config, overrides, model::read_image_spec);
+  const auto r = data::bench_data(setup, options);
+  char line[256];
+  std::snprintf(line, sizeof line, "%s: %.1f images/s (%lld images in %.2f s, %lld threads, batch %lld, %lldx%lld)",
+                options.decode_only ? "decode only" : "training pipeline", r.images_per_s, static_cast<long long>(r.images),
+                r.seconds, static_cast<long long>(r.threads), static_cast<long long>(r.batch_size),
+                static_cast<long long>(setup.pre.height), static_cast<long long>(setup.pre.width));
+  out << line << "\n";
+}
+
+}  // namespace tltrain::app
