@@ -48,12 +48,12 @@ std::string problems_with(const std::string& assignment) {
 TEST(Config, MinimalConfigResolvesDefaults) {
   auto c = parse(kMinimal);
   EXPECT_EQ(c.seed, 42);
-  EXPECT_EQ(c.device, "auto");
+  EXPECT_EQ(c.device, config::Device::Auto);
   EXPECT_EQ(c.data.batch_size, 32);
   EXPECT_EQ(c.stages.size(), 1u);
-  EXPECT_EQ(c.stages[0].optimizer.name, "adam");
+  EXPECT_EQ(c.stages[0].optimizer.name, config::Optimizer::Adam);
   EXPECT_DOUBLE_EQ(c.stages[0].optimizer.lr, 1e-3);
-  EXPECT_EQ(c.stages[0].batch_norm, "frozen");
+  EXPECT_EQ(c.stages[0].batch_norm, config::BatchNormPolicy::Frozen);
   EXPECT_EQ(c.stages[0].trainable.kind, config::TrainableSpec::Kind::Head);
   // Defaults appear in the resolved config, paths are absolute.
   EXPECT_EQ(c.resolved["data"]["batch_size"], 32);
@@ -164,7 +164,7 @@ TEST(Config, OverridesSetNestedValuesWithJsonOrStringValues) {
   config::apply_override(j, "data.augment.zoom_range=[0.9,1.2]");
   auto c = parse(j.dump());
   EXPECT_DOUBLE_EQ(c.stages[0].optimizer.lr, 1e-4);
-  EXPECT_EQ(c.device, "cpu");
+  EXPECT_EQ(c.device, config::Device::Cpu);
   EXPECT_DOUBLE_EQ(c.data.augment.zoom_range[1], 1.2);
 }
 

@@ -4,7 +4,6 @@
 #include <thread>
 
 #include "tltrain/core/error.h"
-#include "tltrain/core/table.h"
 #include "tltrain/core/threads.h"
 
 using namespace tltrain;
@@ -19,14 +18,3 @@ TEST(CoreThreads, RequestedWinsElseCoresSharedAtLeastOne) {
   EXPECT_EQ(threads_or_cores(-1, 0), cores);
 }
 
-TEST(CoreTable, LookupFindsOrThrowsWithTheValidNames) {
-  const std::map<std::string, int> table{{"b", 2}, {"a", 1}};
-  EXPECT_EQ(lookup(table, "b", "thing"), 2);
-  try {
-    lookup(table, "c", "thing");
-    ADD_FAILURE() << "no throw";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.kind(), ErrorKind::Usage);
-    EXPECT_NE(std::string(e.what()).find("unknown thing 'c' (valid: a, b)"), std::string::npos) << e.what();
-  }
-}

@@ -164,7 +164,7 @@ TEST(DataTransforms, ShiftFillsWithTheFillMode) {
   cv::Mat img(16, 16, CV_8UC3, cv::Scalar::all(100));
   auto aug = no_augment();
   aug.width_shift_range = 0.5;
-  aug.fill_mode = "constant";
+  aug.fill_mode = config::FillMode::Constant;
   aug.fill_value = 7;
   Transform t(small(16), aug, Mode::Train);
   int filled = 0;
@@ -174,7 +174,7 @@ TEST(DataTransforms, ShiftFillsWithTheFillMode) {
     filled += out.at<cv::Vec3b>(8, 0)[0] == 7 || out.at<cv::Vec3b>(8, 15)[0] == 7;
   }
   EXPECT_GT(filled, 10);
-  aug.fill_mode = "nearest";
+  aug.fill_mode = config::FillMode::Nearest;
   Transform n(small(16), aug, Mode::Train);
   for (int i = 0; i < 20; ++i) {
     SampleRng rng = SampleRng::for_sample(1, 0, i);
@@ -226,7 +226,7 @@ TEST(DataTransforms, NormalizationPresets) {
   cv::Mat px(1, 1, CV_8UC3, cv::Scalar(128, 0, 255));  // B=128 G=0 R=255
   auto norm = [&](const std::string& preset) {
     config::DataConfig cfg;
-    cfg.normalization = preset;
+    cfg.normalization = config::from_name<config::Normalization>(preset);
     cfg.image_size = std::array<int64_t, 2>{1, 1};
     Preprocess p = resolve_preprocess(cfg, ImageSpec{});
     std::array<float, 3> out{};

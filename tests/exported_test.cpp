@@ -118,14 +118,14 @@ TEST(ExportedClassifier, ModesFollowTheFreezePlanInsideNestedContainers) {
     ADD_FAILURE() << "no module " << name;
     return false;
   };
-  m.set_training(true, "train");
+  m.set_training(true, config::BatchNormPolicy::Train);
   EXPECT_TRUE(bn_training("features.18.1"));        // BN of a trainable block trains
   EXPECT_TRUE(bn_training("features.15.conv.0.1"));
   EXPECT_FALSE(bn_training("features.14.conv.0.1"));  // frozen block: inference mode
   EXPECT_FALSE(bn_training("features.0.1"));
-  m.set_training(true, "frozen");
+  m.set_training(true, config::BatchNormPolicy::Frozen);
   EXPECT_FALSE(bn_training("features.18.1"));
-  m.set_training(false, "train");
+  m.set_training(false, config::BatchNormPolicy::Train);
   EXPECT_FALSE(bn_training("features.18.1"));
 }
 

@@ -89,7 +89,7 @@ class ReportRun : public ::testing::Test {
     auto r = train::fit(config::parse_run_config(cfg, "report_test.json"));
     eval::EvalOptions eo;
     eo.checkpoint = r.best_checkpoint;
-    eo.device = "cpu";
+    eo.device = config::Device::Cpu;
     eo.threads = 2;
     write_file_atomically(r.run_dir + "/eval.json", eval::to_json(eval::evaluate_checkpoint(eo)).dump(2));
     run_dir_ = r.run_dir;

@@ -13,7 +13,7 @@ namespace {
 
 config::ScheduleConfig schedule(const std::string& name) {
   config::ScheduleConfig s;
-  s.name = name;
+  s.name = config::from_name<config::Schedule>(name);
   return s;
 }
 
@@ -118,9 +118,8 @@ TEST(Schedule, WarmupMultipliesCosine) {
 }
 
 TEST(Schedule, UnknownNameThrowsWithChoices) {
-  auto s = schedule("linear");
   try {
-    lr_factor(s, 1e-3, 0, 10, 100);
+    lr_factor(schedule("linear"), 1e-3, 0, 10, 100);
     FAIL() << "expected an error";
   } catch (const Error& e) {
     EXPECT_EQ(e.kind(), ErrorKind::Usage);

@@ -88,7 +88,7 @@ TEST(ShipExport, ModelFileComputesTheCheckpointsLogitsInCppAndPython) {
   auto ck = checkpoint::load(s.checkpoint);
   auto cfg = config::parse_run_config(ck.info.at("config"), "ckpt");
   auto m = checkpoint::classifier_from(ck, torch::kCPU);
-  m.set_training(false, "frozen");
+  m.set_training(false, config::BatchNormPolicy::Frozen);
   auto ds = data::scan_source(s.dir / "val");
   data::LoaderOptions lo;
   lo.batch_size = 64;

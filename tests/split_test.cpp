@@ -36,12 +36,12 @@ void expect_same_numbers(const std::string& path, size_t cut, const std::vector<
   auto x = torch::randn(shape), y = torch::randint(0, 3, {shape[0]}, torch::kLong);
   {
     torch::NoGradGuard no_grad;
-    plain.set_training(false, "frozen");
-    fast.set_training(false, "frozen");
+    plain.set_training(false, config::BatchNormPolicy::Frozen);
+    fast.set_training(false, config::BatchNormPolicy::Frozen);
     EXPECT_LT(rel_diff(fast.forward(x), plain.forward(x)), 1e-4) << path;
   }
   for (auto* m : {&plain, &fast}) {
-    m->set_training(true, "frozen");
+    m->set_training(true, config::BatchNormPolicy::Frozen);
     torch::manual_seed(5);  // stochastic depth / dropout draw alike
     torch::nn::functional::cross_entropy(m->forward(x), y).backward();
   }

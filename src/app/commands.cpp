@@ -1,7 +1,9 @@
 #include "tltrain/app/commands.h"
 
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <thread>
 
 #include "tltrain/config/run_config.h"
 #include "tltrain/core/error.h"
@@ -105,6 +107,17 @@ void bench_data(const std::string& config, const std::vector<std::string>& overr
                 r.seconds, static_cast<long long>(r.threads), static_cast<long long>(r.batch_size),
                 static_cast<long long>(setup.pre.height), static_cast<long long>(setup.pre.width));
   out << line << "\n";
+}
+
+void serve(const serve::ServeOptions& o, const std::function<bool()>& stopped, std::ostream& out) {
+  serve::Server server(o);
+  const int port = server.start();
+  out << "serving " << o.model << " on http://" << o.host << ":" << port << " (POST /predict, GET /health, GET /metadata; max batch "
+      << o.max_batch << ", max wait " << o.max_wait_ms << " ms)" << std::endl;
+  while (!stopped()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  out << "stopping: finishing requests in flight" << std::endl;
+  server.stop();
+  out << "stopped; " << server.stats().dump() << std::endl;
 }
 
 }  // namespace tltrain::app

@@ -14,7 +14,7 @@ void setup_eval(CLI::App& app) {
   sub->add_option("--data", o->data, "Labelled images (class folders or CSV); default: the run's validation set");
   sub->add_option("--topk", o->topk, "k for top-k accuracy (default 5)")->check(CLI::PositiveNumber);
   sub->add_option("--out", *out, "JSON report path (default RUN_DIR/eval.json)");
-  sub->add_option("--device", o->device, "auto|cpu|cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  add_name_option(*sub, "--device", o->device, "Where to run (default auto)");
   sub->add_option("--threads", o->threads, "Loader threads (default: one per core)");
   sub->add_option("--batch-size", o->batch_size, "Images per batch (default 32)")->check(CLI::PositiveNumber);
   sub->callback([o, out] { app::evaluate(*o, *out, std::cout); });

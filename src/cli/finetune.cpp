@@ -15,9 +15,9 @@ void setup_finetune(CLI::App& app) {
   sub->add_option("--unfreeze-from", o->unfreeze_from, "Train this block (see `tltrain inspect`) and all after it");
   sub->add_option("--epochs", o->epochs, "Epochs (default 5)")->check(CLI::PositiveNumber);
   sub->add_option("--lr", o->lr, "Learning rate (default 1e-4)")->check(CLI::NonNegativeNumber);
-  sub->add_option("--optimizer", o->optimizer, "sgd|adam|adamw|rmsprop (default sgd)")->check(CLI::IsMember({"sgd", "adam", "adamw", "rmsprop"}));
+  add_name_string<config::Optimizer>(*sub, "--optimizer", o->optimizer, "Optimizer (default sgd)");
   sub->add_option("--momentum", o->momentum, "Momentum for sgd/rmsprop (default 0.9)");
-  sub->add_option("--batch-norm", o->batch_norm, "frozen|train (default frozen)")->check(CLI::IsMember({"frozen", "train"}));
+  add_name_string<config::BatchNormPolicy>(*sub, "--batch-norm", o->batch_norm, "Backbone BatchNorm (default frozen)");
   sub->add_option("--output-dir", o->output_dir, "Run directory (default: the checkpoint's run directory + '-finetune')");
   sub->add_option("--set", o->overrides, "Override any config value, as in fit");
   sub->callback([o] { app::finetune(*o, std::cout); });

@@ -1,12 +1,10 @@
 // tltrain serve --model model.pt [--host 127.0.0.1] [--port 8080] [--max-batch 16] [--max-wait-ms 2] ...
 #include <atomic>
-#include <chrono>
 #include <csignal>
 #include <iostream>
-#include <thread>
 
 #include "commands.h"
-#include "tltrain/serve/server.h"
+#include "tltrain/app/commands.h"
 
 namespace tltrain::cli {
 
@@ -14,7 +12,6 @@ namespace {
 std::atomic<bool> g_stop{false};
 
 void run_serve(const serve::ServeOptions& o) {
-  serve::Server server(o);
   // Ctrl-C/SIGTERM: stop accepting, answer what is in flight, exit 0. A second signal kills.
   auto on_signal = [](int sig) {
     g_stop = true;
@@ -22,14 +19,7 @@ void run_serve(const serve::ServeOptions& o) {
   };
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
-  int port = server.start();
-  std::cout << "serving " << o.model << " on http://" << o.host << ":" << port
-            << " (POST /predict, GET /health, GET /metadata; max batch " << o.max_batch << ", max wait " << o.max_wait_ms
-            << " ms)" << std::endl;
-  while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  std::cout << "stopping: finishing requests in flight" << std::endl;
-  server.stop();
-  std::cout << "stopped; " << server.stats().dump() << std::endl;
+  app::serve(o, [] { return g_stop.load(); }, std::cout);
 }
 }  // namespace
 

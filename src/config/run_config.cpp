@@ -133,17 +133,19 @@ AugmentConfig read_augment(ObjectReader r) {
     r.problems().error(r.path_of("zoom_range"), "must be a number z in [0, 1) or a list [lo, hi] with 0 < lo <= hi, " + describe_value(*z));
   }
   r.resolve("zoom_range", json::array({a.zoom_range[0], a.zoom_range[1]}));
-  a.fill_mode = r.choice("fill_mode", "nearest", {"nearest", "constant", "reflect", "wrap"});
+  a.fill_mode = r.pick("fill_mode", FillMode::Nearest);
   a.fill_value = r.number("fill_value", 0.0, closed(0.0, 255.0));
   a.brightness = r.number("brightness", 0.0, closed(0.0, 1.0));
   a.contrast = r.number("contrast", 0.0, closed(0.0, 1.0));
   a.saturation = r.number("saturation", 0.0, closed(0.0, 1.0));
   a.hue = r.number("hue", 0.0, closed(0.0, 0.5));
-  a.order = r.strings("order", a.order);
-  const std::vector<std::string> steps{"crop", "affine", "flip", "color"};
-  for (const auto& s : a.order) {
-    if (std::find(steps.begin(), steps.end(), s) == steps.end())
-      r.problems().error(r.path_of("order"), "unknown step \"" + s + "\"; steps are crop, affine, flip, color");
+  std::vector<std::string> default_order;
+  for (AugmentStep step : a.order) default_order.push_back(name_of(step));
+  a.order.clear();
+  for (const auto& name : r.strings("order", default_order)) {
+    AugmentStep step;
+    if (parse_name(name, step)) a.order.push_back(step);
+    else r.problems().error(r.path_of("order"), "unknown step \"" + name + "\"; steps are " + choices<AugmentStep>(", "));
   }
   return a;
 }
@@ -174,9 +176,9 @@ DataConfig read_data(ObjectReader r) {
     r.resolve("image_size", "backbone");
   }
   d.resize = r.integer("resize", 0, closed(0, 8192));
-  d.normalization = r.choice("normalization", "backbone", {"backbone", "imagenet", "unit", "symmetric", "caffe"});
+  d.normalization = r.pick("normalization", Normalization::Backbone);
   d.batch_size = r.integer("batch_size", 32, closed(1, 65536));
-  d.on_bad_image = r.choice("on_bad_image", "skip", {"skip", "error"});
+  d.on_bad_image = r.pick("on_bad_image", OnBadImage::Skip);
   d.max_pixels = r.integer("max_pixels", d.max_pixels, gt(0));
   d.augment = read_augment(r.object("augment"));
   return d;
@@ -189,19 +191,20 @@ ModelConfig read_model(ObjectReader r) {
     r.problems().error(r.path_of("backbone"), "is required: a .pt file made by scripts/export_backbone.py");
   r.resolve("backbone", m.backbone);
   ObjectReader h = r.object("head");
-  m.head.pooling = h.choice("pooling", "avg", {"avg", "max", "avgmax"});
+  m.head.pooling = h.pick("pooling", Pooling::Avg);
   m.head.hidden = h.integers("hidden", {}, closed(1, 1 << 20));
-  m.head.activation = h.choice("activation", "relu", {"relu", "gelu", "silu", "tanh"});
+  m.head.activation = h.pick("activation", Activation::Relu);
   m.head.dropout = h.number("dropout", 0.0, Range{0.0, 1.0, false, true});
   return m;
 }
 
 OptimizerConfig read_optimizer(ObjectReader r) {
   OptimizerConfig o;
-  o.name = r.choice("name", "adam", {"sgd", "adam", "adamw", "rmsprop"});
-  o.lr = r.number("lr", o.name == "sgd" ? 1e-2 : 1e-3, ge(0.0));
+  o.name = r.pick("name", Optimizer::Adam);
+  o.lr = r.number("lr", o.name == Optimizer::Sgd ? 1e-2 : 1e-3, ge(0.0));
   o.weight_decay = r.number("weight_decay", 0.0, ge(0.0));
-  const bool sgd = o.name == "sgd", rmsprop = o.name == "rmsprop", adam_like = o.name == "adam" || o.name == "adamw";
+  const bool sgd = o.name == Optimizer::Sgd, rmsprop = o.name == Optimizer::RmsProp,
+             adam_like = o.name == Optimizer::Adam || o.name == Optimizer::AdamW;
   o.momentum = r.number("momentum", sgd ? 0.9 : 0.0, Range{0.0, 1.0, false, true});
   o.nesterov = r.boolean("nesterov", false);
   if (o.nesterov && o.momentum <= 0) r.problems().error(r.path_of("nesterov"), "needs momentum > 0");
@@ -212,7 +215,7 @@ OptimizerConfig read_optimizer(ObjectReader r) {
       {"momentum", sgd || rmsprop}, {"nesterov", sgd}, {"betas", adam_like}, {"eps", !sgd}, {"alpha", rmsprop}};
   for (const auto& [key, used] : uses) {
     if (used) continue;
-    if (r.has(key)) r.problems().warning(r.path_of(key), "is ignored by optimizer " + o.name);
+    if (r.has(key)) r.problems().warning(r.path_of(key), "is ignored by optimizer " + name_of(o.name));
     // The resolved config shows only what this optimizer uses, so that a stored config read
     // back (resume, eval, finetune) does not warn about defaults the user never wrote.
     r.unresolve(key);
@@ -222,7 +225,7 @@ OptimizerConfig read_optimizer(ObjectReader r) {
 
 ScheduleConfig read_schedule(ObjectReader r) {
   ScheduleConfig s;
-  s.name = r.choice("name", "constant", {"constant", "step", "exponential", "cosine"});
+  s.name = r.pick("name", Schedule::Constant);
   s.warmup_steps = r.integer("warmup_steps", 0, ge(0));
   s.step_epochs = r.integer("step_epochs", 10, ge(1));
   s.gamma = r.number("gamma", 0.1, gt(0.0));
@@ -230,18 +233,16 @@ ScheduleConfig read_schedule(ObjectReader r) {
   s.decay_rate = r.number("decay_rate", 0.9, gt(0.0));
   s.staircase = r.boolean("staircase", false);
   s.min_lr = r.number("min_lr", 0.0, ge(0.0));
-  const std::pair<const char*, const char*> owners[] = {{"step_epochs", "step"},        {"gamma", "step"},
-                                                        {"decay_steps", "exponential"}, {"decay_rate", "exponential"},
-                                                        {"staircase", "exponential"},   {"min_lr", "cosine"}};
+  const std::pair<const char*, Schedule> owners[] = {{"step_epochs", Schedule::Step},        {"gamma", Schedule::Step},
+                                                     {"decay_steps", Schedule::Exponential}, {"decay_rate", Schedule::Exponential},
+                                                     {"staircase", Schedule::Exponential},   {"min_lr", Schedule::Cosine}};
   for (const auto& [key, owner] : owners) {
     if (s.name == owner) continue;
-    if (r.has(key)) r.problems().warning(r.path_of(key), "is ignored by schedule " + s.name);
+    if (r.has(key)) r.problems().warning(r.path_of(key), "is ignored by schedule " + name_of(s.name));
     r.unresolve(key);  // as for the optimizer: a stored config must read back without warnings
   }
   return s;
 }
-
-const std::vector<std::string> kMetrics{"val_loss", "val_accuracy", "loss", "accuracy"};
 
 StageConfig read_stage(const json& in, json& resolved, const std::string& path, Problems& problems, size_t index) {
   StageConfig st;
@@ -249,10 +250,10 @@ StageConfig read_stage(const json& in, json& resolved, const std::string& path, 
   st.name = r.string("name", "stage" + std::to_string(index + 1));
   st.epochs = r.integer("epochs", 1, closed(0, 100000));
   st.trainable = read_trainable(r);
-  st.batch_norm = r.choice("batch_norm", "frozen", {"frozen", "train"});
+  st.batch_norm = r.pick("batch_norm", BatchNormPolicy::Frozen);
   st.optimizer = read_optimizer(r.object("optimizer"));
   st.schedule = read_schedule(r.object("schedule"));
-  if (st.schedule.name == "cosine" && st.schedule.min_lr > st.optimizer.lr)
+  if (st.schedule.name == Schedule::Cosine && st.schedule.min_lr > st.optimizer.lr)
     problems.error(r.path_of("schedule.min_lr"), "must be <= the optimizer's lr (" + std::to_string(st.optimizer.lr) + ")");
   st.backbone_lr_mult = r.number("backbone_lr_mult", 1.0, ge(0.0));
   st.label_smoothing = r.number("label_smoothing", 0.0, Range{0.0, 1.0, false, true});
@@ -260,11 +261,11 @@ StageConfig read_stage(const json& in, json& resolved, const std::string& path, 
   if (!cw) {
     r.resolve("class_weights", nullptr);
   } else if (cw->is_string() && cw->get<std::string>() == "auto") {
-    st.class_weights_mode = "auto";
+    st.class_weights_mode = StageConfig::ClassWeights::Auto;
     r.resolve("class_weights", "auto");
   } else if (cw->is_array()) {
     st.class_weights = r.numbers("class_weights", {}, gt(0.0));
-    st.class_weights_mode = "list";
+    st.class_weights_mode = StageConfig::ClassWeights::List;
   } else {
     problems.error(r.path_of("class_weights"), "must be null, \"auto\" or a list of positive weights, one per class, " + describe_value(*cw));
   }
@@ -277,7 +278,7 @@ StageConfig read_stage(const json& in, json& resolved, const std::string& path, 
       problems.error(r.path_of("early_stopping"), "must be null, true/false or an object {\"patience\": 3, ...}, " + describe_value(*es));
     bool on = es && (es->is_object() || (es->is_boolean() && es->get<bool>()));
     st.early_stopping.enabled = e.boolean("enabled", on);
-    st.early_stopping.monitor = e.choice("monitor", "val_loss", kMetrics);
+    st.early_stopping.monitor = e.pick("monitor", Metric::ValLoss);
     st.early_stopping.patience = e.integer("patience", 3, ge(0));
     st.early_stopping.min_delta = e.number("min_delta", 0.0, ge(0.0));
     st.early_stopping.restore_best = e.boolean("restore_best", true);
@@ -313,7 +314,7 @@ RunConfig parse_run_config(const json& j, const std::string& source) {
     std::string stem = fs::path(source).stem().string();
     c.name = r.string("name", stem.empty() ? "run" : stem);
     c.seed = r.integer("seed", 42, closed(0, 4294967295.0));
-    c.device = r.choice("device", "auto", {"auto", "cpu", "cuda"});
+    c.device = r.pick("device", Device::Auto);
     {
       ObjectReader t = r.object("threads");
       c.intra_op_threads = t.integer("intra_op", 0, closed(0, 1024));
@@ -321,7 +322,7 @@ RunConfig parse_run_config(const json& j, const std::string& source) {
     }
     c.output_dir = absolute(r.string("output_dir", "runs/" + c.name));
     r.resolve("output_dir", c.output_dir);
-    c.monitor = r.choice("monitor", "val_accuracy", kMetrics);
+    c.monitor = r.pick("monitor", Metric::ValAccuracy);
     c.micro_batch = r.integer("micro_batch", 0, closed(0, 65536));
     c.data = read_data(r.object("data"));
     c.model = read_model(r.object("model"));
@@ -341,13 +342,13 @@ RunConfig parse_run_config(const json& j, const std::string& source) {
   }
   // Cross-key rules, after every key has been read.
   bool has_val = !c.data.val.empty() || c.data.validation_split > 0;
-  if (!has_val && c.monitor.rfind("val_", 0) == 0)
-    problems.error("monitor", "is \"" + c.monitor + "\" but there is no validation data: set data.val or data.validation_split, or monitor \"loss\"/\"accuracy\"");
+  if (!has_val && (c.monitor == Metric::ValLoss || c.monitor == Metric::ValAccuracy))
+    problems.error("monitor", "is \"" + name_of(c.monitor) + "\" but there is no validation data: set data.val or data.validation_split, or monitor \"loss\"/\"accuracy\"");
   for (size_t i = 0; i < c.stages.size(); ++i) {
     const auto& es = c.stages[i].early_stopping;
-    if (es.enabled && !has_val && es.monitor.rfind("val_", 0) == 0)
+    if (es.enabled && !has_val && (es.monitor == Metric::ValLoss || es.monitor == Metric::ValAccuracy))
       problems.error("stages[" + std::to_string(i) + "].early_stopping.monitor",
-                     "is \"" + es.monitor + "\" but there is no validation data: set data.val or data.validation_split");
+                     "is \"" + name_of(es.monitor) + "\" but there is no validation data: set data.val or data.validation_split");
   }
   problems.throw_if_errors(source);
   c.resolved = std::move(resolved);

@@ -10,16 +10,16 @@ namespace tltrain::data {
 namespace {
 /// One row per data.normalization preset: the numbers live here, not scattered in code.
 struct NormPreset {
-  const char* name;
+  config::Normalization name;
   std::array<float, 3> mean, std;  ///< in output channel order
   bool bgr;
   float pixel_scale;
 };
 const NormPreset kPresets[] = {
-    {"imagenet", {0.485f, 0.456f, 0.406f}, {0.229f, 0.224f, 0.225f}, false, 1.0f / 255.0f},
-    {"unit", {0.0f, 0.0f, 0.0f}, {1.0f, 1.0f, 1.0f}, false, 1.0f / 255.0f},
-    {"symmetric", {0.5f, 0.5f, 0.5f}, {0.5f, 0.5f, 0.5f}, false, 1.0f / 255.0f},
-    {"caffe", {103.939f, 116.779f, 123.68f}, {1.0f, 1.0f, 1.0f}, true, 1.0f},
+    {config::Normalization::Imagenet, {0.485f, 0.456f, 0.406f}, {0.229f, 0.224f, 0.225f}, false, 1.0f / 255.0f},
+    {config::Normalization::Unit, {0.0f, 0.0f, 0.0f}, {1.0f, 1.0f, 1.0f}, false, 1.0f / 255.0f},
+    {config::Normalization::Symmetric, {0.5f, 0.5f, 0.5f}, {0.5f, 0.5f, 0.5f}, false, 1.0f / 255.0f},
+    {config::Normalization::Caffe, {103.939f, 116.779f, 123.68f}, {1.0f, 1.0f, 1.0f}, true, 1.0f},
 };
 }  // namespace
 
@@ -43,7 +43,7 @@ Preprocess resolve_preprocess(const config::DataConfig& cfg, const ImageSpec& me
     double base = static_cast<double>(std::min(meta.input_size[0], meta.input_size[1]));
     p.resize = static_cast<int64_t>(std::llround(static_cast<double>(meta.resize) * std::min(p.height, p.width) / base));
   }
-  if (cfg.normalization == "backbone") {
+  if (cfg.normalization == config::Normalization::Backbone) {
     p.normalization = "backbone";
     for (int c = 0; c < 3; ++c) {
       p.mean[c] = static_cast<float>(meta.mean[c]);
@@ -56,16 +56,15 @@ Preprocess resolve_preprocess(const config::DataConfig& cfg, const ImageSpec& me
     const NormPreset* found = nullptr;
     for (const auto& preset : kPresets)
       if (cfg.normalization == preset.name) found = &preset;
-    TLTRAIN_CHECK(found, ErrorKind::Usage,
-                  "data.normalization: unknown preset \"" + cfg.normalization + "\"; choices: backbone, imagenet, unit, symmetric, caffe");
-    p.normalization = found->name;
+    TLTRAIN_CHECK(found, ErrorKind::Usage, "data.normalization " + config::name_of(cfg.normalization) + " has no preset row");
+    p.normalization = config::name_of(found->name);
     p.mean = found->mean;
     p.std = found->std;
     p.bgr = found->bgr;
     p.pixel_scale = found->pixel_scale;
   }
   p.max_pixels = cfg.max_pixels;
-  p.skip_bad_images = cfg.on_bad_image != "error";
+  p.skip_bad_images = cfg.on_bad_image != config::OnBadImage::Error;
   return p;
 }
 

@@ -125,10 +125,13 @@ void resize_to(const cv::Mat& src, cv::Mat& dst, int width, int height, bool ant
   cv::resize(src, dst, cv::Size(width, height), 0, 0, shrink ? cv::INTER_AREA : cv::INTER_LINEAR);
 }
 
-int border_mode(const std::string& fill_mode) {
-  if (fill_mode == "constant") return cv::BORDER_CONSTANT;
-  if (fill_mode == "reflect") return cv::BORDER_REFLECT;
-  if (fill_mode == "wrap") return cv::BORDER_WRAP;
+int border_mode(config::FillMode fill_mode) {
+  switch (fill_mode) {
+    case config::FillMode::Constant: return cv::BORDER_CONSTANT;
+    case config::FillMode::Reflect: return cv::BORDER_REFLECT;
+    case config::FillMode::Wrap: return cv::BORDER_WRAP;
+    case config::FillMode::Nearest: break;
+  }
   return cv::BORDER_REPLICATE;  // Keras "nearest"
 }
 
@@ -247,10 +250,10 @@ Transform::Transform(const Preprocess& pre, const config::AugmentConfig& augment
     for (int v = 0; v < 256; ++v) lut_[c][v] = (static_cast<float>(v) * pre_.pixel_scale - pre_.mean[c]) / pre_.std[c];
   // A leading crop lets the loader decode only the crop's region. The centre crop qualifies when it
   // needs no zero padding (resize >= output), which depends on the config only.
-  crop_first_ = mode_ == Mode::Train && !aug_.order.empty() && aug_.order[0] == "crop" &&
+  crop_first_ = mode_ == Mode::Train && !aug_.order.empty() && aug_.order[0] == config::AugmentStep::Crop &&
                 (aug_.random_resized_crop.enabled || pre_.resize >= std::max(pre_.height, pre_.width));
   min_decode_side_ = pre_.resize;
-  bool crops = std::find(aug_.order.begin(), aug_.order.end(), "crop") != aug_.order.end();
+  bool crops = std::find(aug_.order.begin(), aug_.order.end(), config::AugmentStep::Crop) != aug_.order.end();
   if (mode_ == Mode::Train && aug_.random_resized_crop.enabled && crops) {
     // The smallest crop (area share scale[0]) must still cover the output without upscaling.
     double side = static_cast<double>(std::max(pre_.height, pre_.width)) / std::sqrt(aug_.random_resized_crop.scale[0]);
@@ -322,8 +325,8 @@ cv::Mat Transform::run(const cv::Mat& bgr, SampleRng& rng, size_t first_step) co
   // Draws happen for every configured step whether or not it changes the image, so one
   // step's settings never shift another step's random numbers.
   for (size_t s = first_step; s < aug_.order.size(); ++s) {
-    const std::string& step = aug_.order[s];
-    if (step == "crop") {
+    const config::AugmentStep step = aug_.order[s];
+    if (step == config::AugmentStep::Crop) {
       // In training the centre crop is cut first and then resized, like the random one, so that
       // decoding only the region (crop_first) gives exactly these pixels.
       if (aug_.random_resized_crop.enabled || (s == 0 && crop_first_)) {
@@ -333,7 +336,7 @@ cv::Mat Transform::run(const cv::Mat& bgr, SampleRng& rng, size_t first_step) co
       } else {
         img = resize_center_crop(img, pre_.resize, H, W, false);
       }
-    } else if (step == "affine") {
+    } else if (step == config::AugmentStep::Affine) {
       AffineParams p;
       p.theta_deg = rng.uniform(-aug_.rotation_range, aug_.rotation_range);
       p.shift_y = rng.uniform(-aug_.height_shift_range, aug_.height_shift_range) * img.rows;
@@ -348,7 +351,7 @@ cv::Mat Transform::run(const cv::Mat& bgr, SampleRng& rng, size_t first_step) co
         img = tmp;
         tmp = cv::Mat();
       }
-    } else if (step == "flip") {
+    } else if (step == config::AugmentStep::Flip) {
       bool h = aug_.horizontal_flip && rng.uniform() < 0.5;
       bool v = aug_.vertical_flip && rng.uniform() < 0.5;
       if (h || v) {
@@ -356,7 +359,7 @@ cv::Mat Transform::run(const cv::Mat& bgr, SampleRng& rng, size_t first_step) co
         img = tmp;
         tmp = cv::Mat();
       }
-    } else if (step == "color" && color_) {
+    } else if (step == config::AugmentStep::Color && color_) {
       ColorParams c;
       for (int i = 0; i < 4; ++i) c.order[i] = i;
       for (int i = 3; i > 0; --i) std::swap(c.order[i], c.order[rng.below(i + 1)]);  // ColorJitter's random order

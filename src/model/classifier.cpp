@@ -1,16 +1,15 @@
 #include "tltrain/model/classifier.h"
 
 #include "tltrain/core/error.h"
-#include "tltrain/core/table.h"
 #include "tltrain/model/inference.h"
 #include "tltrain/model/split.h"
 
 namespace tltrain::model {
 
-torch::Device resolve_device(const std::string& d) {
-  if (d == "cpu") return torch::kCPU;
+torch::Device resolve_device(config::Device d) {
+  if (d == config::Device::Cpu) return torch::kCPU;
   bool cuda = torch::cuda::is_available();
-  TLTRAIN_CHECK(cuda || d != "cuda", ErrorKind::Usage,
+  TLTRAIN_CHECK(cuda || d != config::Device::Cuda, ErrorKind::Usage,
                 "device is \"cuda\" but CUDA is not available (this LibTorch has no CUDA, or no GPU is visible); use \"auto\" or \"cpu\"");
   return cuda ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
 }
@@ -24,21 +23,21 @@ struct Pooling {
   TensorFn pool;
   int64_t width;
 };
-const std::map<std::string, Pooling>& poolings() {
-  static const std::map<std::string, Pooling> table{
-      {"avg", {[](const torch::Tensor& f) { return f.mean({2, 3}); }, 1}},
-      {"max", {[](const torch::Tensor& f) { return f.amax({2, 3}); }, 1}},
-      {"avgmax", {[](const torch::Tensor& f) { return torch::cat({f.mean({2, 3}), f.amax({2, 3})}, 1); }, 2}},
+const std::map<config::Pooling, Pooling>& poolings() {
+  static const std::map<config::Pooling, Pooling> table{
+      {config::Pooling::Avg, {[](const torch::Tensor& f) { return f.mean({2, 3}); }, 1}},
+      {config::Pooling::Max, {[](const torch::Tensor& f) { return f.amax({2, 3}); }, 1}},
+      {config::Pooling::AvgMax, {[](const torch::Tensor& f) { return torch::cat({f.mean({2, 3}), f.amax({2, 3})}, 1); }, 2}},
   };
   return table;
 }
 
-const std::map<std::string, TensorFn>& activations() {
-  static const std::map<std::string, TensorFn> table{
-      {"relu", [](const torch::Tensor& x) { return torch::relu(x); }},
-      {"gelu", [](const torch::Tensor& x) { return torch::gelu(x); }},
-      {"silu", [](const torch::Tensor& x) { return torch::silu(x); }},
-      {"tanh", [](const torch::Tensor& x) { return torch::tanh(x); }},
+const std::map<config::Activation, TensorFn>& activations() {
+  static const std::map<config::Activation, TensorFn> table{
+      {config::Activation::Relu, [](const torch::Tensor& x) { return torch::relu(x); }},
+      {config::Activation::Gelu, [](const torch::Tensor& x) { return torch::gelu(x); }},
+      {config::Activation::Silu, [](const torch::Tensor& x) { return torch::silu(x); }},
+      {config::Activation::Tanh, [](const torch::Tensor& x) { return torch::tanh(x); }},
   };
   return table;
 }
@@ -46,8 +45,8 @@ const std::map<std::string, TensorFn>& activations() {
 }  // namespace
 
 HeadImpl::HeadImpl(const config::HeadConfig& c, int64_t feature_channels, int64_t num_classes)
-    : cfg(c), pool_fn_(lookup(poolings(), c.pooling, "pooling").pool), activation_fn_(lookup(activations(), c.activation, "activation")) {
-  int64_t in = lookup(poolings(), c.pooling, "pooling").width * feature_channels;
+    : cfg(c), pool_fn_(config::row_of(poolings(), c.pooling).pool), activation_fn_(config::row_of(activations(), c.activation)) {
+  int64_t in = config::row_of(poolings(), c.pooling).width * feature_channels;
   dense = register_module("dense", torch::nn::ModuleList());
   for (int64_t width : c.hidden) {
     dense->push_back(torch::nn::Linear(in, width));
@@ -88,7 +87,7 @@ torch::Tensor Classifier::features(const torch::Tensor& images) {
 std::string Classifier::optimize_frozen_blocks(const std::vector<int64_t>& input_shape) {
   fast_bottom_.reset();
   top_.reset();
-  set_training(false, "frozen");  // freezing needs every module of the bottom in inference mode
+  set_training(false, config::BatchNormPolicy::Frozen);  // freezing needs every module of the bottom in inference mode
   std::string why;
   auto split = split_backbone(backbone_.module, backbone_.meta, cut_, input_shape, &why);
   if (!split) return why;
@@ -123,7 +122,7 @@ void Classifier::set_trainable(size_t cut) {
   for (auto& p : head_->parameters()) p.set_requires_grad(true);
 }
 
-void Classifier::set_training(bool training, const std::string& bn_policy) {
+void Classifier::set_training(bool training, config::BatchNormPolicy bn_policy) {
   head_->train(training);
   for (const auto& m : backbone_.module.named_modules()) {
     bool on = training;
@@ -131,7 +130,7 @@ void Classifier::set_training(bool training, const std::string& bn_policy) {
       int b = block_of(backbone_.meta.blocks, m.name + ".");
       // Frozen blocks run exactly as at inference (dropout off, BN statistics fixed).
       if (b >= 0 && static_cast<size_t>(b) < cut_) on = false;
-      if (bn_policy == "frozen" && is_batchnorm(m.value)) on = false;
+      if (bn_policy == config::BatchNormPolicy::Frozen && is_batchnorm(m.value)) on = false;
     }
     // jit::Module::train() recurses into children, which would override a trainable block
     // inside a frozen container (features.18 in features); set each module's own flag.

@@ -50,7 +50,7 @@ torch::jit::Module optimized_for_inference(const torch::jit::Module& module, con
 
 Predictions predict(Classifier& model, data::Loader& loader, int64_t micro, int64_t epoch, FrozenInputs* keep) {
   torch::NoGradGuard no_grad;
-  model.set_training(false, "frozen");
+  model.set_training(false, config::BatchNormPolicy::Frozen);
   std::vector<torch::Tensor> logits, labels;
   Predictions p;
   const bool split = model.frozen_blocks_optimized();

@@ -19,12 +19,14 @@ namespace {
 std::string head_source(const config::HeadConfig& cfg, size_t n) {
   std::ostringstream s;
   s << "def forward(self, f):\n";
-  if (cfg.pooling == "avg") s << "    x = torch.mean(f, [2, 3])\n";
-  else if (cfg.pooling == "max") s << "    x = torch.amax(f, [2, 3])\n";
-  else s << "    x = torch.cat([torch.mean(f, [2, 3]), torch.amax(f, [2, 3])], 1)\n";
+  static const std::map<config::Pooling, const char*> pool_source{
+      {config::Pooling::Avg, "torch.mean(f, [2, 3])"},
+      {config::Pooling::Max, "torch.amax(f, [2, 3])"},
+      {config::Pooling::AvgMax, "torch.cat([torch.mean(f, [2, 3]), torch.amax(f, [2, 3])], 1)"}};
+  s << "    x = " << config::row_of(pool_source, cfg.pooling) << "\n";
   for (size_t i = 0; i < n; ++i) {
     s << "    x = torch.linear(x, self.dense" << i << "_weight, self.dense" << i << "_bias)\n";
-    if (i + 1 < n) s << "    x = torch." << cfg.activation << "(x)\n";
+    if (i + 1 < n) s << "    x = torch." << config::name_of(cfg.activation) << "(x)\n";  // each name is torch's function
   }
   s << "    return x\n";
   return s.str();
@@ -65,7 +67,7 @@ ExportSummary export_model(const ExportOptions& o) {
   const config::RunConfig& cfg = ck.config;
   const std::vector<std::string>& classes = ck.classes;
   auto m = checkpoint::classifier_from(ck, torch::kCPU);
-  m.set_training(false, "frozen");
+  m.set_training(false, config::BatchNormPolicy::Frozen);
   const data::Preprocess pre = data::resolve_preprocess(cfg.data, m.meta().image_spec());
 
   // The trained backbone goes in unchanged as a submodule; the head becomes plain parameters and
@@ -113,9 +115,9 @@ def predict_proba(self, x):
                        {"classes", classes},
                        {"preprocess", preprocess_to_json(pre)},
                        {"backbone", bb},
-                       {"head", {{"pooling", m.head()->cfg.pooling},
+                       {"head", {{"pooling", config::name_of(m.head()->cfg.pooling)},
                                  {"hidden", m.head()->cfg.hidden},
-                                 {"activation", m.head()->cfg.activation}}},
+                                 {"activation", config::name_of(m.head()->cfg.activation)}}},
                        {"training", training_summary(ck.info)},
                        {"outputs", "forward(x) -> logits N×C; predict_proba(x) -> softmax N×C; x is N×3×H×W float32 "
                                    "preprocessed as 'preprocess' says"},

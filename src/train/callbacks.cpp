@@ -17,13 +17,15 @@ namespace tltrain::train {
 
 using config::json;
 
-double metric_of(const json& record, const std::string& metric) {
-  return record.contains(metric) ? record[metric].get<double>() : 0.0;
+double metric_of(const json& record, const std::string& key) {
+  return record.contains(key) && record[key].is_number() ? record[key].get<double>() : 0.0;
 }
 
-bool improved(const std::string& metric, double value, double best, double min_delta, bool have_best) {
+double metric_of(const json& record, config::Metric metric) { return metric_of(record, config::name_of(metric)); }
+
+bool improved(config::Metric metric, double value, double best, double min_delta, bool have_best) {
   if (!have_best) return true;
-  const bool lower_is_better = metric.find("loss") != std::string::npos;
+  const bool lower_is_better = metric == config::Metric::Loss || metric == config::Metric::ValLoss;
   return lower_is_better ? value < best - min_delta : value > best + min_delta;
 }
 
@@ -110,7 +112,7 @@ void EarlyStopping::on_epoch_end(Run& run, EpochEnd& e) {
   // Keras semantics: stop once `patience` epochs in a row brought no improvement.
   if (++s.wait >= std::max<int64_t>(es.patience, 1)) {
     s.stopped = true;
-    e.notes.push_back("early stop: " + es.monitor + " did not improve for " + std::to_string(s.wait) + " epochs");
+    e.notes.push_back("early stop: " + config::name_of(es.monitor) + " did not improve for " + std::to_string(s.wait) + " epochs");
   }
 }
 
@@ -118,7 +120,7 @@ void EarlyStopping::on_stage_end(Run& run) {
   const auto& es = run.stage().early_stopping;
   if (!es.enabled || !es.restore_best || best_weights_.empty()) return;
   run.model().load_state(best_weights_, "the stage's best weights");
-  log::info("stage '" + run.stage().name + "': restored the weights of its best epoch (" + es.monitor + " " +
+  log::info("stage '" + run.stage().name + "': restored the weights of its best epoch (" + config::name_of(es.monitor) + " " +
             log::fixed(run.state().stage_state.best) + ")");
 }
 

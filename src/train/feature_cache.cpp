@@ -11,7 +11,7 @@ FeatureCache build_cache(model::Classifier& m, const std::vector<data::Sample>& 
                          int64_t batch_size, int64_t threads, int64_t micro, const std::function<bool()>& stop_requested,
                          dist::ProcessGroup* group) {
   torch::NoGradGuard no_grad;
-  m.set_training(false, "frozen");
+  m.set_training(false, config::BatchNormPolicy::Frozen);
   FeatureCache c;
   const int64_t n = static_cast<int64_t>(samples.size());
   std::vector<int64_t> seen(static_cast<size_t>(n), 0);  // views in which each sample decoded

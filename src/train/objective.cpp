@@ -40,19 +40,18 @@ std::unique_ptr<Objective> make_objective(const config::StageConfig& st, const s
 torch::Tensor class_weights(const config::StageConfig& st, const std::vector<int64_t>& counts, const torch::Device& device) {
   const auto classes = static_cast<int64_t>(counts.size());
   std::vector<float> w;
-  if (st.class_weights_mode == "auto") {
+  using Mode = config::StageConfig::ClassWeights;
+  if (st.class_weights_mode == Mode::Auto) {
     int64_t n = 0;
     for (auto c : counts) n += c;
     for (auto c : counts) w.push_back(c > 0 ? static_cast<float>(n) / static_cast<float>(classes * c) : 0.f);
-  } else if (st.class_weights_mode == "list") {
+  } else if (st.class_weights_mode == Mode::List) {
     TLTRAIN_CHECK(static_cast<int64_t>(st.class_weights.size()) == classes, ErrorKind::Usage,
                   "stage '" + st.name + "': class_weights has " + std::to_string(st.class_weights.size()) + " weights for " +
                       std::to_string(classes) + " classes");
     w.assign(st.class_weights.begin(), st.class_weights.end());
   } else {
-    TLTRAIN_CHECK(st.class_weights_mode == "none", ErrorKind::Usage,
-                  "stage '" + st.name + "': unknown class_weights mode '" + st.class_weights_mode + "' (valid: none, auto, list)");
-    return {};
+    return {};  // Mode::None
   }
   return torch::tensor(w).to(device);
 }

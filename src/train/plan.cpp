@@ -10,7 +10,7 @@
 namespace tltrain::train {
 
 int64_t head_params(const config::HeadConfig& head, int64_t feature_channels, int64_t num_classes) {
-  int64_t in = head.pooling == "avgmax" ? 2 * feature_channels : feature_channels;
+  int64_t in = head.pooling == config::Pooling::AvgMax ? 2 * feature_channels : feature_channels;
   int64_t total = 0;
   for (int64_t width : head.hidden) {
     total += in * width + width;
@@ -38,7 +38,7 @@ std::vector<StagePlan> plan_stages(const config::RunConfig& cfg, const model::Ba
     if (backbone > 0)
       p.groups.push_back({"backbone", backbone, st.optimizer.lr * st.backbone_lr_mult, st.optimizer.weight_decay});
     p.groups.push_back({"head", head, st.optimizer.lr, st.optimizer.weight_decay});
-    p.batch_norm = st.batch_norm;
+    p.batch_norm = config::name_of(st.batch_norm);
     plan.push_back(p);
   }
   return plan;

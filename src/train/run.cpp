@@ -139,7 +139,7 @@ FitResult Run::fit() {
   r.run_dir = paths_.dir;
   r.best_checkpoint = fs::exists(paths_.best) ? paths_.best : "";
   r.last_checkpoint = paths_.last;
-  r.monitor = cfg_.monitor;
+  r.monitor = config::name_of(cfg_.monitor);
   r.best_value = state_.best_value;
   r.history = history_;
   return r;
@@ -156,7 +156,7 @@ json Run::checkpoint_info(size_t stage, int64_t epoch) const {
   p.epoch = epoch;
   if (stage != state_.stage) p.stage_state = {};  // a later stage starts with fresh early-stopping counters
   return json{{"classes", ds_.train.classes}, {"config", cfg_.resolved}, {"progress", checkpoint::to_json(p)},
-              {"monitor", cfg_.monitor}, {"history", history_}};
+              {"monitor", config::name_of(cfg_.monitor)}, {"history", history_}};
 }
 
 void Run::notify(void (Callback::*event)(Run&)) {
@@ -181,13 +181,13 @@ void Run::begin_stage() {
   const StagePlan& sp = plan_[state_.stage];
   auto s = std::make_unique<Stage>();
   model_->set_trainable(sp.cut);
-  s->bn_train = st.batch_norm == "train" && sp.cut < model_->meta().blocks.size();
+  s->bn_train = st.batch_norm == config::BatchNormPolicy::Train && sp.cut < model_->meta().blocks.size();
   s->micro = cfg_.micro_batch > 0 ? cfg_.micro_batch : (device_.is_cuda() || s->bn_train ? 0 : 8);
   if (s->bn_train && cfg_.micro_batch > 0)
     log::warn("stage '" + st.name + "': batch_norm \"train\" computes statistics per forward chunk; micro_batch " +
               std::to_string(cfg_.micro_batch) + " changes them — set micro_batch 0 for full-batch statistics");
   log::info("stage " + std::to_string(state_.stage + 1) + "/" + std::to_string(cfg_.stages.size()) + " '" + st.name + "': " +
-            sp.trainable + ", " + std::to_string(st.epochs) + " epochs, " + st.optimizer.name + " lr " +
+            sp.trainable + ", " + std::to_string(st.epochs) + " epochs, " + config::name_of(st.optimizer.name) + " lr " +
             log::fixed(st.optimizer.lr, 6) + (st.feature_cache ? ", feature cache" : ""));
 
   // Parameter groups as planned: the backbone's share at lr * backbone_lr_mult.

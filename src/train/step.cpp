@@ -5,7 +5,6 @@
 #include <map>
 
 #include "tltrain/core/error.h"
-#include "tltrain/core/table.h"
 
 namespace tltrain::train {
 
@@ -180,20 +179,20 @@ OptimizerKind optimizer_kind(std::function<Options(const config::OptimizerConfig
           }};
 }
 
-const std::map<std::string, OptimizerKind>& optimizer_kinds() {
+const std::map<config::Optimizer, OptimizerKind>& optimizer_kinds() {
   using namespace torch::optim;
   using C = config::OptimizerConfig;
-  static const std::map<std::string, OptimizerKind> kinds{
-      {"sgd", optimizer_kind<SGD, SGDOptions>([](const C& o, double lr) {
+  static const std::map<config::Optimizer, OptimizerKind> kinds{
+      {config::Optimizer::Sgd, optimizer_kind<SGD, SGDOptions>([](const C& o, double lr) {
          return SGDOptions(lr).momentum(o.momentum).nesterov(o.nesterov).weight_decay(o.weight_decay);
        })},
-      {"adam", optimizer_kind<Adam, AdamOptions>([](const C& o, double lr) {
+      {config::Optimizer::Adam, optimizer_kind<Adam, AdamOptions>([](const C& o, double lr) {
          return AdamOptions(lr).betas({o.betas[0], o.betas[1]}).eps(o.eps).weight_decay(o.weight_decay);
        })},
-      {"adamw", optimizer_kind<AdamW, AdamWOptions>([](const C& o, double lr) {
+      {config::Optimizer::AdamW, optimizer_kind<AdamW, AdamWOptions>([](const C& o, double lr) {
          return AdamWOptions(lr).betas({o.betas[0], o.betas[1]}).eps(o.eps).weight_decay(o.weight_decay);
        })},
-      {"rmsprop", optimizer_kind<RMSprop, RMSpropOptions>([](const C& o, double lr) {
+      {config::Optimizer::RmsProp, optimizer_kind<RMSprop, RMSpropOptions>([](const C& o, double lr) {
          return RMSpropOptions(lr).alpha(o.alpha).eps(o.eps).weight_decay(o.weight_decay).momentum(o.momentum);
        })},
   };
@@ -204,7 +203,7 @@ const std::map<std::string, OptimizerKind>& optimizer_kinds() {
 
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const config::OptimizerConfig& o,
                                                         std::vector<std::pair<std::vector<torch::Tensor>, double>> groups) {
-  const OptimizerKind& kind = lookup(optimizer_kinds(), o.name, "optimizer");
+  const OptimizerKind& kind = config::row_of(optimizer_kinds(), o.name);
   std::vector<torch::optim::OptimizerParamGroup> pg;
   for (auto& [params, lr] : groups) pg.emplace_back(params, kind.options(o, lr));
   auto defaults = kind.options(o, o.lr);

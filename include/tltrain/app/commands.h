@@ -2,12 +2,14 @@
 // The subcommands as library calls: each takes its options struct and writes what the command
 // prints to OUT (the CLI passes stdout; logs go to stderr), so the CLI only parses. This box sits at the end of the flow: it may use every other
 // box and none uses it.
+#include <functional>
 #include <ostream>
 #include <string>
 #include <vector>
 
 #include "tltrain/data/tools.h"
 #include "tltrain/eval/evaluate.h"
+#include "tltrain/serve/server.h"
 #include "tltrain/train/finetune.h"
 #include "tltrain/train/trainer.h"
 
@@ -45,5 +47,8 @@ void preview_data(const std::string& config, const std::vector<std::string>& ove
 /// `bench data`: steady-state images/s of the training data pipeline.
 void bench_data(const std::string& config, const std::vector<std::string>& overrides, const data::BenchOptions& options,
                 std::ostream& out);
+
+/// `serve`: answers requests until STOPPED returns true, then finishes those in flight.
+void serve(const serve::ServeOptions& options, const std::function<bool()>& stopped, std::ostream& out);
 
 }  // namespace tltrain::app

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "tltrain/config/names.h"
+
 namespace tltrain::config {
 
 using json = nlohmann::ordered_json;  // ordered: the resolved config prints in the schema's order
@@ -64,6 +66,13 @@ class ObjectReader {
   std::string string(const std::string& key, const std::string& def);
   /// A string that must be one of CHOICES (the message lists them).
   std::string choice(const std::string& key, const std::string& def, const std::vector<std::string>& choices);
+  /// A name from E's table (config/names.h), DEF when absent or invalid (the problem is recorded).
+  template <typename E>
+  E pick(const std::string& key, E def) {
+    E out = def;
+    parse_name(choice(key, name_of(def), name_list<E>()), out);
+    return out;
+  }
   /// A list of numbers; SIZES lists the allowed lengths (empty = any).
   std::vector<double> numbers(const std::string& key, const std::vector<double>& def, const Range& range = {},
                               const std::vector<size_t>& sizes = {});

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "tltrain/config/json_reader.h"
+#include "tltrain/config/names.h"
 
 namespace tltrain::config {
 
@@ -37,13 +38,13 @@ struct AugmentConfig {
   double height_shift_range = 0.0;      ///< fraction of height
   double shear_range = 0.0;             ///< shear angle in degrees, Keras-style
   std::array<double, 2> zoom_range{1.0, 1.0};  ///< scale factor range; a single z means [1-z, 1+z]
-  std::string fill_mode = "nearest";    ///< nearest|constant|reflect|wrap
+  FillMode fill_mode = FillMode::Nearest;
   double fill_value = 0.0;              ///< for fill_mode constant, 0..255
   double brightness = 0.0;              ///< jitter factor in [max(0,1-b), 1+b]
   double contrast = 0.0;
   double saturation = 0.0;
   double hue = 0.0;                     ///< in [0, 0.5], fraction of the hue circle
-  std::vector<std::string> order{"crop", "affine", "flip", "color"};
+  std::vector<AugmentStep> order{AugmentStep::Crop, AugmentStep::Affine, AugmentStep::Flip, AugmentStep::Color};
 };
 
 struct DataConfig {
@@ -52,17 +53,17 @@ struct DataConfig {
   double validation_split = 0.0;  ///< share of train held out (stratified, seeded); 0 = none
   std::optional<std::array<int64_t, 2>> image_size;  ///< [height, width]; default: the backbone's
   int64_t resize = 0;             ///< eval: shorter side before center crop; 0 = the backbone's
-  std::string normalization = "backbone";  ///< backbone|imagenet|unit|symmetric|caffe
+  Normalization normalization = Normalization::Backbone;
   int64_t batch_size = 32;
-  std::string on_bad_image = "skip";  ///< skip|error
+  OnBadImage on_bad_image = OnBadImage::Skip;
   int64_t max_pixels = 89478485;  ///< decompression-bomb guard (PIL's default)
   AugmentConfig augment;
 };
 
 struct HeadConfig {
-  std::string pooling = "avg";          ///< avg|max|avgmax
+  Pooling pooling = Pooling::Avg;
   std::vector<int64_t> hidden;          ///< widths of hidden Dense layers
-  std::string activation = "relu";      ///< relu|gelu|silu|tanh
+  Activation activation = Activation::Relu;
   double dropout = 0.0;                 ///< before each Dense layer
 };
 
@@ -72,7 +73,7 @@ struct ModelConfig {
 };
 
 struct OptimizerConfig {
-  std::string name = "adam";   ///< sgd|adam|adamw|rmsprop
+  Optimizer name = Optimizer::Adam;
   double lr = 1e-3;
   double weight_decay = 0.0;
   double momentum = 0.9;       ///< sgd, rmsprop
@@ -83,7 +84,7 @@ struct OptimizerConfig {
 };
 
 struct ScheduleConfig {
-  std::string name = "constant";  ///< constant|step|exponential|cosine
+  Schedule name = Schedule::Constant;
   int64_t warmup_steps = 0;       ///< linear warm-up: step k (0-based) runs at (k+1)/warmup_steps of the rate
   int64_t step_epochs = 10;       ///< step: multiply by gamma every step_epochs epochs
   double gamma = 0.1;             ///< step
@@ -95,7 +96,7 @@ struct ScheduleConfig {
 
 struct EarlyStoppingConfig {
   bool enabled = false;
-  std::string monitor = "val_loss";  ///< val_loss|val_accuracy|loss|accuracy
+  Metric monitor = Metric::ValLoss;
   int64_t patience = 3;
   double min_delta = 0.0;
   bool restore_best = true;
@@ -105,12 +106,13 @@ struct StageConfig {
   std::string name;                 ///< default "stage<i>"
   int64_t epochs = 1;
   TrainableSpec trainable;
-  std::string batch_norm = "frozen";  ///< frozen: backbone BN stays in inference mode | train
+  BatchNormPolicy batch_norm = BatchNormPolicy::Frozen;  ///< frozen: backbone BN stays in inference mode
   OptimizerConfig optimizer;
   ScheduleConfig schedule;
   double backbone_lr_mult = 1.0;    ///< backbone lr = lr * mult (discriminative rates)
   double label_smoothing = 0.0;
-  std::string class_weights_mode = "none";  ///< none|auto|list
+  enum class ClassWeights { None, Auto, List };
+  ClassWeights class_weights_mode = ClassWeights::None;  ///< null, "auto" (balanced) or a list
   std::vector<double> class_weights;        ///< for "list"
   EarlyStoppingConfig early_stopping;
   /// Head-only stages compute backbone features once and train the head on the cache.
@@ -122,11 +124,11 @@ struct RunConfig {
   std::string source;        ///< the file it was read from
   std::string name;          ///< run name; default: the config file's stem
   int64_t seed = 42;
-  std::string device = "auto";   ///< auto|cpu|cuda
+  Device device = Device::Auto;
   int64_t intra_op_threads = 0;  ///< 0: one per core
   int64_t loader_threads = 0;    ///< 0: one per core
   std::string output_dir;        ///< default: runs/<name>
-  std::string monitor = "val_accuracy";  ///< the metric that picks the 'best' checkpoint
+  Metric monitor = Metric::ValAccuracy;  ///< the metric that picks the 'best' checkpoint
   /// Images per forward/backward chunk; a batch's gradients are accumulated over its chunks,
   /// exact while backbone BatchNorm is frozen. 0: 8 on CPU (measured 3-4x faster per image
   /// than 32 there), the whole batch on CUDA or when a stage trains BatchNorm.

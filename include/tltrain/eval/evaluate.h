@@ -12,7 +12,7 @@ struct EvalOptions {
   std::string checkpoint;
   std::string data;          ///< class-folder root or CSV; default: the run's validation set
   int64_t topk = 5;
-  std::string device = "auto";
+  config::Device device = config::Device::Auto;
   int64_t threads = 0;       ///< 0: one per core
   int64_t batch_size = 32;
 };

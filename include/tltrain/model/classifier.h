@@ -31,7 +31,7 @@ TORCH_MODULE(Head);
 
 /// "auto" → CUDA when LibTorch has it and a GPU is visible, else CPU; "cpu"; "cuda" (a Usage
 /// error when CUDA is not available). The one place that picks the device.
-torch::Device resolve_device(const std::string& device);
+torch::Device resolve_device(config::Device device);
 
 class Classifier {
  public:
@@ -59,7 +59,7 @@ class Classifier {
   /// Training or inference mode. Frozen blocks always stay in inference mode. With BN policy
   /// "frozen" every backbone BatchNorm stays in inference mode too (its running statistics never
   /// change), as the Keras fine-tuning guide prescribes; with "train" those in trainable blocks train.
-  void set_training(bool training, const std::string& batch_norm_policy);
+  void set_training(bool training, config::BatchNormPolicy batch_norm_policy);
 
   std::vector<torch::Tensor> trainable_backbone_parameters();
   std::vector<torch::Tensor> head_parameters();

@@ -6,17 +6,19 @@
 #include <vector>
 
 #include "tltrain/config/json_reader.h"
+#include "tltrain/config/names.h"
 #include "tltrain/train/step.h"
 
 namespace tltrain::train {
 
 class Run;
 
-/// RECORD's value of METRIC (loss, accuracy, val_loss, val_accuracy); 0 when the epoch has none.
-double metric_of(const config::json& record, const std::string& metric);
+/// RECORD's number under KEY ("loss", "images_per_s"...); 0 when the epoch has none.
+double metric_of(const config::json& record, const std::string& key);
+double metric_of(const config::json& record, config::Metric metric);
 /// Whether VALUE improves on BEST by more than MIN_DELTA (lower is better for losses); true
 /// when there is no best yet.
-bool improved(const std::string& metric, double value, double best, double min_delta, bool have_best);
+bool improved(config::Metric metric, double value, double best, double min_delta, bool have_best);
 
 /// After one optimizer step.
 struct StepEnd {
