@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tltrain vs its Python reference on one config, for several seeds: accuracy and wall time.
 #   bench/recipe_compare.sh [--set KEY=VALUE ...]     (the --set overrides go to both sides)
-# For each seed: `build/tltrain fit --config $CONFIG --set seed=S ...` and
+# For each seed: `$TLTRAIN_BIN fit --config $CONFIG --set seed=S ...` (default build/tltrain) and
 # `bench/reference/recipe.py --config $CONFIG --seed S ...`, each timed as a whole command;
 # best/final val accuracy from tltrain's log.jsonl and recipe.py's JSON. Prints a markdown table.
 #
@@ -13,6 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 source bench/common.sh
+BIN=${TLTRAIN_BIN:-build/tltrain}  # another build to compare, e.g. one saved before a refactor
 bench_prepare recipe_compare
 SEEDS=${SEEDS:-1 2 3}
 CONFIG=${CONFIG:-configs/hymenoptera.json}
@@ -41,7 +42,7 @@ echo "recipe_compare: logs in $OUT (seeds $SEEDS, threads $THREADS, workers $WOR
 for S in $SEEDS; do
   echo "recipe_compare: seed $S — tltrain" >&2
   t0=$(now)
-  build/tltrain fit --config "$CONFIG" "${SETS[@]}" --set "seed=$S" --set "output_dir=$OUT/tl_seed$S" \
+  "$BIN" fit --config "$CONFIG" "${SETS[@]}" --set "seed=$S" --set "output_dir=$OUT/tl_seed$S" \
     >"$OUT/tl_seed$S.out" 2>&1 || { echo "recipe_compare: tltrain failed, see $OUT/tl_seed$S.out" >&2; exit 1; }
   t1=$(now)
   echo "recipe_compare: seed $S — python recipe" >&2

@@ -13,10 +13,12 @@
 #   WORKERS=2         DataLoader workers (Python) / threads.loader (tltrain)
 #   SHARED=../shared  DATA=$SHARED/data/hymenoptera  WEIGHTS=$SHARED/models/mobilenet_v2_imagenet.pth
 #   OUT=<tmp dir>     where the runs' logs are kept
+#   TLTRAIN_BIN=build/tltrain  the binary to measure
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 source bench/common.sh
+BIN=${TLTRAIN_BIN:-build/tltrain}  # another build to compare, e.g. one saved before a refactor
 bench_prepare train_bench
 E=${E:-3}
 HEAD_EPOCHS=${HEAD_EPOCHS:-10}
@@ -48,7 +50,7 @@ ratio() { "$PY" -c 'import sys; a, b = map(float, sys.argv[1:]); print(f"{a / b:
 # tltrain fit with the data, threads and output dir set; stages given as JSON in $1; run dir in $2.
 tl_fit() {
   local stages=$1 run=$2
-  build/tltrain fit --config "$CONFIG" \
+  "$BIN" fit --config "$CONFIG" \
     --set "stages=$stages" \
     --set "data.train=$DATA/train" --set "data.val=$DATA/val" \
     --set "model.backbone=$BACKBONE" \

@@ -128,3 +128,47 @@ TEST(Checkpoints, BestHoldsTheWeightsOfTheEpochItRecords) {
   const auto report = eval::evaluate_checkpoint(eo);
   EXPECT_NEAR(report.loss, r.best_value, 1e-5) << "best.pt does not reproduce the val_loss it was saved for";
 }
+
+namespace {
+/// A crash right after the stage's last epoch was saved, before the stage ends.
+class CrashAtStageEnd final : public train::Callback {
+ public:
+  void on_epoch_end(train::Run& r, train::EpochEnd&) override {
+    if (r.stage_index() == 0 && r.stage_over()) throw std::runtime_error("simulated crash at the stage's end");
+  }
+};
+
+std::map<std::string, torch::Tensor> weights_of(const std::string& path) {
+  return checkpoint::classifier_from(checkpoint::load(path), torch::kCPU).snapshot();
+}
+}  // namespace
+
+TEST(RunResume, AKillBetweenAStagesLastEpochAndItsEndResumesExactly) {
+  // The stage keeps its first epoch as best (min_delta out of reach) and restores it at its end:
+  // the resumed run must restore the same weights and go on exactly as an uninterrupted one.
+  json stages = json::parse(R"([{"name": "head", "epochs": 3, "trainable": "head", "optimizer": {"name": "adam", "lr": 0.05},
+       "early_stopping": {"monitor": "val_loss", "patience": 5, "min_delta": 100}},
+      {"name": "tune", "epochs": 2, "trainable": {"fraction": 0.5}, "feature_cache": false, "optimizer": {"name": "sgd", "lr": 0.01}}])");
+  test::TempDir straight_dir("resume_straight"), crashed_dir("resume_crashed");
+  const auto straight = train::fit(config::parse_run_config(small_config(straight_dir, stages), "straight.json"));
+
+  const auto cfg = config::parse_run_config(small_config(crashed_dir, stages), "crashed.json");
+  {
+    auto callbacks = train::default_callbacks({});
+    callbacks.push_back(std::make_unique<CrashAtStageEnd>());
+    train::Run run(cfg, {}, std::move(callbacks));
+    EXPECT_THROW(run.fit(), std::runtime_error);
+  }
+  EXPECT_EQ(checkpoint::load(crashed_dir / "run/checkpoints/last.pt").progress.epoch, 3) << "last.pt holds the stage's last epoch";
+  train::FitOptions resume;
+  resume.resume = true;
+  const auto resumed = train::fit(cfg, resume);
+
+  ASSERT_EQ(resumed.history.size(), straight.history.size());
+  for (size_t i = 0; i < straight.history.size(); ++i)
+    for (const char* k : {"loss", "val_loss", "val_accuracy"})
+      EXPECT_DOUBLE_EQ(resumed.history[i][k].get<double>(), straight.history[i][k].get<double>()) << "epoch row " << i << " " << k;
+  const auto a = weights_of(straight.last_checkpoint), b = weights_of(resumed.last_checkpoint);
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& [name, t] : a) EXPECT_TRUE(torch::equal(t, b.at(name))) << name;
+}

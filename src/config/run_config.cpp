@@ -184,10 +184,10 @@ DataConfig read_data(ObjectReader r) {
   return d;
 }
 
-ModelConfig read_model(ObjectReader r) {
+ModelConfig read_model(ObjectReader r, bool require_backbone) {
   ModelConfig m;
   m.backbone = absolute(r.string("backbone", ""));
-  if (m.backbone.empty())
+  if (m.backbone.empty() && require_backbone)
     r.problems().error(r.path_of("backbone"), "is required: a .pt file made by scripts/export_backbone.py");
   r.resolve("backbone", m.backbone);
   ObjectReader h = r.object("head");
@@ -304,7 +304,7 @@ StageConfig read_stage(const json& in, json& resolved, const std::string& path, 
 
 }  // namespace
 
-RunConfig parse_run_config(const json& j, const std::string& source) {
+RunConfig parse_run_config(const json& j, const std::string& source, const ParseOptions& options) {
   RunConfig c;
   c.source = source;
   Problems problems;
@@ -325,10 +325,12 @@ RunConfig parse_run_config(const json& j, const std::string& source) {
     c.monitor = r.pick("monitor", Metric::ValAccuracy);
     c.micro_batch = r.integer("micro_batch", 0, closed(0, 65536));
     c.data = read_data(r.object("data"));
-    c.model = read_model(r.object("model"));
+    c.model = read_model(r.object("model"), !options.data_only);
     const json* stages = r.raw("stages");
     json stages_resolved = json::array();
-    if (!stages || !stages->is_array() || stages->empty()) {
+    if (!stages && options.data_only) {
+      // the data commands train nothing
+    } else if (!stages || !stages->is_array() || stages->empty()) {
       problems.error("stages", "must be a non-empty list of stages, e.g. [{\"epochs\": 5, \"trainable\": \"head\"}]" +
                                    (stages ? ", " + describe_value(*stages) : std::string()));
     } else {
@@ -418,10 +420,10 @@ void apply_override(json& j, const std::string& assignment) {
   *node = value;
 }
 
-RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides) {
+RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides, const ParseOptions& options) {
   json j = parse_json_file(path);
   for (const auto& o : overrides) apply_override(j, o);
-  return parse_run_config(j, path);
+  return parse_run_config(j, path, options);
 }
 
 }  // namespace tltrain::config

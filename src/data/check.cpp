@@ -18,19 +18,12 @@ namespace tltrain::data {
 
 DataSetup load_data_setup(const std::string& config_path, const std::vector<std::string>& overrides,
                           const ImageSpecReader& read_spec) {
-  config::json j = config::parse_json_file(config_path);
-  for (const auto& o : overrides) config::apply_override(j, o);
-  // The data commands look at data only: stand-ins let a config without a model or stages validate.
-  bool has_backbone = j.is_object() && j.contains("model") && j["model"].is_object() && j["model"].contains("backbone") &&
-                      j["model"]["backbone"].is_string() && !j["model"]["backbone"].get<std::string>().empty();
-  if (j.is_object() && !has_backbone && (!j.contains("model") || j["model"].is_object())) j["model"]["backbone"] = "(none)";
-  if (j.is_object() && !j.contains("stages")) j["stages"] = config::json::array({config::json::object()});
   DataSetup s;
-  s.cfg = config::parse_run_config(j, config_path);
+  s.cfg = config::load_run_config(config_path, overrides, {/*data_only=*/true});
   for (const auto& w : s.cfg.warnings) log::warn(config_path + ": " + w.path + ": " + w.message);
   ImageSpec spec;  // defaults: 224×224, resize 256, ImageNet mean/std
   const std::string& bb = s.cfg.model.backbone;
-  if (!has_backbone) {
+  if (bb.empty()) {
     s.note = "model.backbone is not set: using 224x224 ImageNet defaults";
   } else if (!fs::exists(bb)) {
     s.note = "backbone '" + bb + "' does not exist (yet): using 224x224 ImageNet defaults";

@@ -66,8 +66,6 @@ std::vector<double> nice_ticks(double lo, double hi, int n, double& out_lo, doub
 
 }  // namespace
 
-/// A line chart as inline SVG: class="series" polylines (one per non-empty series), class="point"
-/// markers so a one-epoch run still shows something, dashed class="stage-boundary" lines.
 std::string line_chart(const ChartSpec& spec, const std::vector<Series>& all_series, const std::vector<Boundary>& boundaries) {
   const double W = 560, H = 320, ml = 64, mr = 16, mt = 44, mb = 46;
   const double pw = W - ml - mr, ph = H - mt - mb;

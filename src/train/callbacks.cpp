@@ -64,7 +64,14 @@ void ProgressBar::on_epoch_begin(Run& run) {
 
 void ProgressBar::on_step_end(Run&, const StepEnd& e) {
   bar_->update(e.done, e.epoch.loss(), e.epoch.accuracy(), e.epoch.count);
-  if (e.done == e.total) bar_->finish();
+  if (e.done == e.total) finish();  // before validation
+}
+
+void ProgressBar::on_epoch_end(Run&, EpochEnd&) { finish(); }  // fewer steps than planned: a batch of only bad images
+
+void ProgressBar::finish() {
+  if (bar_) bar_->finish();
+  bar_.reset();
 }
 
 void RankSync::on_step_end(Run& run, const StepEnd&) {
@@ -141,17 +148,23 @@ void EpochSummary::on_epoch_end(Run& run, EpochEnd& e) {
   log::info(line + (e.new_best ? "  *best*" : ""));
 }
 
+void Checkpoints::on_stage_begin(Run& run) { stage_saved_ = run.epoch() > 0; }
+
 void Checkpoints::on_epoch_end(Run& run, EpochEnd& e) {
+  stage_saved_ = true;
   if (!log::is_output_rank()) return;
   const json info = run.checkpoint_info(run.stage_index(), run.epoch() + 1);
   if (e.new_best) checkpoint::save(run.paths().best, run.model(), nullptr, info);
-  // The stage's last epoch is saved at its end, after early stopping's restore.
-  if (!run.stage_over()) checkpoint::save(run.paths().last, run.model(), run.optimizer(), info);
+  // Also after the stage's last epoch: a run killed before the stage's end resumes there, and
+  // its resume ends the stage (restoring the best weights) without training.
+  checkpoint::save(run.paths().last, run.model(), run.optimizer(), info);
 }
 
 void Checkpoints::on_stage_end(Run& run) {
-  // last.pt points at the next stage's start: no optimizer state, fresh early-stopping counters.
-  if (log::is_output_rank()) checkpoint::save(run.paths().last, run.model(), nullptr, run.checkpoint_info(run.stage_index() + 1, 0));
+  // last.pt points at the next stage's start (after early stopping's restore): no optimizer
+  // state, fresh early-stopping counters. A stage that ran no epoch leaves it as it was.
+  if (stage_saved_ && log::is_output_rank())
+    checkpoint::save(run.paths().last, run.model(), nullptr, run.checkpoint_info(run.stage_index() + 1, 0));
 }
 
 void EpochLogs::on_epoch_end(Run& run, EpochEnd&) {

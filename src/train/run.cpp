@@ -115,8 +115,9 @@ void Run::start_or_resume() {
     history_ = ck.info.at("history");
     resumed_stage_ = true;
     if (state_.epoch > 0) resume_optimizer_ = ck.optimizer;
-    log::info("resuming " + paths_.dir + " at stage " + std::to_string(state_.stage + 1) + ", epoch " +
-              std::to_string(state_.epoch + 1));
+    const bool at_end = state_.stage < cfg_.stages.size() && state_.epoch >= cfg_.stages[state_.stage].epochs;
+    log::info("resuming " + paths_.dir + " at " + (at_end ? "the end of " : "") + "stage " + std::to_string(state_.stage + 1) +
+              (at_end ? "" : ", epoch " + std::to_string(state_.epoch + 1)));
     return;
   }
   if (!opts_.init_checkpoint.empty()) {
@@ -200,7 +201,7 @@ void Run::begin_stage() {
   s->optimizer = make_optimizer(st.optimizer, groups);
   if (resume_optimizer_ && resumed_stage_) s->optimizer->load(*resume_optimizer_);
   s->objective = make_objective(st, ds_.train.class_counts(), device_);
-  build_stage_data(*s);
+  if (state_.epoch < st.epochs) build_stage_data(*s);  // else a resume that only ends the stage
   s->stage_step = state_.epoch * s->steps_per_epoch;
   stage_ = std::move(s);
 }

@@ -140,13 +140,18 @@ struct RunConfig {
   std::vector<Problem> warnings; ///< settings that are valid but ignored
 };
 
+struct ParseOptions {
+  bool data_only = false;  ///< the data commands: model.backbone and stages may be absent
+};
+
 /// Reads, overrides (--set), and validates a config file; throws a Usage error listing all problems.
 /// Relative paths are taken from the current directory (as any CLI does) and stored absolute,
 /// so a resumed run finds its files from anywhere.
-RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides = {});
+RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides = {},
+                          const ParseOptions& options = {});
 
 /// Validates an already parsed config. SOURCE names it in messages.
-RunConfig parse_run_config(const json& j, const std::string& source);
+RunConfig parse_run_config(const json& j, const std::string& source, const ParseOptions& options = {});
 
 /// Applies one "--set a.b[1].c=value" override. The value is parsed as JSON when it is valid JSON
 /// (numbers, true, null, [..], {..}), otherwise taken as a string.

@@ -28,9 +28,11 @@ class ProgressBar final : public Callback {
  public:
   void on_epoch_begin(Run& run) override;
   void on_step_end(Run& run, const StepEnd& e) override;
+  void on_epoch_end(Run& run, EpochEnd& e) override;
 
  private:
-  std::unique_ptr<Progress> bar_;
+  void finish();
+  std::unique_ptr<Progress> bar_;  ///< null once finished
 };
 
 /// Ranks agree on a stop (Ctrl-C on one ends every rank at the same step) and tell the group
@@ -75,8 +77,12 @@ class EpochSummary final : public Callback {
 /// optimizer's state) and at the end of each stage (pointing at the next stage's start).
 class Checkpoints final : public Callback {
  public:
+  void on_stage_begin(Run& run) override;
   void on_epoch_end(Run& run, EpochEnd& e) override;
   void on_stage_end(Run& run) override;
+
+ private:
+  bool stage_saved_ = false;  ///< this stage has a saved epoch (a 0-epoch stage writes nothing)
 };
 
 /// log.csv and log.jsonl, rewritten from the history after every epoch.
