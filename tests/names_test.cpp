@@ -64,6 +64,7 @@ TEST(Names, EveryTableRoundTripsAndRejectsOtherNames) {
   expect_round_trip<config::Schedule>();
   expect_round_trip<config::Pooling>();
   expect_round_trip<config::Activation>();
+  expect_round_trip<config::HeadOutput>();
   expect_round_trip<config::AugmentStep>();
   expect_round_trip<config::FillMode>();
   expect_round_trip<config::Normalization>();
@@ -123,6 +124,7 @@ TEST(Names, TheUserGuideListsEveryName) {
   expect_documented<config::Schedule>(guide, "stages[].schedule.name");
   expect_documented<config::Pooling>(guide, "model.head.pooling");
   expect_documented<config::Activation>(guide, "model.head.activation");
+  expect_documented<config::HeadOutput>(guide, "model.head.output");
   expect_documented<config::AugmentStep>(guide, "data.augment.order");
   expect_documented<config::FillMode>(guide, "data.augment.fill_mode");
   expect_documented<config::Normalization>(guide, "data.normalization");

@@ -33,6 +33,12 @@ const NameTable<Activation>& names<Activation>() {
 }
 
 template <>
+const NameTable<HeadOutput>& names<HeadOutput>() {
+  static const NameTable<HeadOutput> t{"head output", {{"softmax", HeadOutput::Softmax}, {"sigmoid", HeadOutput::Sigmoid}}};
+  return t;
+}
+
+template <>
 const NameTable<AugmentStep>& names<AugmentStep>() {
   static const NameTable<AugmentStep> t{"augmentation step",
                                         {{"crop", AugmentStep::Crop},

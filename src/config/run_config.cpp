@@ -195,6 +195,12 @@ ModelConfig read_model(ObjectReader r, bool require_backbone) {
   m.head.hidden = h.integers("hidden", {}, closed(1, 1 << 20));
   m.head.activation = h.pick("activation", Activation::Relu);
   m.head.dropout = h.number("dropout", 0.0, Range{0.0, 1.0, false, true});
+  m.head.output = h.pick("output", HeadOutput::Softmax);
+  m.head.threshold = h.number("threshold", 0.5, Range{0.0, 1.0, true, true});
+  if (m.head.output != HeadOutput::Sigmoid) {
+    if (h.has("threshold")) h.problems().warning(h.path_of("threshold"), "is used by output \"sigmoid\" only; softmax predicts the top class");
+    h.unresolve("threshold");
+  }
   return m;
 }
 

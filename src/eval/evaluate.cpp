@@ -53,7 +53,7 @@ ClassificationReport evaluate_checkpoint(const EvalOptions& o) {
   std::vector<std::string> paths;
   for (int64_t i : p.indices) paths.push_back(ds.samples[static_cast<size_t>(i)].path);
   skipped.add_bad(o.data.empty() ? "val" : "eval", loader.bad_images());
-  auto report = evaluate(pv, labels, classes, paths, loss, o.topk);
+  auto report = evaluate(pv, labels, classes, paths, loss, o.topk, cfg.model.head.threshold);
   report.skipped = std::move(skipped);
   return report;
 }

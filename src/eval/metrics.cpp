@@ -39,7 +39,7 @@ std::string pad_left(const std::string& s, size_t w) { return s.size() >= w ? s 
 
 ClassificationReport evaluate(const std::vector<float>& probs, const std::vector<int64_t>& labels,
                               const std::vector<std::string>& classes, const std::vector<std::string>& paths,
-                              double loss, int64_t topk) {
+                              double loss, int64_t topk, double threshold) {
   const int64_t c = static_cast<int64_t>(classes.size());
   const int64_t n = static_cast<int64_t>(labels.size());
   TLTRAIN_ASSERT(c > 0, "evaluate needs at least one class");
@@ -64,7 +64,7 @@ ClassificationReport evaluate(const std::vector<float>& probs, const std::vector
   int64_t correct = 0, topk_correct = 0;
   for (int64_t i = 0; i < n; ++i) {
     const float* row = probs.data() + i * c;
-    const int64_t label = labels[i], pred = argmax_row(row, c);
+    const int64_t label = labels[i], pred = c == 2 ? (row[1] > threshold ? 1 : 0) : argmax_row(row, c);
     ++r.confusion[label][pred];
     if (pred == label) {
       ++correct;
@@ -74,6 +74,17 @@ ClassificationReport evaluate(const std::vector<float>& probs, const std::vector
     if (rank_of(row, c, label) < r.topk) ++topk_correct;
   }
   r.accuracy = ratio(correct, n);
+  if (c == 2) {
+    std::vector<double> scores;
+    std::vector<bool> positive;
+    for (int64_t i = 0; i < n; ++i) {
+      scores.push_back(probs[static_cast<size_t>(2 * i + 1)]);
+      positive.push_back(labels[i] == 1);
+    }
+    r.threshold = threshold;
+    r.roc_auc = roc_auc(scores, positive);
+    r.average_precision = average_precision(scores, positive);
+  }
   r.topk_accuracy = ratio(topk_correct, n);
   // Stable: equally confident mistakes keep the dataset's order, so reports are reproducible.
   std::stable_sort(r.mistakes.begin(), r.mistakes.end(),
@@ -106,6 +117,53 @@ ClassificationReport evaluate(const std::vector<float>& probs, const std::vector
   return r;
 }
 
+namespace {
+/// Indices of SCORES, highest score first (ties in input order).
+std::vector<size_t> by_score_descending(const std::vector<double>& scores) {
+  std::vector<size_t> order(scores.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return scores[a] > scores[b]; });
+  return order;
+}
+}  // namespace
+
+std::optional<double> roc_auc(const std::vector<double>& scores, const std::vector<bool>& positive) {
+  // Mann-Whitney: the share of (positive, negative) pairs ranked right, a tie counting half.
+  const auto order = by_score_descending(scores);
+  double pos = 0, neg = 0, right = 0;
+  for (size_t i = 0; i < order.size();) {
+    size_t j = i;
+    double tie_pos = 0, tie_neg = 0;
+    for (; j < order.size() && scores[order[j]] == scores[order[i]]; ++j) (positive[order[j]] ? tie_pos : tie_neg) += 1;
+    right += tie_neg * pos + 0.5 * tie_neg * tie_pos;  // each negative here is below every positive seen so far
+    pos += tie_pos;
+    neg += tie_neg;
+    i = j;
+  }
+  if (pos == 0 || neg == 0) return std::nullopt;
+  return right / (pos * neg);
+}
+
+std::optional<double> average_precision(const std::vector<double>& scores, const std::vector<bool>& positive) {
+  const auto order = by_score_descending(scores);
+  double total_pos = 0;
+  for (bool p : positive) total_pos += p;
+  if (total_pos == 0) return std::nullopt;
+  double tp = 0, seen = 0, ap = 0, last_recall = 0;
+  for (size_t i = 0; i < order.size();) {
+    size_t j = i;
+    for (; j < order.size() && scores[order[j]] == scores[order[i]]; ++j) {
+      tp += positive[order[j]];
+      seen += 1;
+    }
+    const double recall = tp / total_pos;
+    ap += (recall - last_recall) * (tp / seen);
+    last_recall = recall;
+    i = j;
+  }
+  return ap;
+}
+
 config::json to_json(const ClassificationReport& r) {
   config::json j;
   j["classes"] = r.classes;
@@ -126,6 +184,11 @@ config::json to_json(const ClassificationReport& r) {
   j["weighted_recall"] = r.weighted_recall;
   j["weighted_f1"] = r.weighted_f1;
   j["confusion"] = r.confusion;
+  if (r.classes.size() == 2) {
+    j["threshold"] = r.threshold;
+    j["roc_auc"] = r.roc_auc ? config::json(*r.roc_auc) : config::json(nullptr);
+    j["average_precision"] = r.average_precision ? config::json(*r.average_precision) : config::json(nullptr);
+  }
   j["mistakes"] = config::json::array();
   for (const auto& m : r.mistakes)
     j["mistakes"].push_back(
@@ -142,6 +205,11 @@ std::string format_report(const ClassificationReport& r, size_t max_mistakes) {
 
   out << "samples " << r.samples << "   accuracy " << fixed(r.accuracy) << "   top-" << r.topk << " accuracy "
       << fixed(r.topk_accuracy) << "   loss " << fixed(r.loss) << "\n";
+  if (c == 2) {
+    auto or_none = [](const std::optional<double>& v) { return v ? fixed(*v) : std::string("n/a (one class only)"); };
+    out << "positive class '" << r.classes[1] << "': ROC-AUC " << or_none(r.roc_auc) << "   PR-AUC (average precision) "
+        << or_none(r.average_precision) << "   threshold " << fixed(r.threshold, 2) << "\n";
+  }
   if (r.skipped.count() > 0)
     out << "not counted in samples: " << r.skipped.warning(0, "") << "\n";
   out << "\n";

@@ -310,6 +310,8 @@ std::string summary_section(const json& cfg, const json& history, const Curves& 
   if (ev) {
     h << card(percent(ev->value("accuracy", 0.0)), "eval accuracy");
     h << card(percent(ev->value("topk_accuracy", 0.0)), "eval top-" + std::to_string(ev->value("topk", 5)));
+    if (auto v = field(*ev, "roc_auc")) h << card(num(*v, 3), "eval ROC-AUC");
+    if (auto v = field(*ev, "average_precision")) h << card(num(*v, 3), "eval PR-AUC (AP)");
   }
   char took[32];
   if (c.total_seconds < 90) std::snprintf(took, sizeof took, "%.1f s", c.total_seconds);

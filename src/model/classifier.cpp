@@ -52,7 +52,13 @@ HeadImpl::HeadImpl(const config::HeadConfig& c, int64_t feature_channels, int64_
     dense->push_back(torch::nn::Linear(in, width));
     in = width;
   }
-  dense->push_back(torch::nn::Linear(in, num_classes));
+  // The binary head has one logit; forward gives it out as [0, z], whose softmax is
+  // [1 - sigmoid(z), sigmoid(z)]: cross-entropy on it is binary cross-entropy, and eval, export
+  // and predict see two classes as from any head.
+  TLTRAIN_CHECK(c.output != config::HeadOutput::Sigmoid || num_classes == 2, ErrorKind::Usage,
+                "model.head.output \"sigmoid\" is the binary head and needs exactly 2 classes, the data has " +
+                    std::to_string(num_classes) + ": use \"softmax\"");
+  dense->push_back(torch::nn::Linear(in, c.output == config::HeadOutput::Sigmoid ? 1 : num_classes));
 }
 
 torch::Tensor HeadImpl::pool(const torch::Tensor& f) const { return pool_fn_(f); }
@@ -65,6 +71,7 @@ torch::Tensor HeadImpl::forward(const torch::Tensor& pooled) {
     x = dense[i]->as<torch::nn::Linear>()->forward(x);
     if (i + 1 < n) x = activation_fn_(x);
   }
+  if (cfg.output == config::HeadOutput::Sigmoid) x = torch::cat({torch::zeros_like(x), x}, 1);
   return x;
 }
 

@@ -28,6 +28,7 @@ std::string head_source(const config::HeadConfig& cfg, size_t n) {
     s << "    x = torch.linear(x, self.dense" << i << "_weight, self.dense" << i << "_bias)\n";
     if (i + 1 < n) s << "    x = torch." << config::name_of(cfg.activation) << "(x)\n";  // each name is torch's function
   }
+  if (cfg.output == config::HeadOutput::Sigmoid) s << "    x = torch.cat([torch.zeros_like(x), x], 1)\n";  // as HeadImpl::forward
   s << "    return x\n";
   return s.str();
 }
@@ -117,7 +118,9 @@ def predict_proba(self, x):
                        {"backbone", bb},
                        {"head", {{"pooling", config::name_of(m.head()->cfg.pooling)},
                                  {"hidden", m.head()->cfg.hidden},
-                                 {"activation", config::name_of(m.head()->cfg.activation)}}},
+                                 {"activation", config::name_of(m.head()->cfg.activation)},
+                                 {"output", config::name_of(m.head()->cfg.output)},
+                                 {"threshold", m.head()->cfg.threshold}}},
                        {"training", training_summary(ck.info)},
                        {"outputs", "forward(x) -> logits N×C; predict_proba(x) -> softmax N×C; x is N×3×H×W float32 "
                                    "preprocessed as 'preprocess' says"},

@@ -65,6 +65,10 @@ struct HeadConfig {
   std::vector<int64_t> hidden;          ///< widths of hidden Dense layers
   Activation activation = Activation::Relu;
   double dropout = 0.0;                 ///< before each Dense layer
+  /// softmax: one logit per class; sigmoid: the binary head, one logit z for two classes (Keras
+  /// Dense(1, "sigmoid") with binary cross-entropy), given out as the class logits [0, z].
+  HeadOutput output = HeadOutput::Softmax;
+  double threshold = 0.5;               ///< sigmoid: class 1 when its probability is above this
 };
 
 struct ModelConfig {

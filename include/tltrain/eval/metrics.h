@@ -2,6 +2,7 @@
 // Classification metrics from predicted probabilities: no torch, so they are cheap to test
 // against hand-computed confusion matrices.
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,15 +34,27 @@ struct ClassificationReport {
   double macro_precision = 0, macro_recall = 0, macro_f1 = 0;
   double weighted_precision = 0, weighted_recall = 0, weighted_f1 = 0;  ///< weighted by support
   std::vector<std::vector<int64_t>> confusion;  ///< [true][predicted]
+  /// Two classes (class 1 the positive one): the decision threshold on its probability, and the
+  /// threshold-free ROC-AUC and average precision (PR-AUC); none unless both classes occur.
+  double threshold = 0.5;
+  std::optional<double> roc_auc, average_precision;
   std::vector<Mistake> mistakes;                ///< misclassified samples, most confident first
   data::SkippedLog skipped;                     ///< files left out of SAMPLES (not images, undecodable), set by the caller
 };
 
 /// PROBS is N×C row-major (rows need not sum to 1: only their order is used). Ties in argmax go
-/// to the lower class index. PATHS may be empty (no mistake paths then) or have N entries.
+/// to the lower class index; with two classes the prediction is class 1 when its probability is
+/// above THRESHOLD (0.5: the argmax). PATHS may be empty (no mistake paths then) or have N entries.
 ClassificationReport evaluate(const std::vector<float>& probs, const std::vector<int64_t>& labels,
                               const std::vector<std::string>& classes, const std::vector<std::string>& paths,
-                              double loss, int64_t topk = 5);
+                              double loss, int64_t topk = 5, double threshold = 0.5);
+
+/// Area under the ROC curve of SCORES with POSITIVE marking the positives (tied scores count
+/// half, as sklearn's roc_auc_score); none without both positives and negatives.
+std::optional<double> roc_auc(const std::vector<double>& scores, const std::vector<bool>& positive);
+/// Average precision as sklearn's average_precision_score: the sum over distinct scores, highest
+/// first, of (recall gained) × precision there; none without positives.
+std::optional<double> average_precision(const std::vector<double>& scores, const std::vector<bool>& positive);
 
 config::json to_json(const ClassificationReport& r);
 /// The table for stdout: headline metrics, per-class P/R/F1/support with macro and weighted
