@@ -11,7 +11,10 @@
 #include "tltrain/eval/metrics.h"
 #include "tltrain/model/classifier.h"
 #include "tltrain/ship/export.h"
+#include "tltrain/checkpoint/checkpoint.h"
+#include "tltrain/model/backbone.h"
 #include "tltrain/train/objective.h"
+#include "tltrain/train/plan.h"
 #include "tltrain/train/trainer.h"
 
 using namespace tltrain;
@@ -103,4 +106,42 @@ TEST(BinaryHead, TrainsEvaluatesAndExports) {
   EXPECT_TRUE(torch::equal(logits.select(1, 0), torch::zeros({3})));
   const auto p = m.get_method("predict_proba")({x}).toTensor();
   EXPECT_TRUE(torch::allclose(p.select(1, 1), torch::sigmoid(logits.select(1, 1)), 1e-6, 1e-6));
+}
+
+TEST(FlattenHead, TrainsOnEveryPositionEvaluatesAndExports) {
+  test::TempDir dir("flatten_head");
+  test::write_color_dataset(dir / "train", {"green", "red", "blue"}, 8);
+  test::write_color_dataset(dir / "val", {"green", "red", "blue"}, 3);
+  json cfg = {{"seed", 4}, {"device", "cpu"}, {"threads", {{"intra_op", 1}, {"loader", 2}}},
+              {"data", {{"train", dir / "train"}, {"val", dir / "val"}, {"batch_size", 8}}},
+              {"model", {{"backbone", test::tiny_backbone()}, {"head", {{"pooling", "flatten"}, {"hidden", {4}}}}}},
+              {"output_dir", dir / "run"},
+              {"stages", {{{"epochs", 4}, {"trainable", "head"}, {"optimizer", {{"name", "adam"}, {"lr", 0.02}}}},
+                          {{"epochs", 1}, {"trainable", "all"}, {"feature_cache", false}}}}};
+  const auto parsed = config::parse_run_config(cfg, "flatten.json");
+  auto backbone = model::load_backbone(test::tiny_backbone());
+  const int64_t positions = train::flatten_positions(parsed, backbone);
+  EXPECT_GT(positions, 1) << "the tiny backbone's feature map has more than one position";
+  const auto r = train::fit(parsed);
+  auto ck = checkpoint::load(r.last_checkpoint);
+  EXPECT_EQ(ck.head.at("head.dense.0.weight").size(1), backbone.meta.feature_channels * positions) << "Dense on C·H·W inputs";
+  EXPECT_GE(r.history.back()["val_accuracy"].get<double>(), 0.9) << r.history.dump(1);
+
+  eval::EvalOptions eo;
+  eo.checkpoint = r.last_checkpoint;
+  eo.threads = 1;
+  EXPECT_NEAR(eval::evaluate_checkpoint(eo).accuracy, r.history.back()["val_accuracy"].get<double>(), 1e-9);
+  ship::ExportOptions xo;
+  xo.checkpoint = r.last_checkpoint;
+  xo.out = dir / "model.pt";
+  EXPECT_EQ(ship::export_model(xo).metadata["head"]["pooling"], "flatten");  // the export's own self-check compares logits
+
+  config::HeadConfig wide;
+  wide.pooling = config::Pooling::Flatten;
+  try {
+    model::Head head(wide, 1280, 2, 900);  // 1,152,000 features
+    ADD_FAILURE() << "an oversized flatten head was built";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("1280 channels x 900 positions"), std::string::npos) << e.what();
+  }
 }

@@ -140,7 +140,7 @@ TEST(ExportedConfigs, EveryShippedConfigPlansAgainstItsArchitecture) {
       if (cfg.model.backbone.find(a) != std::string::npos) arch = a;
     ASSERT_FALSE(arch.empty()) << e.path() << ": no known architecture in " << cfg.model.backbone;
     auto meta = model::read_backbone_meta(exported(arch + ".pt"));
-    EXPECT_NO_THROW(train::plan_stages(cfg, meta, 5)) << e.path();
+    EXPECT_NO_THROW(train::plan_stages(cfg, meta, 5, meta.feature_channels)) << e.path();
     ++checked;
   }
   EXPECT_GE(checked, 8);

@@ -92,7 +92,7 @@ TEST(Names, EveryNameHasItsBehaviour) {
       h.pooling = config::from_name<config::Pooling>(p);
       h.activation = config::from_name<config::Activation>(a);
       h.hidden = {3};
-      model::Head head(h, 4, 2);
+      model::Head head(h, 4, 2, /*positions=*/4);  // a 2x2 feature map
       EXPECT_EQ(head->forward(head->pool(torch::ones({1, 4, 2, 2}))).size(1), 2) << p << " " << a;
     }
   for (auto n : config::name_list<config::Normalization>()) {

@@ -106,7 +106,12 @@ Checkpoint load(const std::string& path, const torch::Device& device) {
 }
 
 model::Classifier classifier_from(const Checkpoint& ck, const torch::Device& device) {
-  model::Classifier m(ck.backbone, ck.config.model.head, static_cast<int64_t>(ck.classes.size()), device);
+  // A flatten head's width tells the feature map's positions it was trained at.
+  int64_t positions = 1;
+  const auto first = ck.head.find("head.dense.0.weight");
+  if (ck.config.model.head.pooling == config::Pooling::Flatten && first != ck.head.end() && ck.backbone.meta.feature_channels > 0)
+    positions = first->second.size(1) / ck.backbone.meta.feature_channels;
+  model::Classifier m(ck.backbone, ck.config.model.head, static_cast<int64_t>(ck.classes.size()), device, positions);
   torch::NoGradGuard no_grad;
   for (const auto& p : m.head()->named_parameters(true)) {
     auto it = ck.head.find("head." + p.key());

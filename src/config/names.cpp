@@ -21,7 +21,7 @@ const NameTable<Schedule>& names<Schedule>() {
 
 template <>
 const NameTable<Pooling>& names<Pooling>() {
-  static const NameTable<Pooling> t{"pooling", {{"avg", Pooling::Avg}, {"max", Pooling::Max}, {"avgmax", Pooling::AvgMax}}};
+  static const NameTable<Pooling> t{"pooling", {{"avg", Pooling::Avg}, {"max", Pooling::Max}, {"avgmax", Pooling::AvgMax}, {"flatten", Pooling::Flatten}}};
   return t;
 }
 

@@ -27,6 +27,7 @@ const std::map<config::Pooling, Pooling>& poolings() {
   static const std::map<config::Pooling, Pooling> table{
       {config::Pooling::Avg, {[](const torch::Tensor& f) { return f.mean({2, 3}); }, 1}},
       {config::Pooling::Max, {[](const torch::Tensor& f) { return f.amax({2, 3}); }, 1}},
+      {config::Pooling::Flatten, {[](const torch::Tensor& f) { return f.flatten(1); }, 0}},  // width: C·H·W
       {config::Pooling::AvgMax, {[](const torch::Tensor& f) { return torch::cat({f.mean({2, 3}), f.amax({2, 3})}, 1); }, 2}},
   };
   return table;
@@ -44,9 +45,32 @@ const std::map<config::Activation, TensorFn>& activations() {
 
 }  // namespace
 
-HeadImpl::HeadImpl(const config::HeadConfig& c, int64_t feature_channels, int64_t num_classes)
+int64_t feature_positions(Backbone& backbone, int64_t height, int64_t width) {
+  torch::NoGradGuard no_grad;
+  const bool training = backbone.module.is_training();
+  backbone.module.eval();
+  auto options = torch::TensorOptions();
+  for (const auto& p : backbone.module.parameters()) {
+    options = options.device(p.device());  // wherever the module lives
+    break;
+  }
+  const auto f = backbone.module.forward({torch::zeros({1, 3, height, width}, options)}).toTensor();
+  backbone.module.train(training);
+  return f.size(2) * f.size(3);
+}
+
+int64_t head_in_features(const config::HeadConfig& head, int64_t channels, int64_t positions) {
+  const int64_t width = config::row_of(poolings(), head.pooling).width;
+  return width > 0 ? width * channels : channels * positions;
+}
+
+HeadImpl::HeadImpl(const config::HeadConfig& c, int64_t feature_channels, int64_t num_classes, int64_t positions)
     : cfg(c), pool_fn_(config::row_of(poolings(), c.pooling).pool), activation_fn_(config::row_of(activations(), c.activation)) {
-  int64_t in = config::row_of(poolings(), c.pooling).width * feature_channels;
+  int64_t in = head_in_features(c, feature_channels, positions);
+  TLTRAIN_CHECK(in <= kMaxHeadInFeatures, ErrorKind::Usage,
+                "model.head.pooling \"flatten\" gives " + std::to_string(feature_channels) + " channels x " + std::to_string(positions) +
+                    " positions = " + std::to_string(in) + " features per image, more than " + std::to_string(kMaxHeadInFeatures) +
+                    ": its Dense layer would be too large to train; use \"avg\" or \"max\", or a smaller data.image_size");
   dense = register_module("dense", torch::nn::ModuleList());
   for (int64_t width : c.hidden) {
     dense->push_back(torch::nn::Linear(in, width));
@@ -75,9 +99,10 @@ torch::Tensor HeadImpl::forward(const torch::Tensor& pooled) {
   return x;
 }
 
-Classifier::Classifier(Backbone backbone, const config::HeadConfig& head, int64_t num_classes, torch::Device device)
+Classifier::Classifier(Backbone backbone, const config::HeadConfig& head, int64_t num_classes, torch::Device device,
+                       int64_t positions)
     : backbone_(std::move(backbone)),
-      head_(head, backbone_.meta.feature_channels, num_classes),
+      head_(head, backbone_.meta.feature_channels, num_classes, positions),
       device_(device),
       num_classes_(num_classes),
       cut_(backbone_.meta.blocks.size()) {

@@ -22,7 +22,8 @@ std::string head_source(const config::HeadConfig& cfg, size_t n) {
   static const std::map<config::Pooling, const char*> pool_source{
       {config::Pooling::Avg, "torch.mean(f, [2, 3])"},
       {config::Pooling::Max, "torch.amax(f, [2, 3])"},
-      {config::Pooling::AvgMax, "torch.cat([torch.mean(f, [2, 3]), torch.amax(f, [2, 3])], 1)"}};
+      {config::Pooling::AvgMax, "torch.cat([torch.mean(f, [2, 3]), torch.amax(f, [2, 3])], 1)"},
+      {config::Pooling::Flatten, "torch.flatten(f, 1)"}};
   s << "    x = " << config::row_of(pool_source, cfg.pooling) << "\n";
   for (size_t i = 0; i < n; ++i) {
     s << "    x = torch.linear(x, self.dense" << i << "_weight, self.dense" << i << "_bias)\n";

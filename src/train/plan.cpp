@@ -5,12 +5,14 @@
 
 #include "tltrain/core/error.h"
 #include "tltrain/data/dataset.h"
+#include "tltrain/data/preprocess.h"
+#include "tltrain/model/classifier.h"
 #include "tltrain/model/freeze_plan.h"
 
 namespace tltrain::train {
 
-int64_t head_params(const config::HeadConfig& head, int64_t feature_channels, int64_t num_classes) {
-  int64_t in = head.pooling == config::Pooling::AvgMax ? 2 * feature_channels : feature_channels;
+int64_t head_params(const config::HeadConfig& head, int64_t in_features, int64_t num_classes) {
+  int64_t in = in_features;
   int64_t total = 0;
   for (int64_t width : head.hidden) {
     total += in * width + width;
@@ -19,9 +21,16 @@ int64_t head_params(const config::HeadConfig& head, int64_t feature_channels, in
   return total + in * num_classes + num_classes;
 }
 
-std::vector<StagePlan> plan_stages(const config::RunConfig& cfg, const model::BackboneMeta& meta, int64_t num_classes) {
+int64_t flatten_positions(const config::RunConfig& cfg, model::Backbone& backbone) {
+  if (cfg.model.head.pooling != config::Pooling::Flatten) return 1;
+  const data::Preprocess pre = data::resolve_preprocess(cfg.data, backbone.meta.image_spec());
+  return model::feature_positions(backbone, pre.height, pre.width);
+}
+
+std::vector<StagePlan> plan_stages(const config::RunConfig& cfg, const model::BackboneMeta& meta, int64_t num_classes,
+                                   int64_t head_in_features) {
   std::vector<StagePlan> plan;
-  const int64_t head = head_params(cfg.model.head, meta.feature_channels, num_classes);
+  const int64_t head = head_params(cfg.model.head, head_in_features, num_classes);
   for (size_t i = 0; i < cfg.stages.size(); ++i) {
     const auto& st = cfg.stages[i];
     StagePlan p;
@@ -87,11 +96,13 @@ std::string format_plan(const std::vector<StagePlan>& plan, const model::Backbon
 DryRun dry_run(const config::RunConfig& cfg) {
   DryRun d;
   d.resolved_config = cfg.resolved;
-  model::BackboneMeta meta = model::read_backbone_meta(cfg.model.backbone);
+  model::Backbone backbone = model::load_backbone(cfg.model.backbone);
+  const model::BackboneMeta& meta = backbone.meta;
   data::Datasets ds = data::load_datasets(cfg.data, static_cast<uint64_t>(cfg.seed));
   const int64_t classes = static_cast<int64_t>(ds.train.classes.size());
-  auto plan = plan_stages(cfg, meta, classes);
-  const int64_t head = head_params(cfg.model.head, meta.feature_channels, classes);
+  const int64_t in = model::head_in_features(cfg.model.head, meta.feature_channels, flatten_positions(cfg, backbone));
+  auto plan = plan_stages(cfg, meta, classes, in);
+  const int64_t head = head_params(cfg.model.head, in, classes);
   d.data = {{"classes", ds.train.classes},
             {"train_images", ds.train.samples.size()},
             {"val_images", ds.val.samples.size()},

@@ -89,10 +89,11 @@ Run::Run(const config::RunConfig& cfg, const FitOptions& opts, std::vector<std::
   TLTRAIN_CHECK(num_classes >= 2, ErrorKind::Data, "'" + cfg.data.train + "' has " + std::to_string(num_classes) +
                                                        " class; classification needs at least 2 class subfolders");
   model::Backbone backbone = model::load_backbone(cfg.model.backbone, device_);
-  plan_ = plan_stages(cfg, backbone.meta, num_classes);
+  const int64_t positions = flatten_positions(cfg, backbone);
+  plan_ = plan_stages(cfg, backbone.meta, num_classes, model::head_in_features(cfg.model.head, backbone.meta.feature_channels, positions));
   pre_ = data::resolve_preprocess(cfg.data, backbone.meta.image_spec());
   torch::manual_seed(seed_);
-  model_ = std::make_unique<model::Classifier>(std::move(backbone), cfg.model.head, num_classes, device_);
+  model_ = std::make_unique<model::Classifier>(std::move(backbone), cfg.model.head, num_classes, device_, positions);
   skipped_.add_scan("train", ds_.train.skipped);
   if (ds_.has_val && !ds_.val_is_split) skipped_.add_scan("val", ds_.val.skipped);
   start_or_resume();

@@ -11,7 +11,7 @@ namespace tltrain::config {
 
 enum class Optimizer { Sgd, Adam, AdamW, RmsProp };
 enum class Schedule { Constant, Step, Exponential, Cosine };
-enum class Pooling { Avg, Max, AvgMax };
+enum class Pooling { Avg, Max, AvgMax, Flatten };
 enum class Activation { Relu, Gelu, Silu, Tanh };
 enum class HeadOutput { Softmax, Sigmoid };
 enum class AugmentStep { Crop, Affine, Flip, Color };

@@ -14,7 +14,8 @@
 namespace tltrain::model {
 
 struct HeadImpl : torch::nn::Module {
-  HeadImpl(const config::HeadConfig& cfg, int64_t feature_channels, int64_t num_classes);
+  /// POSITIONS: H×W of the feature map at the run's input size (flatten's width is C·H·W).
+  HeadImpl(const config::HeadConfig& cfg, int64_t feature_channels, int64_t num_classes, int64_t positions = 1);
   /// N×C×h×w feature map → N×C' pooled vector (C' = 2C for avgmax).
   torch::Tensor pool(const torch::Tensor& features) const;
   /// Pooled vector → logits.
@@ -33,10 +34,20 @@ TORCH_MODULE(Head);
 /// error when CUDA is not available). The one place that picks the device.
 torch::Device resolve_device(config::Device device);
 
+/// H×W of BACKBONE's feature map for HEIGHT×WIDTH images (one forward of zeros, no gradient).
+int64_t feature_positions(Backbone& backbone, int64_t height, int64_t width);
+/// The head's input width: C (avg, max), 2C (avgmax) or C·POSITIONS (flatten).
+int64_t head_in_features(const config::HeadConfig& head, int64_t channels, int64_t positions);
+/// The widest flatten head input accepted: beyond it the first Dense layer alone would hold
+/// hundreds of millions of weights.
+constexpr int64_t kMaxHeadInFeatures = int64_t{1} << 20;
+
 class Classifier {
  public:
   /// The head is initialised from torch's global generator: seed it first for reproducibility.
-  Classifier(Backbone backbone, const config::HeadConfig& head, int64_t num_classes, torch::Device device);
+  /// POSITIONS: H×W of the backbone's feature map at the run's input size (feature_positions),
+  /// which a flatten head needs.
+  Classifier(Backbone backbone, const config::HeadConfig& head, int64_t num_classes, torch::Device device, int64_t positions = 1);
 
   torch::Tensor features(const torch::Tensor& images);  ///< backbone feature map
   torch::Tensor forward(const torch::Tensor& images);   ///< logits

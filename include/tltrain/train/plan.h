@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "tltrain/config/run_config.h"
+#include "tltrain/model/backbone.h"
 #include "tltrain/model/backbone_meta.h"
 
 namespace tltrain::train {
@@ -26,12 +27,17 @@ struct StagePlan {
   std::string batch_norm;
 };
 
-/// Parameter elements of the head on FEATURE_CHANNELS features for NUM_CLASSES classes.
-int64_t head_params(const config::HeadConfig& head, int64_t feature_channels, int64_t num_classes);
+/// Parameter elements of the head on IN_FEATURES inputs (model::head_in_features) for NUM_CLASSES classes.
+int64_t head_params(const config::HeadConfig& head, int64_t in_features, int64_t num_classes);
+
+/// H×W of BACKBONE's feature map at CFG's input size when the head flattens it; 1 otherwise
+/// (and then no forward runs).
+int64_t flatten_positions(const config::RunConfig& cfg, model::Backbone& backbone);
 
 /// Resolves every stage against the backbone's blocks. Usage error for a stage whose
 /// "trainable" names a block that does not exist.
-std::vector<StagePlan> plan_stages(const config::RunConfig& cfg, const model::BackboneMeta& meta, int64_t num_classes);
+std::vector<StagePlan> plan_stages(const config::RunConfig& cfg, const model::BackboneMeta& meta, int64_t num_classes,
+                                   int64_t head_in_features);
 
 config::json plan_to_json(const std::vector<StagePlan>& plan, const model::BackboneMeta& meta, int64_t head_param_count);
 std::string format_plan(const std::vector<StagePlan>& plan, const model::BackboneMeta& meta, int64_t head_param_count);
