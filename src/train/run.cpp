@@ -51,7 +51,7 @@ struct Run::Stage {
   bool bn_train = false;  ///< backbone BatchNorm trains in this stage
   std::unique_ptr<torch::optim::Optimizer> optimizer;
   std::vector<double> base_lrs;  ///< per parameter group, before the schedule
-  bool has_backbone_group = false;
+  bool has_backbone_group() const { return base_lrs.size() > 1; }  ///< the backbone group comes first
   std::unique_ptr<Objective> objective;
   std::unique_ptr<FeatureCache> cache, val_cache;  ///< while the backbone is frozen
   std::unique_ptr<data::Loader> train_loader;      ///< otherwise
@@ -195,8 +195,7 @@ void Run::begin_stage() {
   // Parameter groups as planned: the backbone's share at lr * backbone_lr_mult.
   std::vector<std::pair<std::vector<torch::Tensor>, double>> groups;
   auto bb_params = model_->trainable_backbone_parameters();
-  s->has_backbone_group = !bb_params.empty();
-  if (s->has_backbone_group) groups.emplace_back(bb_params, st.optimizer.lr * st.backbone_lr_mult);
+  if (!bb_params.empty()) groups.emplace_back(bb_params, st.optimizer.lr * st.backbone_lr_mult);
   groups.emplace_back(model_->head_parameters(), st.optimizer.lr);
   for (const auto& g : groups) s->base_lrs.push_back(g.second);
   s->optimizer = make_optimizer(st.optimizer, groups);
@@ -271,7 +270,7 @@ void Run::run_epoch() {
     record["val_accuracy"] = accuracy;
   }
   record["lr"] = stage_->lr;
-  record["lr_backbone"] = stage_->has_backbone_group ? json(stage_->lr_backbone) : json(nullptr);
+  record["lr_backbone"] = stage_->has_backbone_group() ? json(stage_->lr_backbone) : json(nullptr);
   record["images_per_s"] = train_secs > 0 ? static_cast<double>(stats.count) / train_secs : 0.0;
   if (group() && stage_->steps_per_epoch > 0)
     record["allreduce_ms_per_step"] = (group()->all_reduce_ms() - allreduce_ms0) / static_cast<double>(stage_->steps_per_epoch);
@@ -325,7 +324,7 @@ void Run::set_lr() {
   const double f = lr_factor(st.schedule, st.optimizer.lr, s.stage_step, s.steps_per_epoch, s.steps_per_epoch * st.epochs);
   for (size_t g = 0; g < s.optimizer->param_groups().size(); ++g) s.optimizer->param_groups()[g].options().set_lr(s.base_lrs[g] * f);
   s.lr = st.optimizer.lr * f;
-  s.lr_backbone = s.has_backbone_group ? st.optimizer.lr * st.backbone_lr_mult * f : 0;
+  s.lr_backbone = s.has_backbone_group() ? st.optimizer.lr * st.backbone_lr_mult * f : 0;
 }
 
 void Run::after_step(const StepStats& step, StepStats& epoch, int64_t done) {
