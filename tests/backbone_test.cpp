@@ -24,6 +24,15 @@ std::string load_error(const std::string& path) {
   return "";
 }
 
+/// Metadata with BLOCKS and one layer per block, as metadata without a layer list reads.
+model::BackboneMeta meta_of(const std::vector<model::BlockInfo>& blocks) {
+  model::BackboneMeta m;
+  m.blocks = blocks;
+  for (size_t i = 0; i < blocks.size(); ++i)
+    m.layers.push_back({blocks[i].name, "block", blocks[i].params, blocks[i].batchnorms > 0, {}, static_cast<int>(i)});
+  return m;
+}
+
 config::TrainableSpec spec_fraction(double f) {
   config::TrainableSpec s;
   s.kind = config::TrainableSpec::Kind::Fraction;
@@ -133,33 +142,34 @@ TEST(Backbone, MetadataThatDisagreesWithTheWeightsIsRefused) {
 TEST(FreezePlan, FractionCountAndNameSelectTopBlocks) {
   std::vector<model::BlockInfo> blocks;
   for (int i = 0; i < 19; ++i) blocks.push_back({"features." + std::to_string(i), 10 * (i + 1), 1});
+  const auto meta = meta_of(blocks);
   // ceil(f * 19): 0.2 → 4 blocks (features.15 … 18), 0.1 → 2, 1.0 → all.
-  EXPECT_EQ(model::resolve_cut(blocks, spec_fraction(0.2)), 15u);
-  EXPECT_EQ(model::resolve_cut(blocks, spec_fraction(0.1)), 17u);
-  EXPECT_EQ(model::resolve_cut(blocks, spec_fraction(1.0)), 0u);
-  EXPECT_EQ(model::resolve_cut(blocks, spec_fraction(0.01)), 18u);  // any f > 0 trains a block
+  EXPECT_EQ(model::resolve_cut(meta, spec_fraction(0.2)).block, 15u);
+  EXPECT_EQ(model::resolve_cut(meta, spec_fraction(0.1)).block, 17u);
+  EXPECT_EQ(model::resolve_cut(meta, spec_fraction(1.0)).block, 0u);
+  EXPECT_EQ(model::resolve_cut(meta, spec_fraction(0.01)).block, 18u);  // any f > 0 trains a block
   config::TrainableSpec s;
   s.kind = config::TrainableSpec::Kind::Blocks;
   s.blocks = 3;
-  EXPECT_EQ(model::resolve_cut(blocks, s), 16u);
+  EXPECT_EQ(model::resolve_cut(meta, s).block, 16u);
   s.blocks = 0;
-  EXPECT_EQ(model::resolve_cut(blocks, s), 19u);
+  EXPECT_EQ(model::resolve_cut(meta, s).block, 19u);
   s.kind = config::TrainableSpec::Kind::From;
   s.from = "features.14";
-  EXPECT_EQ(model::resolve_cut(blocks, s), 14u);
+  EXPECT_EQ(model::resolve_cut(meta, s).block, 14u);
   s.kind = config::TrainableSpec::Kind::Head;
-  EXPECT_EQ(model::resolve_cut(blocks, s), 19u);
+  EXPECT_EQ(model::resolve_cut(meta, s).block, 19u);
   s.kind = config::TrainableSpec::Kind::All;
-  EXPECT_EQ(model::resolve_cut(blocks, s), 0u);
-  EXPECT_EQ(model::trainable_params(blocks, 17), 180 + 190);
+  EXPECT_EQ(model::resolve_cut(meta, s).block, 0u);
+  EXPECT_EQ(model::trainable_params(meta, model::block_cut(meta, 17)), 180 + 190);
   // Exact tenths must not round up through floating-point noise: 0.2 * 10 blocks = 2.
-  std::vector<model::BlockInfo> ten(blocks.begin(), blocks.begin() + 10);
-  EXPECT_EQ(model::resolve_cut(ten, spec_fraction(0.2)), 8u);
-  EXPECT_EQ(model::resolve_cut(ten, spec_fraction(0.3)), 7u);
+  const auto ten = meta_of({blocks.begin(), blocks.begin() + 10});
+  EXPECT_EQ(model::resolve_cut(ten, spec_fraction(0.2)).block, 8u);
+  EXPECT_EQ(model::resolve_cut(ten, spec_fraction(0.3)).block, 7u);
 }
 
 TEST(FreezePlan, BadNamesAndCountsAreUsageErrors) {
-  std::vector<model::BlockInfo> blocks{{"features.0", 1, 0}, {"features.1", 1, 0}, {"features.14", 1, 0}};
+  const auto blocks = meta_of({{"features.0", 1, 0}, {"features.1", 1, 0}, {"features.14", 1, 0}});
   config::TrainableSpec s;
   s.kind = config::TrainableSpec::Kind::From;
   s.from = "feature.14";

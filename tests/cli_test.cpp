@@ -112,6 +112,6 @@ TEST(Cli, DryRunRejectsAStageThatNamesAMissingBlock) {
   Project p(R"([{"epochs": 1, "trainable": {"from": "blok2"}}])");
   auto r = test::run_tltrain("fit --config " + p.config + " --dry-run");
   EXPECT_EQ(r.exit_code, exit_code::usage) << r.output;
-  EXPECT_NE(r.output.find("stages[0].trainable: no block named \"blok2\" in the backbone (did you mean \"block2\"?)"), std::string::npos)
+  EXPECT_NE(r.output.find("stages[0].trainable: no block or sub-module named \"blok2\" in the backbone (did you mean \"block2\"?)"), std::string::npos)
       << r.output;
 }

@@ -111,7 +111,7 @@ TEST(ExportedClassifier, ModesFollowTheFreezePlanInsideNestedContainers) {
   // MobileNetV2's blocks live inside the `features` container: modes must be set per module.
   auto bb = model::load_backbone(exported("mobilenet_v2.pt"));
   model::Classifier m(bb, config::HeadConfig{}, 2, torch::kCPU);
-  m.set_trainable(15);  // features.15 … features.18
+  m.set_trainable(model::block_cut(m.meta(), 15));  // features.15 … features.18
   auto bn_training = [&](const std::string& name) {
     for (const auto& mod : m.backbone_module().named_modules())
       if (mod.name == name) return mod.value.is_training();

@@ -25,7 +25,7 @@ void expect_same_numbers(const std::string& path, size_t cut, const std::vector<
   for (int i = 0; i < 2; ++i) {
     torch::manual_seed(3);  // the same head
     ms.push_back(std::make_unique<model::Classifier>(model::load_backbone(path), config::HeadConfig{}, 3, torch::kCPU));
-    ms.back()->set_trainable(cut);
+    ms.back()->set_trainable(model::block_cut(ms.back()->meta(), cut));
   }
   model::Classifier &plain = *ms[0], &fast = *ms[1];
   ASSERT_EQ(fast.optimize_frozen_blocks(shape), "") << path;

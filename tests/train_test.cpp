@@ -72,7 +72,7 @@ TEST(Classifier, FrozenBlocksGetNoGradientAndFrozenBatchNormNeverMoves) {
   config::HeadConfig head;
   torch::manual_seed(0);
   model::Classifier m(bb, head, 2, torch::kCPU);
-  m.set_trainable(2);  // block2, block3 train
+  m.set_trainable(model::block_cut(m.meta(), 2));  // block2, block3 train
   auto before = m.snapshot();
   m.set_training(true, config::BatchNormPolicy::Frozen);
   auto loss = m.forward(torch::randn({4, 3, 32, 32}) * 3 + 1).pow(2).mean();
@@ -91,7 +91,7 @@ TEST(Classifier, TrainPolicyUpdatesOnlyTrainableBlocksBatchNorm) {
   auto bb = model::load_backbone(test::tiny_backbone());
   torch::manual_seed(0);
   model::Classifier m(bb, config::HeadConfig{}, 2, torch::kCPU);
-  m.set_trainable(3);
+  m.set_trainable(model::block_cut(m.meta(), 3));
   auto before = m.snapshot();
   m.set_training(true, config::BatchNormPolicy::Train);
   { torch::NoGradGuard ng; m.forward(torch::randn({4, 3, 32, 32}) * 3 + 1); }

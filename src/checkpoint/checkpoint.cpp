@@ -92,7 +92,7 @@ Checkpoint load(const std::string& path, const torch::Device& device) {
   std::istringstream in(s);
   torch::jit::ExtraFilesMap extra{{model::kMetaFileName, ""}};
   auto module = torch::jit::load(in, device, extra);
-  ck.backbone = {module, model::parse_backbone_meta(extra[model::kMetaFileName], path)};
+  ck.backbone = model::adopt_backbone(module, extra[model::kMetaFileName], path);
   torch::serialize::InputArchive head;
   archive.read("head", head);
   for (const auto& key : head.keys()) {

@@ -18,6 +18,8 @@ std::string TrainableSpec::describe() const {
     case Kind::Fraction: ss << "top " << fraction * 100 << "% of blocks"; return ss.str();
     case Kind::Blocks: ss << "top " << blocks << " block" << (blocks == 1 ? "" : "s"); return ss.str();
     case Kind::From: return "from " + from;
+    case Kind::Layers: ss << "last " << layers << " layer" << (layers == 1 ? "" : "s"); return ss.str();
+    case Kind::FreezeFirst: ss << "all but the first " << layers << " layer" << (layers == 1 ? "" : "s"); return ss.str();
   }
   return "?";
 }
@@ -29,6 +31,8 @@ json TrainableSpec::to_json() const {
     case Kind::Fraction: return json{{"fraction", fraction}};
     case Kind::Blocks: return json{{"blocks", blocks}};
     case Kind::From: return json{{"from", from}};
+    case Kind::Layers: return json{{"layers", layers}};
+    case Kind::FreezeFirst: return json{{"freeze_first", layers}};
   }
   return nullptr;
 }
@@ -36,8 +40,9 @@ json TrainableSpec::to_json() const {
 namespace {
 
 const char* kTrainableHelp =
-    "must be \"head\", \"all\", {\"fraction\": 0.2} (top share of blocks), {\"blocks\": 3} (top blocks) "
-    "or {\"from\": \"features.14\"} (a block name from `tltrain inspect`)";
+    "must be \"head\", \"all\", {\"fraction\": 0.2} (top share of blocks), {\"blocks\": 3} (top blocks), "
+    "{\"layers\": 50} (the last layers), {\"freeze_first\": 100} (all but the first layers) "
+    "or {\"from\": \"features.14\"} (a block or sub-module name from `tltrain inspect --layers`)";
 
 TrainableSpec read_trainable(ObjectReader& r) {
   TrainableSpec spec;
@@ -65,13 +70,19 @@ TrainableSpec read_trainable(ObjectReader& r) {
     } else if (o.has("from")) {
       spec.kind = TrainableSpec::Kind::From;
       spec.from = o.string("from", "");
-      if (spec.from.empty()) r.problems().error(path + ".from", "must name a block, e.g. \"features.14\"");
+      if (spec.from.empty()) r.problems().error(path + ".from", "must name a block or sub-module, e.g. \"features.14\"");
+    } else if (o.has("layers")) {
+      spec.kind = TrainableSpec::Kind::Layers;
+      spec.layers = o.integer("layers", 0, ge(0));
+    } else if (o.has("freeze_first")) {
+      spec.kind = TrainableSpec::Kind::FreezeFirst;
+      spec.layers = o.integer("freeze_first", 0, ge(0));
     } else {
       r.problems().error(path, std::string(kTrainableHelp) + ", " + describe_value(*v));
     }
     o.finish();
   } else {
-    std::string hint = v->is_number() ? " (a bare number is ambiguous: write {\"fraction\": x} or {\"blocks\": n})" : "";
+    std::string hint = v->is_number() ? " (a bare number is ambiguous: write {\"fraction\": x}, {\"blocks\": n} or {\"layers\": n})" : "";
     r.problems().error(path, std::string(kTrainableHelp) + ", " + describe_value(*v) + hint);
   }
   r.resolve("trainable", spec.to_json());
@@ -190,6 +201,8 @@ ModelConfig read_model(ObjectReader r, bool require_backbone) {
   if (m.backbone.empty() && require_backbone)
     r.problems().error(r.path_of("backbone"), "is required: a .pt file made by scripts/export_backbone.py");
   r.resolve("backbone", m.backbone);
+  m.features_from = r.string("features_from", "");
+  if (m.features_from.empty()) r.resolve("features_from", nullptr);
   ObjectReader h = r.object("head");
   m.head.pooling = h.pick("pooling", Pooling::Avg);
   m.head.hidden = h.integers("hidden", {}, closed(1, 1 << 20));

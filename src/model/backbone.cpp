@@ -43,7 +43,61 @@ void check_blocks_match(const torch::jit::Module& module, const BackboneMeta& me
   }
 }
 
+std::string type_name(const torch::jit::Module& m) {
+  auto name = m.type()->name();
+  return name ? name->name() : "Module";  // the class, without its module path
+}
+
+/// Every module without children or with parameters/buffers of its own, in definition order —
+/// forward order for the chains our exporter writes, used when the metadata lists no layers.
+std::vector<LayerInfo> derive_layers(const torch::jit::Module& module, const std::vector<BlockInfo>& blocks) {
+  std::vector<LayerInfo> layers;
+  for (const auto& m : module.named_modules()) {
+    if (m.name.empty()) continue;
+    int64_t own = 0;
+    bool owns = false;
+    for (const auto& p : m.value.named_parameters(/*recurse=*/false)) {
+      own += p.value.numel();
+      owns = true;
+    }
+    for (const auto& b : m.value.named_buffers(/*recurse=*/false)) owns = owns || b.value.defined();
+    if (!owns && m.value.children().size() > 0) continue;
+    layers.push_back({m.name, type_name(m.value), own, is_batchnorm(m.value), {}, block_of(blocks, m.name + ".")});
+  }
+  return layers;
+}
+
+/// A layer list that does not own every parameter would freeze the wrong weights: refused.
+void check_layers_match(const torch::jit::Module& module, const BackboneMeta& meta, const std::string& path) {
+  std::vector<int64_t> params(meta.layers.size(), 0);
+  for (const auto& p : module.named_parameters(/*recurse=*/true)) {
+    int l = layer_of(meta.layers, p.name);
+    TLTRAIN_CHECK(l >= 0, ErrorKind::Data,
+                  "'" + path + "': parameter '" + p.name + "' belongs to no layer of the metadata — re-export it with " + kFix);
+    params[l] += p.value.numel();
+  }
+  int last_block = 0;
+  for (size_t i = 0; i < meta.layers.size(); ++i) {
+    const LayerInfo& l = meta.layers[i];
+    TLTRAIN_CHECK(params[i] == l.params, ErrorKind::Data,
+                  "'" + path + "': layer '" + l.name + "' has " + std::to_string(params[i]) + " parameters, its metadata says " +
+                      std::to_string(l.params) + " — re-export it with " + kFix);
+    TLTRAIN_CHECK(l.block < 0 || l.block >= last_block, ErrorKind::Data,
+                  "'" + path + "': layer '" + l.name + "' is listed after a layer of a later block — re-export it with " + kFix);
+    last_block = std::max(last_block, l.block);
+  }
+}
+
 }  // namespace
+
+Backbone adopt_backbone(torch::jit::Module module, const std::string& meta_text, const std::string& path) {
+  Backbone bb{module, parse_backbone_meta(meta_text, path)};
+  check_blocks_match(bb.module, bb.meta, path);
+  if (!bb.meta.raw.contains("layers")) bb.meta.layers = derive_layers(bb.module, bb.meta.blocks);
+  check_layers_match(bb.module, bb.meta, path);
+  bb.module.eval();
+  return bb;
+}
 
 bool is_batchnorm(const torch::jit::Module& m) {
   auto name = m.type()->name();
@@ -80,10 +134,7 @@ Backbone load_backbone(const std::string& path, const torch::Device& device) {
   TLTRAIN_CHECK(!extra[kMetaFileName].empty(), ErrorKind::Data,
                 "'" + path + "' is a TorchScript module without tltrain metadata (" + kMetaFileName +
                     ") — export the backbone with " + kFix);
-  Backbone bb{module, parse_backbone_meta(extra[kMetaFileName], path)};
-  check_blocks_match(bb.module, bb.meta, path);
-  bb.module.eval();
-  return bb;
+  return adopt_backbone(module, extra[kMetaFileName], path);
 }
 
 BackboneMeta read_backbone_meta(const std::string& path) { return load_backbone(path).meta; }
@@ -100,8 +151,10 @@ namespace {
 torch::jit::Module make_conv_bn_relu(const std::shared_ptr<torch::jit::CompilationUnit>& cu, int index, int64_t in,
                                      int64_t out, at::Generator& gen) {
   using torch::jit::Module;
-  const std::string suffix = std::to_string(index);
-  Module conv(c10::QualifiedName("__torch__.tltrain.tiny.Conv2d" + suffix), cu, true);
+  // One namespace per block: each block's modules need their own types, and their class names
+  // are the layer types inspect shows.
+  const std::string ns = "__torch__.tltrain.tiny.block" + std::to_string(index) + ".";
+  Module conv(c10::QualifiedName(ns + "Conv2d"), cu, true);
   // He initialisation, as torchvision's conv layers.
   conv.register_parameter("weight", torch::randn({out, in, 3, 3}, gen) * std::sqrt(2.0 / (in * 9)), false);
   conv.register_attribute("training", c10::BoolType::get(), true);
@@ -109,7 +162,7 @@ torch::jit::Module make_conv_bn_relu(const std::shared_ptr<torch::jit::Compilati
 def forward(self, x):
     return torch.conv2d(x, self.weight, None, [2, 2], [1, 1])
 )");
-  Module bn(c10::QualifiedName("__torch__.tltrain.tiny.BatchNorm2d" + suffix), cu, true);
+  Module bn(c10::QualifiedName(ns + "BatchNorm2d"), cu, true);
   bn.register_parameter("weight", torch::ones({out}), false);
   bn.register_parameter("bias", torch::zeros({out}), false);
   bn.register_buffer("running_mean", torch::zeros({out}));
@@ -119,7 +172,7 @@ def forward(self, x):
 def forward(self, x):
     return torch.batch_norm(x, self.weight, self.bias, self.running_mean, self.running_var, self.training, 0.1, 1e-5, False)
 )");
-  Module block(c10::QualifiedName("__torch__.tltrain.tiny.Block" + suffix), cu, true);
+  Module block(c10::QualifiedName(ns + "Block"), cu, true);
   block.register_module("conv", conv);
   block.register_module("bn", bn);
   block.register_attribute("training", c10::BoolType::get(), true);

@@ -18,6 +18,14 @@ int64_t BackboneMeta::total_batchnorms() const {
 
 data::ImageSpec BackboneMeta::image_spec() const { return {input_size, resize, mean, std, color_order, pixel_range}; }
 
+int layer_of(const std::vector<LayerInfo>& layers, const std::string& name) {
+  const size_t dot = name.rfind('.');
+  const std::string owner = dot == std::string::npos ? std::string() : name.substr(0, dot);
+  for (size_t i = 0; i < layers.size(); ++i)
+    if (layers[i].name == owner) return static_cast<int>(i);
+  return -1;
+}
+
 int block_of(const std::vector<BlockInfo>& blocks, const std::string& name) {
   for (size_t i = 0; i < blocks.size(); ++i) {
     const std::string& b = blocks[i].name;
@@ -25,6 +33,38 @@ int block_of(const std::vector<BlockInfo>& blocks, const std::string& name) {
   }
   return -1;
 }
+
+namespace {
+
+/// The exporter's "layers" list, or one layer per block for metadata without one.
+std::vector<LayerInfo> read_layers(config::ObjectReader& r, const std::vector<BlockInfo>& blocks, config::Problems& problems) {
+  using namespace config;
+  std::vector<LayerInfo> layers;
+  const json* list = r.raw("layers");
+  if (!list) {
+    for (size_t i = 0; i < blocks.size(); ++i)
+      layers.push_back({blocks[i].name, "block", blocks[i].params, blocks[i].batchnorms > 0, blocks[i].output_shape, static_cast<int>(i)});
+    return layers;
+  }
+  if (!list->is_array()) {
+    problems.error("layers", "must be a list of {name, type, params, batchnorm, output_shape}");
+    return layers;
+  }
+  for (size_t i = 0; i < list->size(); ++i) {
+    json lr;
+    ObjectReader l((*list)[i], lr, "layers[" + std::to_string(i) + "]", problems);
+    LayerInfo info{l.string("name", ""), l.string("type", ""), l.integer("params", 0, ge(0)), l.boolean("batchnorm", false),
+                   l.integers("output_shape", {}, ge(1))};
+    if (info.name.empty()) problems.error(l.path_of("name"), "is required");
+    info.block = blocks.empty() ? -1 : block_of(blocks, info.name + ".");
+    if (info.block < 0 && info.params > 0)
+      problems.error(l.path_of("name"), "layer '" + info.name + "' owns parameters but belongs to no block");
+    layers.push_back(info);
+  }
+  return layers;
+}
+
+}  // namespace
 
 BackboneMeta parse_backbone_meta(const std::string& text, const std::string& file) {
   const std::string fix = " — re-export it with scripts/export_backbone.py";
@@ -68,11 +108,13 @@ BackboneMeta parse_backbone_meta(const std::string& text, const std::string& fil
       for (size_t i = 0; i < blocks->size(); ++i) {
         json br;
         ObjectReader b((*blocks)[i], br, "blocks[" + std::to_string(i) + "]", problems);
-        BlockInfo info{b.string("name", ""), b.integer("params", 0, ge(0)), b.integer("batchnorms", 0, ge(0))};
+        BlockInfo info{b.string("name", ""), b.integer("params", 0, ge(0)), b.integer("batchnorms", 0, ge(0)),
+                       b.integers("output_shape", {}, ge(1))};
         if (info.name.empty()) problems.error(b.path_of("name"), "is required");
         m.blocks.push_back(info);
       }
     }
+    m.layers = read_layers(r, m.blocks, problems);
     {
       ObjectReader w = r.object("weights");
       auto opt_string = [&](const char* key) {

@@ -105,7 +105,7 @@ Classifier::Classifier(Backbone backbone, const config::HeadConfig& head, int64_
       head_(head, backbone_.meta.feature_channels, num_classes, positions),
       device_(device),
       num_classes_(num_classes),
-      cut_(backbone_.meta.blocks.size()) {
+      cut_(block_cut(backbone_.meta, backbone_.meta.blocks.size())) {
   backbone_.module.to(device_);
   head_->to(device_);
   set_trainable(cut_);
@@ -121,7 +121,7 @@ std::string Classifier::optimize_frozen_blocks(const std::vector<int64_t>& input
   top_.reset();
   set_training(false, config::BatchNormPolicy::Frozen);  // freezing needs every module of the bottom in inference mode
   std::string why;
-  auto split = split_backbone(backbone_.module, backbone_.meta, cut_, input_shape, &why);
+  auto split = split_backbone(backbone_.module, backbone_.meta, cut_.block, input_shape, &why);
   if (!split) return why;
   torch::jit::Module fast = optimized_for_inference(split->bottom, input_shape, &why);
   if (!why.empty()) return why;
@@ -143,13 +143,13 @@ torch::Tensor Classifier::forward_from_frozen(const torch::Tensor& frozen) {
 
 torch::Tensor Classifier::forward(const torch::Tensor& images) { return head_->forward(head_->pool(features(images))); }
 
-void Classifier::set_trainable(size_t cut) {
+void Classifier::set_trainable(const Cut& cut) {
   cut_ = cut;
   fast_bottom_.reset();
   top_.reset();
   for (const auto& p : backbone_.module.named_parameters(true)) {
-    int b = block_of(backbone_.meta.blocks, p.name);
-    p.value.set_requires_grad(b >= 0 && static_cast<size_t>(b) >= cut);
+    int l = layer_of(backbone_.meta.layers, p.name);
+    p.value.set_requires_grad(l >= 0 && static_cast<size_t>(l) >= cut.layer);
   }
   for (auto& p : head_->parameters()) p.set_requires_grad(true);
 }
@@ -159,9 +159,10 @@ void Classifier::set_training(bool training, config::BatchNormPolicy bn_policy) 
   for (const auto& m : backbone_.module.named_modules()) {
     bool on = training;
     if (on && !m.name.empty()) {
-      int b = block_of(backbone_.meta.blocks, m.name + ".");
-      // Frozen blocks run exactly as at inference (dropout off, BN statistics fixed).
-      if (b >= 0 && static_cast<size_t>(b) < cut_) on = false;
+      // Frozen layers and blocks run exactly as at inference (dropout off, BN statistics fixed).
+      const int l = layer_index(m.name);
+      const int b = block_of(backbone_.meta.blocks, m.name + ".");
+      if (l >= 0 ? static_cast<size_t>(l) < cut_.layer : b >= 0 && static_cast<size_t>(b) < cut_.block) on = false;
       if (bn_policy == config::BatchNormPolicy::Frozen && is_batchnorm(m.value)) on = false;
     }
     // jit::Module::train() recurses into children, which would override a trainable block
@@ -169,6 +170,13 @@ void Classifier::set_training(bool training, config::BatchNormPolicy bn_policy) 
     torch::jit::Module mod = m.value;
     mod.setattr("training", on);
   }
+}
+
+int Classifier::layer_index(const std::string& module_name) const {
+  const auto& layers = backbone_.meta.layers;
+  for (size_t i = 0; i < layers.size(); ++i)
+    if (layers[i].name == module_name) return static_cast<int>(i);
+  return -1;
 }
 
 std::vector<torch::Tensor> Classifier::trainable_backbone_parameters() {

@@ -6,11 +6,15 @@
 namespace tltrain::train {
 
 config::RunConfig finetune_config(const FinetuneOptions& o) {
-  const int chosen = (o.unfreeze > 0) + (o.unfreeze_blocks >= 0) + !o.unfreeze_from.empty();
-  TLTRAIN_CHECK(chosen <= 1, ErrorKind::Usage, "give one of --unfreeze, --unfreeze-blocks, --unfreeze-from");
+  const int chosen = (o.unfreeze > 0) + (o.unfreeze_blocks >= 0) + (o.unfreeze_layers >= 0) + (o.freeze_first >= 0) +
+                     !o.unfreeze_from.empty();
+  TLTRAIN_CHECK(chosen <= 1, ErrorKind::Usage,
+                "give one of --unfreeze, --unfreeze-blocks, --unfreeze-layers, --freeze-first, --unfreeze-from");
   config::json trainable = config::json{{"fraction", 0.2}};
   if (o.unfreeze > 0) trainable = {{"fraction", o.unfreeze}};
   if (o.unfreeze_blocks >= 0) trainable = {{"blocks", o.unfreeze_blocks}};
+  if (o.unfreeze_layers >= 0) trainable = {{"layers", o.unfreeze_layers}};
+  if (o.freeze_first >= 0) trainable = {{"freeze_first", o.freeze_first}};
   if (!o.unfreeze_from.empty()) trainable = {{"from", o.unfreeze_from}};
   config::json j = checkpoint::load(o.checkpoint).config.resolved;
   config::json opt = {{"name", o.optimizer}, {"lr", o.lr}};

@@ -8,8 +8,15 @@
 #include "tltrain/data/preprocess.h"
 #include "tltrain/model/classifier.h"
 #include "tltrain/model/freeze_plan.h"
+#include "tltrain/model/split.h"
 
 namespace tltrain::train {
+
+model::Backbone load_run_backbone(const config::RunConfig& cfg, const torch::Device& device) {
+  model::Backbone backbone = model::load_backbone(cfg.model.backbone, device);
+  if (cfg.model.features_from.empty()) return backbone;
+  return model::truncate_backbone(std::move(backbone), cfg.model.features_from, cfg.source);
+}
 
 int64_t head_params(const config::HeadConfig& head, int64_t in_features, int64_t num_classes) {
   int64_t in = in_features;
@@ -38,12 +45,13 @@ std::vector<StagePlan> plan_stages(const config::RunConfig& cfg, const model::Ba
     p.epochs = st.epochs;
     p.trainable = st.trainable.describe();
     try {
-      p.cut = model::resolve_cut(meta.blocks, st.trainable);
+      p.cut = model::resolve_cut(meta, st.trainable);
     } catch (const Error& e) {
       TLTRAIN_FAIL(ErrorKind::Usage, cfg.source + ": stages[" + std::to_string(i) + "].trainable: " + e.what());
     }
-    for (size_t b = p.cut; b < meta.blocks.size(); ++b) p.trainable_blocks.push_back(meta.blocks[b].name);
-    int64_t backbone = model::trainable_params(meta.blocks, p.cut);
+    for (size_t b = p.cut.block; b < meta.blocks.size(); ++b) p.trainable_blocks.push_back(meta.blocks[b].name);
+    p.trainable_layers = meta.layers.size() - p.cut.layer;
+    int64_t backbone = model::trainable_params(meta, p.cut);
     if (backbone > 0)
       p.groups.push_back({"backbone", backbone, st.optimizer.lr * st.backbone_lr_mult, st.optimizer.weight_decay});
     p.groups.push_back({"head", head, st.optimizer.lr, st.optimizer.weight_decay});
@@ -62,7 +70,9 @@ config::json plan_to_json(const std::vector<StagePlan>& plan, const model::Backb
     stages.push_back({{"name", p.name},
                       {"epochs", p.epochs},
                       {"trainable", p.trainable},
-                      {"first_trainable_block", p.cut < meta.blocks.size() ? config::json(meta.blocks[p.cut].name) : config::json(nullptr)},
+                      {"first_trainable_block", p.cut.block < meta.blocks.size() ? config::json(meta.blocks[p.cut.block].name) : config::json(nullptr)},
+                      {"first_trainable_layer", p.cut.layer < meta.layers.size() ? config::json(meta.layers[p.cut.layer].name) : config::json(nullptr)},
+                      {"trainable_layers", p.trainable_layers},
                       {"trainable_blocks", p.trainable_blocks},
                       {"param_groups", groups},
                       {"batch_norm", p.batch_norm}});
@@ -96,7 +106,7 @@ std::string format_plan(const std::vector<StagePlan>& plan, const model::Backbon
 DryRun dry_run(const config::RunConfig& cfg) {
   DryRun d;
   d.resolved_config = cfg.resolved;
-  model::Backbone backbone = model::load_backbone(cfg.model.backbone);
+  model::Backbone backbone = load_run_backbone(cfg);
   const model::BackboneMeta& meta = backbone.meta;
   data::Datasets ds = data::load_datasets(cfg.data, static_cast<uint64_t>(cfg.seed));
   const int64_t classes = static_cast<int64_t>(ds.train.classes.size());

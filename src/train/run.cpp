@@ -88,7 +88,7 @@ Run::Run(const config::RunConfig& cfg, const FitOptions& opts, std::vector<std::
   const int64_t num_classes = static_cast<int64_t>(ds_.train.classes.size());
   TLTRAIN_CHECK(num_classes >= 2, ErrorKind::Data, "'" + cfg.data.train + "' has " + std::to_string(num_classes) +
                                                        " class; classification needs at least 2 class subfolders");
-  model::Backbone backbone = model::load_backbone(cfg.model.backbone, device_);
+  model::Backbone backbone = load_run_backbone(cfg, device_);
   const int64_t positions = flatten_positions(cfg, backbone);
   plan_ = plan_stages(cfg, backbone.meta, num_classes, model::head_in_features(cfg.model.head, backbone.meta.feature_channels, positions));
   pre_ = data::resolve_preprocess(cfg.data, backbone.meta.image_spec());
@@ -183,7 +183,7 @@ void Run::begin_stage() {
   const StagePlan& sp = plan_[state_.stage];
   auto s = std::make_unique<Stage>();
   model_->set_trainable(sp.cut);
-  s->bn_train = st.batch_norm == config::BatchNormPolicy::Train && sp.cut < model_->meta().blocks.size();
+  s->bn_train = st.batch_norm == config::BatchNormPolicy::Train && sp.cut.block < model_->meta().blocks.size();
   s->micro = cfg_.micro_batch > 0 ? cfg_.micro_batch : (device_.is_cuda() || s->bn_train ? 0 : 8);
   if (s->bn_train && cfg_.micro_batch > 0)
     log::warn("stage '" + st.name + "': batch_norm \"train\" computes statistics per forward chunk; micro_batch " +
@@ -226,7 +226,7 @@ void Run::build_stage_data(Stage& s) {
   }
   s.train_loader = std::make_unique<data::Loader>(ds_.train.samples, pre_, cfg_.data.augment, data::Mode::Train, loader_options(true));
   s.steps_per_epoch = s.train_loader->batches_per_epoch();
-  const size_t cut = plan_[state_.stage].cut;
+  const size_t cut = plan_[state_.stage].cut.block;
   if (cut > 0 && cut < model_->meta().blocks.size()) {
     // The frozen bottom never changes in this stage: run it at inference speed.
     std::string why = model_->optimize_frozen_blocks({s.micro > 0 ? s.micro : cfg_.data.batch_size, 3, pre_.height, pre_.width});

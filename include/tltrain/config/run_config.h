@@ -11,14 +11,17 @@
 
 namespace tltrain::config {
 
-/// Which part of the network a stage trains. Mirrors the CLI's --unfreeze/--unfreeze-blocks/--unfreeze-from.
+/// Which part of the network a stage trains. Mirrors finetune's --unfreeze* options. Blocks are
+/// the exporter's freezing units; layers are counted as Keras counts them (model::LayerInfo).
 struct TrainableSpec {
-  enum class Kind { Head, All, Fraction, Blocks, From };
+  enum class Kind { Head, All, Fraction, Blocks, From, Layers, FreezeFirst };
   Kind kind = Kind::Head;
   double fraction = 0.0;  ///< Fraction: share of the backbone's blocks, counted from the top, in (0, 1]
   int64_t blocks = 0;     ///< Blocks: number of top blocks, >= 0
-  std::string from;       ///< From: this block and every block after it
-  std::string describe() const;  ///< "head", "all", "top 20% of blocks", "top 3 blocks", "from features.14"
+  std::string from;       ///< From: this block or sub-module and everything after it
+  int64_t layers = 0;     ///< Layers: the last N layers train; FreezeFirst: the first N stay frozen
+  /// "head only", "all", "top 20% of blocks", "top 3 blocks", "from features.14", "last 50 layers", "all but the first 100 layers"
+  std::string describe() const;
   json to_json() const;
 };
 
@@ -73,6 +76,9 @@ struct HeadConfig {
 
 struct ModelConfig {
   std::string backbone;  ///< TorchScript file made by scripts/export_backbone.py
+  /// A block name: the backbone ends after it and the head sits on its output (features from an
+  /// inner block, for little data unlike ImageNet). Empty: the whole backbone.
+  std::string features_from;
   HeadConfig head;
 };
 

@@ -19,6 +19,10 @@ struct Backbone {
 /// naming the file and the fix.
 Backbone load_backbone(const std::string& path, const torch::Device& device = torch::kCPU);
 
+/// MODULE with the metadata text META_TEXT, both read from PATH, checked against each other (the
+/// second half of load_backbone, for backbones that travel inside checkpoints).
+Backbone adopt_backbone(torch::jit::Module module, const std::string& meta_text, const std::string& path);
+
 /// Saves MODULE with META as a backbone file (atomically).
 void save_backbone(torch::jit::Module& module, const config::json& meta, const std::string& path);
 

@@ -10,6 +10,7 @@
 
 #include "tltrain/config/run_config.h"
 #include "tltrain/model/backbone.h"
+#include "tltrain/model/freeze_plan.h"
 
 namespace tltrain::model {
 
@@ -52,9 +53,9 @@ class Classifier {
   torch::Tensor features(const torch::Tensor& images);  ///< backbone feature map
   torch::Tensor forward(const torch::Tensor& images);   ///< logits
 
-  /// Until the next set_trainable or load_state, the frozen blocks [0, cut) run as a frozen,
-  /// BatchNorm-folded copy (model::optimized_for_inference: the same numbers, checked) and only
-  /// blocks [cut, N) as saved — a stage that trains the top blocks then pays inference speed for
+  /// Until the next set_trainable or load_state, the wholly frozen blocks [0, cut.block) run as a
+  /// frozen, BatchNorm-folded copy (model::optimized_for_inference: the same numbers, checked) and only
+  /// blocks [cut.block, N) as saved — a stage that trains the top blocks then pays inference speed for
   /// the rest. Returns "" when done, else why not (the model then keeps running as saved). Leaves
   /// the model in inference mode: set_training before training.
   std::string optimize_frozen_blocks(const std::vector<int64_t>& input_shape);
@@ -64,10 +65,10 @@ class Classifier {
   /// Logits from frozen_features' output.
   torch::Tensor forward_from_frozen(const torch::Tensor& frozen);
 
-  /// Blocks [cut, N) and the head train; [0, cut) are frozen (requires_grad off).
-  void set_trainable(size_t cut);
-  size_t cut() const { return cut_; }
-  /// Training or inference mode. Frozen blocks always stay in inference mode. With BN policy
+  /// Layers [cut.layer, L) and the head train; the layers before are frozen (requires_grad off).
+  void set_trainable(const Cut& cut);
+  const Cut& cut() const { return cut_; }
+  /// Training or inference mode. Frozen layers and blocks always stay in inference mode. With BN policy
   /// "frozen" every backbone BatchNorm stays in inference mode too (its running statistics never
   /// change), as the Keras fine-tuning guide prescribes; with "train" those in trainable blocks train.
   void set_training(bool training, config::BatchNormPolicy batch_norm_policy);
@@ -89,11 +90,13 @@ class Classifier {
   int64_t num_classes() const { return num_classes_; }
 
  private:
+  int layer_index(const std::string& module_name) const;  ///< in meta().layers, or -1
+
   Backbone backbone_;
   Head head_;
   torch::Device device_;
   int64_t num_classes_;
-  size_t cut_;
+  Cut cut_;
   std::optional<torch::jit::Module> fast_bottom_, top_;  ///< set by optimize_frozen_blocks
 };
 

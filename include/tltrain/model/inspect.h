@@ -14,7 +14,8 @@ config::json inspect_backbone(const std::string& path);
 /// The same description from metadata alone.
 config::json describe_backbone(const BackboneMeta& meta, const std::string& path);
 
-/// The human-readable table of an inspect report.
-std::string format_inspect(const config::json& report);
+/// The human-readable table of an inspect report: blocks and cut points, or with WITH_LAYERS
+/// every layer and the settings that train it.
+std::string format_inspect(const config::json& report, bool with_layers = false);
 
 }  // namespace tltrain::model

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "tltrain/model/backbone.h"
 #include "tltrain/model/backbone_meta.h"
 
 namespace tltrain::model {
@@ -24,5 +25,12 @@ struct SplitBackbone {
 /// are restored afterwards). nullopt, with the reason in *WHY, when the backbone is not such a chain.
 std::optional<SplitBackbone> split_backbone(torch::jit::Module& backbone, const BackboneMeta& meta, size_t cut,
                                             const std::vector<int64_t>& input_shape, std::string* why = nullptr);
+
+/// BACKBONE ending after its block LAST (model.features_from): the head then sits on that block's
+/// output. The module keeps the backbone's own submodules under their own names, so checkpoints
+/// and freezing by name work as on the whole backbone; the metadata keeps the blocks and layers up
+/// to LAST and records the cut's feature map at the input size and "features_from". A Usage error
+/// naming SOURCE when LAST is no block (with a did-you-mean) or the backbone cannot be cut there.
+Backbone truncate_backbone(Backbone backbone, const std::string& last, const std::string& source);
 
 }  // namespace tltrain::model

@@ -11,9 +11,11 @@ namespace tltrain::train {
 struct FinetuneOptions {
   std::string checkpoint;                 ///< best.pt or last.pt of a run
   std::string output_dir;                 ///< default: the checkpoint run's output_dir + "-finetune"
-  double unfreeze = 0;                    ///< top fraction of blocks; with none of the three: 0.2 (the seeds' "top 20%")
+  double unfreeze = 0;                    ///< top fraction of blocks; with none of the five: 0.2 (the seeds' "top 20%")
   int64_t unfreeze_blocks = -1;           ///< top N blocks (-1: not given)
-  std::string unfreeze_from;              ///< this block and every block after it
+  int64_t unfreeze_layers = -1;           ///< last N layers (-1: not given)
+  int64_t freeze_first = -1;              ///< all but the first N layers (-1: not given)
+  std::string unfreeze_from;              ///< this block or sub-module and everything after it
   int64_t epochs = 5;
   std::string optimizer = "sgd";          ///< sgd|adam|adamw|rmsprop
   double lr = 1e-4, momentum = 0.9;       ///< momentum: sgd and rmsprop only

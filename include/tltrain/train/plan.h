@@ -7,6 +7,7 @@
 #include "tltrain/config/run_config.h"
 #include "tltrain/model/backbone.h"
 #include "tltrain/model/backbone_meta.h"
+#include "tltrain/model/freeze_plan.h"
 
 namespace tltrain::train {
 
@@ -21,11 +22,15 @@ struct StagePlan {
   std::string name;
   int64_t epochs = 0;
   std::string trainable;                       ///< the spec, described
-  size_t cut = 0;                              ///< first trainable block; == blocks.size(): head only
-  std::vector<std::string> trainable_blocks;
+  model::Cut cut;                              ///< first trainable block and layer; {N, L}: head only
+  std::vector<std::string> trainable_blocks;   ///< every block with a trainable layer
+  size_t trainable_layers = 0;
   std::vector<ParamGroup> groups;
   std::string batch_norm;
 };
+
+/// CFG's backbone on DEVICE, cut after model.features_from when it names a block.
+model::Backbone load_run_backbone(const config::RunConfig& cfg, const torch::Device& device = torch::kCPU);
 
 /// Parameter elements of the head on IN_FEATURES inputs (model::head_in_features) for NUM_CLASSES classes.
 int64_t head_params(const config::HeadConfig& head, int64_t in_features, int64_t num_classes);
