@@ -2,6 +2,7 @@
 // cross-entropy on it is binary cross-entropy, the decision threshold, ROC-AUC and average
 // precision, and a run that trains, evaluates and exports.
 #include <gtest/gtest.h>
+#include <fstream>
 #include <torch/script.h>
 #include <torch/torch.h>
 
@@ -84,6 +85,12 @@ TEST(BinaryHead, TrainsEvaluatesAndExports) {
               {"stages", {{{"epochs", 6}, {"trainable", "head"}, {"optimizer", {{"name", "adam"}, {"lr", 0.05}}}}}}};
   const auto r = train::fit(config::parse_run_config(cfg, "binary.json"));
   EXPECT_GE(r.history.back()["val_accuracy"].get<double>(), 0.95) << r.history.dump(1);
+  ASSERT_TRUE(r.history.back()["val_roc_auc"].is_number()) << "the log scores the ranking every epoch";
+  ASSERT_TRUE(r.history.back()["val_average_precision"].is_number());
+  std::ifstream log_csv(dir / "run/log.csv");
+  std::string header;
+  std::getline(log_csv, header);
+  EXPECT_NE(header.find(",val_roc_auc,val_average_precision"), std::string::npos) << header;
 
   eval::EvalOptions eo;
   eo.checkpoint = r.best_checkpoint;

@@ -98,6 +98,7 @@ TEST(Names, EveryNameHasItsBehaviour) {
   for (auto n : config::name_list<config::Normalization>()) {
     config::DataConfig d;
     d.normalization = config::from_name<config::Normalization>(n);
+    if (d.normalization == config::Normalization::Dataset) d.normalization_stats = config::NormalizationStats{};  // fit computes them
     EXPECT_EQ(data::resolve_preprocess(d, data::ImageSpec{}).normalization, n == "backbone" ? "backbone" : n);
   }
 }

@@ -34,7 +34,7 @@ const NameTable<Activation>& names<Activation>() {
 
 template <>
 const NameTable<HeadOutput>& names<HeadOutput>() {
-  static const NameTable<HeadOutput> t{"head output", {{"softmax", HeadOutput::Softmax}, {"sigmoid", HeadOutput::Sigmoid}}};
+  static const NameTable<HeadOutput> t{"head output", {{"softmax", HeadOutput::Softmax}, {"sigmoid", HeadOutput::Sigmoid}, {"multilabel", HeadOutput::MultiLabel}}};
   return t;
 }
 
@@ -65,7 +65,8 @@ const NameTable<Normalization>& names<Normalization>() {
                                            {"imagenet", Normalization::Imagenet},
                                            {"unit", Normalization::Unit},
                                            {"symmetric", Normalization::Symmetric},
-                                           {"caffe", Normalization::Caffe}}};
+                                           {"caffe", Normalization::Caffe},
+                                           {"dataset", Normalization::Dataset}}};
   return t;
 }
 

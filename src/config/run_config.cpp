@@ -150,6 +150,7 @@ AugmentConfig read_augment(ObjectReader r) {
   a.contrast = r.number("contrast", 0.0, closed(0.0, 1.0));
   a.saturation = r.number("saturation", 0.0, closed(0.0, 1.0));
   a.hue = r.number("hue", 0.0, closed(0.0, 0.5));
+  a.channel_shift_range = r.number("channel_shift_range", 0.0, closed(0.0, 255.0));
   std::vector<std::string> default_order;
   for (AugmentStep step : a.order) default_order.push_back(name_of(step));
   a.order.clear();
@@ -162,6 +163,26 @@ AugmentConfig read_augment(ObjectReader r) {
 }
 
 std::string absolute(const std::string& p) { return p.empty() ? p : fs::absolute(p).lexically_normal().string(); }
+
+/// data.normalization_stats: null (fit computes them for "dataset") or {"mean": [r, g, b], "std": [r, g, b]}.
+std::optional<NormalizationStats> read_normalization_stats(ObjectReader& r, Normalization normalization) {
+  const json* v = r.raw("normalization_stats");
+  if (!v || v->is_null()) {
+    r.resolve("normalization_stats", nullptr);
+    return std::nullopt;
+  }
+  if (!v->is_object()) {
+    r.problems().error(r.path_of("normalization_stats"), "must be null or {\"mean\": [r, g, b], \"std\": [r, g, b]} on 0..1 pixels, " + describe_value(*v));
+    return std::nullopt;
+  }
+  if (normalization != Normalization::Dataset)
+    r.problems().warning(r.path_of("normalization_stats"), "is used by normalization \"dataset\" only");
+  ObjectReader s = r.object("normalization_stats");
+  NormalizationStats stats;
+  stats.mean = to_array<3>(s.numbers("mean", {0.0, 0.0, 0.0}, closed(0.0, 1.0), {3}));
+  stats.std = to_array<3>(s.numbers("std", {1.0, 1.0, 1.0}, left_open(0.0, 1.0), {3}));
+  return stats;
+}
 
 DataConfig read_data(ObjectReader r) {
   DataConfig d;
@@ -188,6 +209,7 @@ DataConfig read_data(ObjectReader r) {
   }
   d.resize = r.integer("resize", 0, closed(0, 8192));
   d.normalization = r.pick("normalization", Normalization::Backbone);
+  d.normalization_stats = read_normalization_stats(r, d.normalization);
   d.batch_size = r.integer("batch_size", 32, closed(1, 65536));
   d.on_bad_image = r.pick("on_bad_image", OnBadImage::Skip);
   d.max_pixels = r.integer("max_pixels", d.max_pixels, gt(0));
@@ -210,8 +232,8 @@ ModelConfig read_model(ObjectReader r, bool require_backbone) {
   m.head.dropout = h.number("dropout", 0.0, Range{0.0, 1.0, false, true});
   m.head.output = h.pick("output", HeadOutput::Softmax);
   m.head.threshold = h.number("threshold", 0.5, Range{0.0, 1.0, true, true});
-  if (m.head.output != HeadOutput::Sigmoid) {
-    if (h.has("threshold")) h.problems().warning(h.path_of("threshold"), "is used by output \"sigmoid\" only; softmax predicts the top class");
+  if (m.head.output == HeadOutput::Softmax) {
+    if (h.has("threshold")) h.problems().warning(h.path_of("threshold"), "is used by outputs \"sigmoid\" and \"multilabel\" only; softmax predicts the top class");
     h.unresolve("threshold");
   }
   return m;
@@ -366,6 +388,9 @@ RunConfig parse_run_config(const json& j, const std::string& source, const Parse
   if (!has_val && (c.monitor == Metric::ValLoss || c.monitor == Metric::ValAccuracy))
     problems.error("monitor", "is \"" + name_of(c.monitor) + "\" but there is no validation data: set data.val or data.validation_split, or monitor \"loss\"/\"accuracy\"");
   for (size_t i = 0; i < c.stages.size(); ++i) {
+    if (c.model.head.output == HeadOutput::MultiLabel && c.stages[i].class_weights_mode != StageConfig::ClassWeights::None)
+      problems.error("stages[" + std::to_string(i) + "].class_weights",
+                     "weighs single-label classes; with model.head.output \"multilabel\" an image has several, set it to null");
     const auto& es = c.stages[i].early_stopping;
     if (es.enabled && !has_val && (es.monitor == Metric::ValLoss || es.monitor == Metric::ValAccuracy))
       problems.error("stages[" + std::to_string(i) + "].early_stopping.monitor",

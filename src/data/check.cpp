@@ -10,6 +10,7 @@
 #include "tltrain/core/threads.h"
 #include "tltrain/core/log.h"
 #include "tltrain/data/image_io.h"
+#include "tltrain/data/stats.h"
 #include "tltrain/data/tools.h"
 
 namespace fs = std::filesystem;
@@ -34,6 +35,11 @@ DataSetup load_data_setup(const std::string& config_path, const std::vector<std:
     } catch (const Error& e) {
       s.note = std::string("backbone cannot be read (") + e.what() + "): using 224x224 ImageNet defaults";
     }
+  }
+  if (s.cfg.data.normalization == config::Normalization::Dataset && !s.cfg.data.normalization_stats) {
+    // What fit will compute: the previews and benchmarks then see the run's own pixels.
+    const Datasets ds = load_datasets(s.cfg.data, static_cast<uint64_t>(s.cfg.seed));
+    s.cfg = with_dataset_stats(s.cfg, ds.train.samples, spec, 0);
   }
   s.pre = resolve_preprocess(s.cfg.data, spec);
   return s;
@@ -114,7 +120,8 @@ CheckReport check_data(const DataSetup& setup, const CheckOptions& opts) {
         r.bad.push_back({s.path, why});
         continue;
       }
-      r.counts[static_cast<size_t>(s.label)]++;
+      for (int64_t c : s.labels) r.counts[static_cast<size_t>(c)]++;  // multi-label: every class it has
+      if (s.labels.empty() && s.label >= 0) r.counts[static_cast<size_t>(s.label)]++;
       r.images++;
     }
     auto [lo, hi] = std::minmax_element(r.counts.begin(), r.counts.end());

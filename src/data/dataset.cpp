@@ -25,7 +25,12 @@ size_t SkipReport::count() const {
 
 std::vector<int64_t> Dataset::class_counts() const {
   std::vector<int64_t> counts(classes.size(), 0);
-  for (const auto& s : samples) counts[static_cast<size_t>(s.label)]++;
+  for (const auto& s : samples) {
+    if (!s.labels.empty())
+      for (int64_t c : s.labels) counts[static_cast<size_t>(c)]++;
+    else if (s.label >= 0)
+      counts[static_cast<size_t>(s.label)]++;
+  }
   return counts;
 }
 
@@ -158,40 +163,109 @@ std::vector<std::string> split_csv_line(const std::string& line) {
   return out;
 }
 
-Dataset scan_csv(const std::string& csv) {
-  Dataset d;
-  d.source = csv;
+/// One CSV row: the image and its class names.
+struct CsvRow {
+  std::string path;
+  std::vector<std::string> labels;
+};
+
+bool is_path_header(std::string cell) {
+  std::transform(cell.begin(), cell.end(), cell.begin(), [](unsigned char c) { return std::tolower(c); });
+  return cell == "path" || cell == "file" || cell == "filename" || cell == "image" || cell == "img";
+}
+
+/// A row of a "path,label" list: "cat;dog" gives several labels.
+CsvRow label_row(const std::vector<std::string>& cols, const std::string& where) {
+  CsvRow r{cols[0], {}};
+  std::stringstream ss(cols[1]);
+  for (std::string part; std::getline(ss, part, ';');) {
+    size_t a = part.find_first_not_of(" \t"), b = part.find_last_not_of(" \t");
+    TLTRAIN_CHECK(a != std::string::npos, ErrorKind::Data, where + ": empty label in '" + cols[1] + "'; separate labels with ';', e.g. \"cat;dog\"");
+    r.labels.push_back(part.substr(a, b - a + 1));
+  }
+  std::sort(r.labels.begin(), r.labels.end());
+  r.labels.erase(std::unique(r.labels.begin(), r.labels.end()), r.labels.end());
+  return r;
+}
+
+/// A row of a one-column-per-class list: 1 marks each class the image has.
+CsvRow column_row(const std::vector<std::string>& cols, const std::vector<std::string>& header, const std::string& where) {
+  TLTRAIN_CHECK(cols.size() == header.size(), ErrorKind::Data,
+                where + ": " + std::to_string(cols.size()) + " columns, the header has " + std::to_string(header.size()));
+  CsvRow r{cols[0], {}};
+  for (size_t k = 1; k < cols.size(); ++k) {
+    TLTRAIN_CHECK(cols[k] == "0" || cols[k] == "1", ErrorKind::Data,
+                  where + ": column '" + header[k] + "' is '" + cols[k] + "'; each class column holds 0 or 1");
+    if (cols[k] == "1") r.labels.push_back(header[k]);
+  }
+  std::sort(r.labels.begin(), r.labels.end());
+  return r;
+}
+
+/// The rows of a CSV list, paths made absolute; *COLUMNS when it has one 0/1 column per class.
+std::vector<CsvRow> read_csv_rows(const std::string& csv, bool* columns, std::vector<std::string>* header_classes) {
   std::ifstream in(csv);
   TLTRAIN_CHECK(in.good(), ErrorKind::Data, "cannot read CSV list '" + csv + "'");
-  fs::path base = fs::path(csv).parent_path();
-  std::vector<std::pair<std::string, std::string>> rows;
+  const fs::path base = fs::path(csv).parent_path();
+  std::vector<CsvRow> rows;
+  std::vector<std::string> header;
   std::string line;
   size_t lineno = 0;
+  bool first = true;
   while (std::getline(in, line)) {
     ++lineno;
     if (line.find_first_not_of(" \t\r") == std::string::npos || line[0] == '#') continue;
-    auto cols = split_csv_line(line);
-    TLTRAIN_CHECK(cols.size() >= 2 && !cols[0].empty() && !cols[1].empty(), ErrorKind::Data,
-                  csv + ":" + std::to_string(lineno) + ": expected 'path,label', got '" + line + "'");
-    if (lineno == 1 && cols[0] == "path" && cols[1] == "label") continue;  // header row
-    fs::path p(cols[0]);
+    const auto cols = split_csv_line(line);
+    const std::string where = csv + ":" + std::to_string(lineno);
+    if (first && cols.size() >= 3 && is_path_header(cols[0])) {  // path,cat,dog,...: a 0/1 column per class
+      header = cols;
+      header_classes->assign(cols.begin() + 1, cols.end());
+      first = false;
+      continue;
+    }
+    TLTRAIN_CHECK(cols.size() >= 2 && !cols[0].empty() && (!header.empty() || !cols[1].empty()), ErrorKind::Data,
+                  where + ": expected 'path,label' (or a header 'path,CLASS1,CLASS2,...' and 0/1 columns), got '" + line + "'");
+    const bool header_row = first && cols[0] == "path" && cols[1] == "label";
+    first = false;
+    if (header_row) continue;
+    CsvRow r = header.empty() ? label_row(cols, where) : column_row(cols, header, where);
+    fs::path p(r.path);
     if (p.is_relative()) p = base / p;
-    rows.emplace_back(p.lexically_normal().string(), cols[1]);
+    r.path = p.lexically_normal().string();
+    rows.push_back(std::move(r));
   }
-  std::set<std::string> names;
-  for (const auto& r : rows) names.insert(r.second);
+  *columns = !header.empty();
+  return rows;
+}
+
+Dataset scan_csv(const std::string& csv) {
+  Dataset d;
+  d.source = csv;
+  bool columns = false;
+  std::vector<std::string> header_classes;
+  const auto rows = read_csv_rows(csv, &columns, &header_classes);
+  std::set<std::string> names(header_classes.begin(), header_classes.end());
+  for (const auto& r : rows) {
+    names.insert(r.labels.begin(), r.labels.end());
+    d.multi_label = d.multi_label || r.labels.size() > 1;
+  }
+  d.multi_label = d.multi_label || columns;
   d.classes.assign(names.begin(), names.end());
-  for (const auto& [path, label] : rows) {
-    if (!is_image_extension(path)) {
-      d.skipped.by_reason["not an image type (" + lower_ext(path) + ")"].push_back(path);
+  for (const auto& r : rows) {
+    if (!is_image_extension(r.path)) {
+      d.skipped.by_reason["not an image type (" + lower_ext(r.path) + ")"].push_back(r.path);
       continue;
     }
-    if (!fs::exists(path)) {
-      d.skipped.by_reason["listed in the CSV but missing"].push_back(path);
+    if (!fs::exists(r.path)) {
+      d.skipped.by_reason["listed in the CSV but missing"].push_back(r.path);
       continue;
     }
-    auto it = std::lower_bound(d.classes.begin(), d.classes.end(), label);
-    d.samples.push_back({path, static_cast<int64_t>(it - d.classes.begin())});
+    Sample s{r.path, -1, {}};
+    for (const auto& l : r.labels)
+      s.labels.push_back(std::lower_bound(d.classes.begin(), d.classes.end(), l) - d.classes.begin());
+    if (!s.labels.empty()) s.label = s.labels.front();
+    if (!d.multi_label) s.labels.clear();  // one label per image: the plain single-label set
+    d.samples.push_back(std::move(s));
   }
   std::sort(d.samples.begin(), d.samples.end(), [](const Sample& a, const Sample& b) {
     return a.label != b.label ? a.label < b.label : a.path < b.path;
@@ -220,11 +294,13 @@ Dataset scan_source(const std::string& source) {
 
 std::pair<std::vector<Sample>, std::vector<Sample>> stratified_split(const std::vector<Sample>& samples, size_t num_classes,
                                                                      double fraction, uint64_t seed) {
-  std::vector<std::vector<Sample>> per_class(num_classes);
-  for (const auto& s : samples) per_class[static_cast<size_t>(s.label)].push_back(s);
+  // Multi-label sets are stratified by each image's first class; images without one form a group.
+  std::vector<std::vector<Sample>> per_class(num_classes + 1);
+  for (const auto& s : samples) per_class[static_cast<size_t>(s.label + 1)].push_back(s);
   std::vector<Sample> keep, held;
-  for (size_t c = 0; c < num_classes; ++c) {
-    auto& v = per_class[c];
+  for (size_t g = 0; g <= num_classes; ++g) {
+    const size_t c = (g + num_classes) % (num_classes + 1);  // class c's seed as before; the label-less group last
+    auto& v = per_class[g];
     std::sort(v.begin(), v.end(), [](const Sample& a, const Sample& b) { return a.path < b.path; });
     // Seeded per class so adding images to one class does not reshuffle the others.
     std::mt19937_64 rng(seed * 1000003ULL + c);
@@ -261,6 +337,7 @@ Datasets load_datasets(const config::DataConfig& cfg, uint64_t seed) {
     auto [keep, held] = stratified_split(out.train.samples, out.train.classes.size(), cfg.validation_split, seed);
     out.val.source = cfg.train + " (validation_split " + std::to_string(cfg.validation_split) + ")";
     out.val.classes = out.train.classes;
+    out.val.multi_label = out.train.multi_label;
     out.val.samples = std::move(held);
     out.train.samples = std::move(keep);
     out.has_val = true;
@@ -282,7 +359,14 @@ config::json split_to_json(const Datasets& d) {
   j["val_is_split"] = d.val_is_split;
   config::json files = config::json::array();
   if (d.val_is_split)
-    for (const auto& s : d.val.samples) files.push_back({{"path", s.path}, {"label", d.val.classes[static_cast<size_t>(s.label)]}});
+    for (const auto& s : d.val.samples) {
+      config::json f = {{"path", s.path}, {"label", s.label >= 0 ? config::json(d.val.classes[static_cast<size_t>(s.label)]) : config::json(nullptr)}};
+      if (d.train.multi_label) {
+        f["labels"] = config::json::array();
+        for (int64_t c : s.labels) f["labels"].push_back(d.val.classes[static_cast<size_t>(c)]);
+      }
+      files.push_back(f);
+    }
   j["val_files"] = files;  // only for a validation_split: a separate val root is its own record
   return j;
 }

@@ -231,13 +231,29 @@ std::optional<Batch> Loader::next() {
     out.images = static_cast<int64_t>(keep.size()) == n
                      ? slot.images
                      : slot.images.index_select(0, torch::tensor(keep, torch::kLong));
-    out.labels = torch::empty({static_cast<int64_t>(indices.size())}, torch::kLong);
-    auto acc = out.labels.accessor<int64_t, 1>();
-    for (size_t i = 0; i < indices.size(); ++i) acc[static_cast<int64_t>(i)] = m.samples[static_cast<size_t>(indices[i])].label;
+    out.labels = targets(m.samples, indices, m.opts.multi_hot_classes);
     out.indices = std::move(indices);
     if (m.opts.pin_memory && out.images.is_pinned() == false && torch::cuda::is_available()) out.images = out.images.pin_memory();
     return out;
   }
+}
+
+torch::Tensor targets(const std::vector<Sample>& samples, const std::vector<int64_t>& indices, int64_t multi_hot_classes) {
+  const auto n = static_cast<int64_t>(indices.size());
+  if (multi_hot_classes > 0) {
+    auto t = torch::zeros({n, multi_hot_classes}, torch::kFloat);
+    auto acc = t.accessor<float, 2>();
+    for (int64_t i = 0; i < n; ++i) {
+      const Sample& s = samples[static_cast<size_t>(indices[static_cast<size_t>(i)])];
+      for (int64_t c : s.labels) acc[i][c] = 1.0f;
+      if (s.labels.empty() && s.label >= 0) acc[i][s.label] = 1.0f;  // a single-label set under a multi-label head
+    }
+    return t;
+  }
+  auto t = torch::empty({n}, torch::kLong);
+  auto acc = t.accessor<int64_t, 1>();
+  for (int64_t i = 0; i < n; ++i) acc[i] = samples[static_cast<size_t>(indices[static_cast<size_t>(i)])].label;
+  return t;
 }
 
 int64_t Loader::batches_per_epoch() const {

@@ -52,6 +52,18 @@ Preprocess resolve_preprocess(const config::DataConfig& cfg, const ImageSpec& me
     p.bgr = meta.color_order == "BGR";
     // pixel_range: the value a white pixel has before mean/std (1 for torchvision, 255 for caffe).
     p.pixel_scale = static_cast<float>(meta.pixel_range / 255.0);
+  } else if (cfg.normalization == config::Normalization::Dataset) {
+    TLTRAIN_CHECK(cfg.normalization_stats.has_value(), ErrorKind::Usage,
+                  "data.normalization \"dataset\" needs data.normalization_stats: fit computes them from the training images "
+                  "(data::with_dataset_stats) and records them in the run's config.json; give them yourself as "
+                  "{\"mean\": [r, g, b], \"std\": [r, g, b]} on 0..1 pixels");
+    p.normalization = "dataset";
+    for (int c = 0; c < 3; ++c) {
+      p.mean[c] = static_cast<float>(cfg.normalization_stats->mean[c]);
+      p.std[c] = static_cast<float>(cfg.normalization_stats->std[c]);
+    }
+    p.bgr = false;
+    p.pixel_scale = 1.0f / 255.0f;
   } else {
     const NormPreset* found = nullptr;
     for (const auto& preset : kPresets)

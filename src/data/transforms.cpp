@@ -204,6 +204,17 @@ cv::Matx23d affine_inverse_map(const AffineParams& p, int width, int height) {
   return cv::Matx23d(m(0, 0), m(0, 1), m(0, 2), m(1, 0), m(1, 1), m(1, 2));
 }
 
+void apply_channel_shift(cv::Mat& img, double intensity) {
+  // Keras' apply_channel_shift: every channel moves by the same intensity, clipped to the range
+  // the image itself spans.
+  double lo = 0, hi = 0;
+  cv::minMaxLoc(img.reshape(1), &lo, &hi);
+  cv::Mat f;
+  img.convertTo(f, CV_32F, 1.0, intensity);
+  f = cv::min(cv::max(f, lo), hi);
+  f.convertTo(img, CV_8U);  // rounds to nearest
+}
+
 void apply_color_jitter(cv::Mat& img, const ColorParams& p) {
   // PIL ImageEnhance semantics (what torchvision ColorJitter runs on PIL images):
   // blend(degenerate, img, f) = degenerate + f * (img - degenerate), truncated to 8 bits.
@@ -359,7 +370,15 @@ cv::Mat Transform::run(const cv::Mat& bgr, SampleRng& rng, size_t first_step) co
         img = tmp;
         tmp = cv::Mat();
       }
-    } else if (step == config::AugmentStep::Color && color_) {
+    } else if (step == config::AugmentStep::Color) {
+      if (aug_.channel_shift_range > 0) {
+        // Its own stream, seeded from a copy: turning it on leaves every other step's draws as they were.
+        SampleRng peek = rng;
+        SampleRng own(peek.next() ^ 0xC2B2AE3D27D4EB4FULL);
+        if (img.data == bgr.data) img = img.clone();
+        apply_channel_shift(img, own.uniform(-aug_.channel_shift_range, aug_.channel_shift_range));
+      }
+      if (!color_) continue;
       ColorParams c;
       for (int i = 0; i < 4; ++i) c.order[i] = i;
       for (int i = 3; i > 0; --i) std::swap(c.order[i], c.order[rng.below(i + 1)]);  // ColorJitter's random order

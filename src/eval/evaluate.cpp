@@ -13,6 +13,18 @@
 
 namespace tltrain::eval {
 
+namespace {
+
+ClassificationReport multilabel_report(const model::Predictions& p, const std::vector<std::string>& classes, double threshold) {
+  const double loss = p.labels.size(0) > 0 ? torch::binary_cross_entropy_with_logits(p.logits, p.labels).item<double>() : 0.0;
+  const auto probs = torch::sigmoid(p.logits).contiguous();
+  const auto targets = p.labels.gt(0.5).to(torch::kUInt8).contiguous();
+  return evaluate_multilabel({probs.data_ptr<float>(), probs.data_ptr<float>() + probs.numel()},
+                             {targets.data_ptr<uint8_t>(), targets.data_ptr<uint8_t>() + targets.numel()}, classes, loss, threshold);
+}
+
+}  // namespace
+
 ClassificationReport evaluate_checkpoint(const EvalOptions& o) {
   const torch::Device device = model::resolve_device(o.device);
   if (o.threads > 0) torch::set_num_threads(static_cast<int>(o.threads));
@@ -29,8 +41,11 @@ ClassificationReport evaluate_checkpoint(const EvalOptions& o) {
       TLTRAIN_CHECK(std::find(classes.begin(), classes.end(), c) != classes.end(), ErrorKind::Data,
                     "'" + o.data + "' has class '" + c + "' that the checkpoint was not trained on; its classes are " +
                         config::json(classes).dump());
-    for (auto& s : ds.samples)
-      s.label = std::find(classes.begin(), classes.end(), ds.classes[static_cast<size_t>(s.label)]) - classes.begin();
+    auto index_of = [&](int64_t k) { return std::find(classes.begin(), classes.end(), ds.classes[static_cast<size_t>(k)]) - classes.begin(); };
+    for (auto& s : ds.samples) {
+      if (s.label >= 0) s.label = index_of(s.label);
+      for (auto& k : s.labels) k = index_of(k);
+    }
     ds.classes = classes;
     skipped.add_scan("eval", ds.skipped);
   } else {
@@ -44,8 +59,16 @@ ClassificationReport evaluate_checkpoint(const EvalOptions& o) {
   lo.batch_size = o.batch_size;
   lo.threads = threads_or_cores(o.threads);
   lo.pin_memory = device.is_cuda();
+  const bool multilabel = cfg.model.head.output == config::HeadOutput::MultiLabel;
+  lo.multi_hot_classes = multilabel ? static_cast<int64_t>(classes.size()) : 0;
   data::Loader loader(ds.samples, data::resolve_preprocess(cfg.data, m.meta().image_spec()), cfg.data.augment, data::Mode::Eval, lo);
   auto p = model::predict(m, loader, device.is_cuda() ? 0 : 8);
+  if (multilabel) {
+    auto report = multilabel_report(p, classes, cfg.model.head.threshold);
+    skipped.add_bad(o.data.empty() ? "val" : "eval", loader.bad_images());
+    report.skipped = std::move(skipped);
+    return report;
+  }
   auto [loss, acc] = model::loss_and_accuracy(p);
   auto probs = torch::softmax(p.logits, 1).contiguous();
   std::vector<float> pv(probs.data_ptr<float>(), probs.data_ptr<float>() + probs.numel());

@@ -117,51 +117,29 @@ ClassificationReport evaluate(const std::vector<float>& probs, const std::vector
   return r;
 }
 
-namespace {
-/// Indices of SCORES, highest score first (ties in input order).
-std::vector<size_t> by_score_descending(const std::vector<double>& scores) {
-  std::vector<size_t> order(scores.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return scores[a] > scores[b]; });
-  return order;
-}
-}  // namespace
-
-std::optional<double> roc_auc(const std::vector<double>& scores, const std::vector<bool>& positive) {
-  // Mann-Whitney: the share of (positive, negative) pairs ranked right, a tie counting half.
-  const auto order = by_score_descending(scores);
-  double pos = 0, neg = 0, right = 0;
-  for (size_t i = 0; i < order.size();) {
-    size_t j = i;
-    double tie_pos = 0, tie_neg = 0;
-    for (; j < order.size() && scores[order[j]] == scores[order[i]]; ++j) (positive[order[j]] ? tie_pos : tie_neg) += 1;
-    right += tie_neg * pos + 0.5 * tie_neg * tie_pos;  // each negative here is below every positive seen so far
-    pos += tie_pos;
-    neg += tie_neg;
-    i = j;
+ClassificationReport evaluate_multilabel(const std::vector<float>& probs, const std::vector<uint8_t>& targets,
+                                         const std::vector<std::string>& classes, double loss, double threshold) {
+  ClassificationReport r;
+  const size_t c = classes.size();
+  r.classes = classes;
+  r.samples = c > 0 ? static_cast<int64_t>(probs.size() / c) : 0;
+  r.loss = loss;
+  r.topk = 0;
+  r.threshold = threshold;
+  const auto m = ranking::multilabel(probs, targets, c, threshold);
+  r.accuracy = m.subset_accuracy;
+  for (size_t k = 0; k < c; ++k) {
+    r.per_class.push_back({classes[k], m.precision[k], m.recall[k], m.f1[k], m.support[k], m.average_precision[k]});
+    r.macro_precision += m.precision[k] / static_cast<double>(c);
+    r.macro_recall += m.recall[k] / static_cast<double>(c);
   }
-  if (pos == 0 || neg == 0) return std::nullopt;
-  return right / (pos * neg);
-}
-
-std::optional<double> average_precision(const std::vector<double>& scores, const std::vector<bool>& positive) {
-  const auto order = by_score_descending(scores);
-  double total_pos = 0;
-  for (bool p : positive) total_pos += p;
-  if (total_pos == 0) return std::nullopt;
-  double tp = 0, seen = 0, ap = 0, last_recall = 0;
-  for (size_t i = 0; i < order.size();) {
-    size_t j = i;
-    for (; j < order.size() && scores[order[j]] == scores[order[i]]; ++j) {
-      tp += positive[order[j]];
-      seen += 1;
-    }
-    const double recall = tp / total_pos;
-    ap += (recall - last_recall) * (tp / seen);
-    last_recall = recall;
-    i = j;
-  }
-  return ap;
+  r.macro_f1 = m.macro_f1;
+  // sklearn's micro average stands in the "weighted" row: each (image, class) decision counts once.
+  r.weighted_precision = m.micro_precision;
+  r.weighted_recall = m.micro_recall;
+  r.weighted_f1 = m.micro_f1;
+  r.multilabel = m;
+  return r;
 }
 
 config::json to_json(const ClassificationReport& r) {
@@ -184,7 +162,17 @@ config::json to_json(const ClassificationReport& r) {
   j["weighted_recall"] = r.weighted_recall;
   j["weighted_f1"] = r.weighted_f1;
   j["confusion"] = r.confusion;
-  if (r.classes.size() == 2) {
+  if (r.multilabel) {
+    const auto& m = *r.multilabel;
+    j["threshold"] = r.threshold;
+    j["multilabel"] = {{"mean_average_precision", m.mean_average_precision ? config::json(*m.mean_average_precision) : config::json(nullptr)},
+                       {"micro_precision", m.micro_precision}, {"micro_recall", m.micro_recall}, {"micro_f1", m.micro_f1},
+                       {"macro_f1", m.macro_f1}, {"exact_match", m.subset_accuracy}, {"hamming_loss", m.hamming_loss}};
+    for (size_t k = 0; k < r.per_class.size(); ++k) {
+      const auto& ap = r.per_class[k].average_precision;
+      j["per_class"][k]["average_precision"] = ap ? config::json(*ap) : config::json(nullptr);
+    }
+  } else if (r.classes.size() == 2) {
     j["threshold"] = r.threshold;
     j["roc_auc"] = r.roc_auc ? config::json(*r.roc_auc) : config::json(nullptr);
     j["average_precision"] = r.average_precision ? config::json(*r.average_precision) : config::json(nullptr);
@@ -196,6 +184,31 @@ config::json to_json(const ClassificationReport& r) {
   return j;
 }
 
+namespace {
+
+std::string format_multilabel(const ClassificationReport& r) {
+  const auto& m = *r.multilabel;
+  std::ostringstream out;
+  out << "samples " << r.samples << "   mAP " << (m.mean_average_precision ? fixed(*m.mean_average_precision) : std::string("n/a"))
+      << "   micro F1 " << fixed(m.micro_f1) << "   macro F1 " << fixed(m.macro_f1) << "   exact match " << fixed(m.subset_accuracy)
+      << "   Hamming loss " << fixed(m.hamming_loss) << "   loss " << fixed(r.loss) << "   threshold " << fixed(r.threshold, 2) << "\n";
+  if (r.skipped.count() > 0) out << "not counted in samples: " << r.skipped.warning(0, "") << "\n";
+  size_t name_w = std::string("micro avg").size();
+  for (const auto& name : r.classes) name_w = std::max(name_w, name.size());
+  const size_t num_w = 10;
+  out << "\n" << pad_right("class", name_w) << pad_left("AP", num_w) << pad_left("precision", num_w) << pad_left("recall", num_w)
+      << pad_left("f1", num_w) << pad_left("support", num_w) << "\n";
+  for (const auto& k : r.per_class)
+    out << pad_right(k.name, name_w) << pad_left(k.average_precision ? fixed(*k.average_precision) : std::string("n/a"), num_w)
+        << pad_left(fixed(k.precision), num_w) << pad_left(fixed(k.recall), num_w) << pad_left(fixed(k.f1), num_w)
+        << pad_left(std::to_string(k.support), num_w) << "\n";
+  out << pad_right("micro avg", name_w) << pad_left("", num_w) << pad_left(fixed(m.micro_precision), num_w)
+      << pad_left(fixed(m.micro_recall), num_w) << pad_left(fixed(m.micro_f1), num_w) << "\n";
+  return out.str();
+}
+
+}  // namespace
+
 std::string format_report(const ClassificationReport& r, size_t max_mistakes) {
   std::ostringstream out;
   const size_t c = r.classes.size();
@@ -203,6 +216,7 @@ std::string format_report(const ClassificationReport& r, size_t max_mistakes) {
     return k >= 0 && static_cast<size_t>(k) < c ? r.classes[k] : std::to_string(k);
   };
 
+  if (r.multilabel) return format_multilabel(r);
   out << "samples " << r.samples << "   accuracy " << fixed(r.accuracy) << "   top-" << r.topk << " accuracy "
       << fixed(r.topk_accuracy) << "   loss " << fixed(r.loss) << "\n";
   if (c == 2) {

@@ -124,12 +124,16 @@ std::string mistakes_html(const json& ev) {
 
 std::string per_class_table(const json& ev) {
   std::ostringstream o;
-  o << "<table class=\"per-class\"><thead><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr></thead><tbody>\n";
+  const bool ap = ev.contains("multilabel");
+  o << "<table class=\"per-class\"><thead><tr><th>class</th>" << (ap ? "<th>AP</th>" : "")
+    << "<th>precision</th><th>recall</th><th>F1</th><th>support</th></tr></thead><tbody>\n";
   for (const auto& c : ev.at("per_class"))
-    o << "<tr><td>" << escape(c.value("name", std::string())) << "</td><td>" << num(c.value("precision", 0.0), 3) << "</td><td>"
+    o << "<tr><td>" << escape(c.value("name", std::string())) << "</td>"
+      << (ap ? "<td>" + (c["average_precision"].is_number() ? num(c["average_precision"].get<double>(), 3) : std::string("n/a")) + "</td>" : "")
+      << "<td>" << num(c.value("precision", 0.0), 3) << "</td><td>"
       << num(c.value("recall", 0.0), 3) << "</td><td>" << num(c.value("f1", 0.0), 3) << "</td><td>" << c.value("support", int64_t{0})
       << "</td></tr>\n";
-  o << "<tr class=\"avg\"><td>macro avg</td><td>" << num(ev.value("macro_precision", 0.0), 3) << "</td><td>"
+  o << "<tr class=\"avg\"><td>macro avg</td>" << (ap ? "<td></td>" : "") << "<td>" << num(ev.value("macro_precision", 0.0), 3) << "</td><td>"
     << num(ev.value("macro_recall", 0.0), 3) << "</td><td>" << num(ev.value("macro_f1", 0.0), 3) << "</td><td>" << ev.value("samples", int64_t{0})
     << "</td></tr></tbody></table>\n";
   return o.str();
@@ -308,8 +312,15 @@ std::string summary_section(const json& cfg, const json& history, const Curves& 
   if (auto v = field(last, "val_accuracy")) h << card(percent(*v), "final val accuracy");
   if (c.best_val_acc >= 0) h << card(percent(c.best_val_acc), "best val accuracy");
   if (ev) {
-    h << card(percent(ev->value("accuracy", 0.0)), "eval accuracy");
-    h << card(percent(ev->value("topk_accuracy", 0.0)), "eval top-" + std::to_string(ev->value("topk", 5)));
+    if (ev->contains("multilabel")) {
+      const json& m = (*ev)["multilabel"];
+      if (auto v = field(m, "mean_average_precision")) h << card(num(*v, 3), "eval mAP");
+      if (auto v = field(m, "micro_f1")) h << card(num(*v, 3), "eval micro F1");
+      h << card(percent(ev->value("accuracy", 0.0)), "eval exact match");
+    } else {
+      h << card(percent(ev->value("accuracy", 0.0)), "eval accuracy");
+      h << card(percent(ev->value("topk_accuracy", 0.0)), "eval top-" + std::to_string(ev->value("topk", 5)));
+    }
     if (auto v = field(*ev, "roc_auc")) h << card(num(*v, 3), "eval ROC-AUC");
     if (auto v = field(*ev, "average_precision")) h << card(num(*v, 3), "eval PR-AUC (AP)");
   }
@@ -351,6 +362,10 @@ std::string evaluation_section(const std::optional<json>& ev, const std::string&
   h << "<p class=\"note\">From eval.json" << (ck.empty() ? "" : ": " + escape(fs::path(ck).filename().string()))
     << (on.empty() ? "" : " on " + escape(on)) << " — " << ev->value("samples", int64_t{0}) << " images, loss "
     << num(ev->value("loss", 0.0), 4) << ", accuracy " << percent(ev->value("accuracy", 0.0)) << ".</p>\n";
+  if (ev->contains("multilabel")) {  // no single predicted class: no confusion matrix or mistakes
+    h << per_class_table(*ev) << "</section>\n";
+    return h.str();
+  }
   h << "<div class=\"cm-row\"><figure>" << confusion_svg(*ev)
     << "<figcaption class=\"caption\">Confusion matrix: rows are true classes, columns predictions; the colour is the share of "
        "the row.</figcaption></figure>\n"

@@ -81,7 +81,7 @@ struct Server::Impl {
     bo.fill = opts.micro;
     bo.workers = workers;
     batcher = std::make_unique<Batcher>(bo, [this](const torch::Tensor& x) {
-      return torch::softmax(model.module.forward({x}).toTensor(), 1);
+      return ship::probabilities(model.info, model.module.forward({x}).toTensor());
     });
     routes();
   }
@@ -190,6 +190,10 @@ struct Server::Impl {
       ++failed;
       return reply_error(res, 500, std::string("inference failed: ") + e.what());
     }
+    probs = probs.contiguous();
+    json labels = json::array();
+    for (int64_t c : ship::decided_classes(model.info, probs.data_ptr<float>(), static_cast<size_t>(probs.numel())))
+      labels.push_back(model.info.classes[static_cast<size_t>(c)]);
     auto [p, idx] = probs.topk(k);
     json top = json::array();
     for (int64_t j = 0; j < k; ++j) {
@@ -198,7 +202,7 @@ struct Server::Impl {
     }
     ++ok;
     double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-    reply(res, 200, json{{"predictions", top}, {"latency_ms", ms}});
+    reply(res, 200, json{{"labels", labels}, {"predictions", top}, {"latency_ms", ms}});
   }
 
   void routes() {

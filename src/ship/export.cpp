@@ -56,8 +56,10 @@ config::json training_summary(const config::json& info) {
     s["last_epoch"] = info.at("history").back();
   }
   const auto& data = info.at("config").at("data");
-  s["train_source"] = data.value("train", "");
-  s["val_source"] = data.value("val", "");
+  // A run without validation data has "val": null in its resolved config: no source, not a crash.
+  auto source = [&](const char* key) { return data.contains(key) && data[key].is_string() ? data[key] : config::json(nullptr); };
+  s["train_source"] = source("train");
+  s["val_source"] = source("val");
   return s;
 }
 
@@ -102,13 +104,14 @@ ExportSummary export_model(const ExportOptions& o) {
   root.register_attribute("color_order", c10::StringType::get(), std::string(pre.bgr ? "BGR" : "RGB"));
   root.register_attribute("pixel_scale", c10::FloatType::get(), static_cast<double>(pre.pixel_scale));
   root.register_attribute("arch", c10::StringType::get(), m.meta().arch);
-  root.define(R"(
+  // A multi-label head's classes are independent: a sigmoid each, not one softmax over them.
+  const bool multilabel = m.head()->cfg.output == config::HeadOutput::MultiLabel;
+  root.define(std::string(R"(
 def forward(self, x):
     return self.head.forward(self.backbone.forward(x))
 
 def predict_proba(self, x):
-    return torch.softmax(self.forward(x), 1)
-)");
+)") + (multilabel ? "    return torch.sigmoid(self.forward(x))\n" : "    return torch.softmax(self.forward(x), 1)\n"));
 
   config::json bb = m.meta().raw;
   bb.erase("blocks");  // training-only detail
@@ -123,8 +126,9 @@ def predict_proba(self, x):
                                  {"output", config::name_of(m.head()->cfg.output)},
                                  {"threshold", m.head()->cfg.threshold}}},
                        {"training", training_summary(ck.info)},
-                       {"outputs", "forward(x) -> logits N×C; predict_proba(x) -> softmax N×C; x is N×3×H×W float32 "
-                                   "preprocessed as 'preprocess' says"},
+                       {"outputs", std::string("forward(x) -> logits N×C; predict_proba(x) -> ") +
+                                       (multilabel ? "sigmoid N×C (each class on its own)" : "softmax N×C") +
+                                       "; x is N×3×H×W float32 preprocessed as 'preprocess' says"},
                        {"source_checkpoint", o.checkpoint},
                        {"exported_at", now_iso()},
                        {"torch_version", TORCH_VERSION}};
@@ -134,9 +138,15 @@ def predict_proba(self, x):
   torch::NoGradGuard no_grad;
   torch::manual_seed(0);
   auto x = torch::randn({2, 3, pre.height, pre.width});
-  double diff = (root.forward({x}).toTensor() - m.forward(x)).abs().max().item<double>();
+  const auto want = m.forward(x);
+  TLTRAIN_CHECK(torch::isfinite(want).all().item<bool>(), ErrorKind::Data,
+                "'" + o.checkpoint + "' gives infinite or NaN logits for a random batch: its weights have diverged; export a checkpoint "
+                "from before that (best.pt, or an earlier run with a lower learning rate)");
+  // Relative to the logits' size: float32 keeps about 7 digits, whatever the scale.
+  const double scale = std::max(1.0, want.abs().max().item<double>());
+  double diff = (root.forward({x}).toTensor() - want).abs().max().item<double>() / scale;
   TLTRAIN_CHECK(diff <= o.check_tolerance, ErrorKind::Runtime,
-                "exported module differs from the checkpoint by " + std::to_string(diff) + " (a bug in tltrain export)");
+                "exported module differs from the checkpoint by " + std::to_string(diff) + " (relative; a bug in tltrain export)");
 
   torch::jit::ExtraFilesMap extra{{kModelFileName, meta.dump(2)}};
   write_atomically(o.out, [&](const std::string& tmp) { root.save(tmp, extra); });

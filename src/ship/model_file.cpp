@@ -1,5 +1,7 @@
 #include "tltrain/ship/model_file.h"
 
+#include <algorithm>
+
 #include <filesystem>
 
 #include "tltrain/core/error.h"
@@ -70,6 +72,10 @@ ModelFile load_model_file(const std::string& path, const torch::Device& device) 
   try {
     mf.info.classes = j.at("classes").get<std::vector<std::string>>();
     mf.info.arch = j.at("backbone").value("arch", "");
+    if (j.contains("head")) {  // files from before the binary and multi-label heads have softmax
+      mf.info.output = j["head"].value("output", std::string("softmax"));
+      mf.info.threshold = j["head"].value("threshold", 0.5);
+    }
   } catch (const config::json::exception& e) {
     TLTRAIN_FAIL(ErrorKind::Data, "'" + path + "': bad " + kModelFileName + " (" + e.what() + ")");
   }
@@ -78,6 +84,23 @@ ModelFile load_model_file(const std::string& path, const torch::Device& device) 
   mf.info.raw = std::move(j);
   mf.module.eval();
   return mf;
+}
+
+torch::Tensor probabilities(const ModelInfo& info, const torch::Tensor& logits) {
+  return info.output == "multilabel" ? torch::sigmoid(logits) : torch::softmax(logits, 1);
+}
+
+std::vector<int64_t> decided_classes(const ModelInfo& info, const float* probs, size_t classes) {
+  std::vector<int64_t> out;
+  if (info.output == "multilabel") {
+    for (size_t c = 0; c < classes; ++c)
+      if (probs[c] > info.threshold) out.push_back(static_cast<int64_t>(c));
+  } else if (info.output == "sigmoid" && classes == 2) {
+    out.push_back(probs[1] > info.threshold ? 1 : 0);
+  } else {
+    out.push_back(static_cast<int64_t>(std::max_element(probs, probs + classes) - probs));
+  }
+  return out;
 }
 
 }  // namespace tltrain::ship

@@ -61,11 +61,15 @@ std::vector<PredictRow> predict_images(const PredictOptions& o) {
   while (auto batch = loader.next()) {
     auto logits = model::in_chunks(batch->images, o.micro,
                                    [&](const torch::Tensor& x) { return mf.module.forward({x}).toTensor(); });
-    auto [p, idx] = torch::softmax(logits, 1).topk(k, 1);
+    const auto probs = probabilities(mf.info, logits).contiguous();
+    auto [p, idx] = probs.topk(k, 1);
     auto pa = p.accessor<float, 2>();
     auto ia = idx.accessor<int64_t, 2>();
+    const size_t classes = mf.info.classes.size();
     for (size_t r = 0; r < batch->indices.size(); ++r) {
       auto& row = rows[static_cast<size_t>(batch->indices[r])];
+      const float* pr = probs.data_ptr<float>() + r * classes;
+      for (int64_t c : decided_classes(mf.info, pr, classes)) row.decided.push_back({c, mf.info.classes[static_cast<size_t>(c)], pr[c]});
       for (int64_t j = 0; j < k; ++j)
         row.top.push_back({ia[static_cast<int64_t>(r)][j], mf.info.classes[static_cast<size_t>(ia[static_cast<int64_t>(r)][j])],
                            pa[static_cast<int64_t>(r)][j]});
@@ -78,7 +82,7 @@ std::vector<PredictRow> predict_images(const PredictOptions& o) {
     if (row.top.empty() && row.error.empty()) row.error = "not predicted";  // invariant guard, should not happen
   // What the folders held besides images gets a row too: nothing given is passed over silently.
   for (const auto& [reason, paths] : skipped.by_reason)
-    for (const auto& p : paths) rows.push_back({p, {}, reason});
+    for (const auto& p : paths) rows.push_back({p, {}, {}, reason});
   return rows;
 }
 
@@ -98,26 +102,33 @@ std::string format_predictions(const std::vector<PredictRow>& rows, const std::s
     for (const auto& r : rows) {
       config::json top = config::json::array();
       for (const auto& c : r.top) top.push_back({{"class", c.name}, {"index", c.index}, {"probability", c.probability}});
-      config::json row = {{"path", r.path}, {"top", top}};
+      config::json decided = config::json::array();
+      for (const auto& c : r.decided) decided.push_back(c.name);
+      config::json row = {{"path", r.path}, {"labels", decided}, {"top", top}};
       if (!r.error.empty()) row["error"] = r.error;
       a.push_back(row);
     }
     s << a.dump(2) << "\n";
   } else if (format == "csv") {
-    s << "path,rank,class,index,probability,error\n";
+    s << "path,rank,class,index,probability,decided,error\n";
     for (const auto& r : rows) {
-      if (!r.error.empty()) s << csv_field(r.path) << ",,,,," << csv_field(r.error) << "\n";
-      for (size_t j = 0; j < r.top.size(); ++j)
+      if (!r.error.empty()) s << csv_field(r.path) << ",,,,,," << csv_field(r.error) << "\n";
+      for (size_t j = 0; j < r.top.size(); ++j) {
+        bool decided = false;
+        for (const auto& d : r.decided) decided = decided || d.index == r.top[j].index;
         s << csv_field(r.path) << "," << j + 1 << "," << csv_field(r.top[j].name) << "," << r.top[j].index << ","
-          << std::setprecision(6) << r.top[j].probability << ",\n";
+          << std::setprecision(6) << r.top[j].probability << "," << (decided ? 1 : 0) << ",\n";
+      }
     }
   } else if (format == "table") {
     size_t w = 4;
     for (const auto& r : rows) w = std::max(w, r.path.size());
-    s << std::left << std::setw(static_cast<int>(w)) << "path" << "  top predictions\n";
+    s << std::left << std::setw(static_cast<int>(w)) << "path" << "  decided  |  top predictions\n";
     for (const auto& r : rows) {
       s << std::left << std::setw(static_cast<int>(w)) << r.path << "  ";
       if (!r.error.empty()) s << "ERROR: " << r.error;
+      for (size_t j = 0; j < r.decided.size(); ++j) s << (j ? ";" : "") << r.decided[j].name;
+      if (r.error.empty()) s << (r.decided.empty() ? "(none)" : "") << "  |  ";
       for (size_t j = 0; j < r.top.size(); ++j)
         s << (j ? "  " : "") << r.top[j].name << " " << std::fixed << std::setprecision(3) << r.top[j].probability;
       s << "\n";

@@ -142,6 +142,9 @@ void EpochSummary::on_epoch_end(Run& run, EpochEnd& e) {
                      log::fixed(metric_of(r, "accuracy"));
   if (r.contains("val_loss"))
     line += "  val_loss " + log::fixed(metric_of(r, "val_loss")) + " val_acc " + log::fixed(metric_of(r, "val_accuracy"));
+  for (const auto& item : r.items())  // the objective's scores: val_roc_auc, val_map, ...
+    if (item.key().rfind("val_", 0) == 0 && item.key() != "val_loss" && item.key() != "val_accuracy" && item.value().is_number())
+      line += " " + item.key() + " " + log::fixed(item.value().get<double>());
   line += "  lr " + log::fixed(metric_of(r, "lr"), 6) + "  " + log::fixed(metric_of(r, "images_per_s"), 1) + " img/s";
   if (r.contains("allreduce_ms_per_step")) line += "  all-reduce " + log::fixed(metric_of(r, "allreduce_ms_per_step"), 2) + " ms/step";
   for (const auto& note : e.notes) line += "  (" + note + ")";

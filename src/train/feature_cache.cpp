@@ -6,6 +6,10 @@
 
 namespace tltrain::train {
 
+int64_t multi_hot_classes(model::Classifier& m) {
+  return m.head()->cfg.output == config::HeadOutput::MultiLabel ? m.num_classes() : 0;
+}
+
 FeatureCache build_cache(model::Classifier& m, const std::vector<data::Sample>& samples, const data::Preprocess& pre,
                          const config::AugmentConfig& aug, int64_t views, uint64_t seed, int64_t epoch_base,
                          int64_t batch_size, int64_t threads, int64_t micro, const std::function<bool()>& stop_requested,
@@ -61,18 +65,15 @@ FeatureCache build_cache(model::Classifier& m, const std::vector<data::Sample>& 
     group->all_reduce_sum(s);
     for (size_t i = 0; i < s.size(); ++i) seen[i] = static_cast<int64_t>(std::llround(s[i]));
   }
-  std::vector<int64_t> rows, labels;
+  std::vector<int64_t> rows;
   for (int64_t i = 0; i < n; ++i)
-    if (seen[static_cast<size_t>(i)] == static_cast<int64_t>(full.size())) {
-      rows.push_back(i);
-      labels.push_back(samples[static_cast<size_t>(i)].label);
-    }
+    if (seen[static_cast<size_t>(i)] == static_cast<int64_t>(full.size())) rows.push_back(i);
   TLTRAIN_CHECK(!rows.empty(), ErrorKind::Data, "no training image could be decoded");
   auto idx = torch::tensor(rows, torch::kLong).to(m.device());
   for (auto& f : full) c.views.push_back(f.index_select(0, idx));
   if (const std::string how = model::constant_rows(c.views[0]); !how.empty())
     TLTRAIN_FAIL(ErrorKind::Data, "the backbone's features are the same for every image (" + how + "): " + model::kConstantFeaturesFix);
-  c.labels = torch::tensor(labels, torch::kLong).to(m.device());
+  c.labels = data::targets(samples, rows, multi_hot_classes(m)).to(m.device());
   c.sample_index = rows;
   return c;
 }

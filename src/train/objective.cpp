@@ -1,6 +1,7 @@
 #include "tltrain/train/objective.h"
 
 #include "tltrain/core/error.h"
+#include "tltrain/core/ranking.h"
 #include "tltrain/model/inference.h"
 
 namespace tltrain::train {
@@ -32,8 +33,62 @@ std::pair<double, double> CrossEntropy::validate(const torch::Tensor& logits, co
   return model::loss_and_accuracy({logits, y, {}});
 }
 
-std::unique_ptr<Objective> make_objective(const config::StageConfig& st, const std::vector<int64_t>& counts,
-                                          const torch::Device& device) {
+config::json Objective::scores(const torch::Tensor&, const torch::Tensor&) const { return config::json::object(); }
+
+namespace {
+config::json score_or_null(const std::optional<double>& v) { return v ? config::json(*v) : config::json(nullptr); }
+}  // namespace
+
+config::json BinaryCrossEntropy::scores(const torch::Tensor& logits, const torch::Tensor& y) const {
+  const auto p1 = torch::softmax(logits.to(torch::kDouble), 1).select(1, 1).contiguous().to(torch::kCPU);
+  const auto labels = y.to(torch::kCPU).contiguous();
+  std::vector<double> scores(p1.data_ptr<double>(), p1.data_ptr<double>() + p1.numel());
+  std::vector<bool> positive;
+  for (int64_t i = 0; i < labels.numel(); ++i) positive.push_back(labels.data_ptr<int64_t>()[i] == 1);
+  return {{"roc_auc", score_or_null(ranking::roc_auc(scores, positive))},
+          {"average_precision", score_or_null(ranking::average_precision(scores, positive))}};
+}
+
+MultiLabelCrossEntropy::MultiLabelCrossEntropy(double smoothing, double threshold) : smoothing_(smoothing), threshold_(threshold) {}
+
+LossSum MultiLabelCrossEntropy::loss_sum(const torch::Tensor& logits, const torch::Tensor& y) const {
+  const auto target = y.to(logits.dtype()) * (1.0 - smoothing_) + smoothing_ / 2.0;
+  const auto per = torch::binary_cross_entropy_with_logits(logits, target, {}, {}, at::Reduction::None).mean(1);
+  return {per.sum(), weight(y)};
+}
+
+torch::Tensor MultiLabelCrossEntropy::weight(const torch::Tensor& y) const {
+  return torch::full({}, static_cast<double>(y.size(0)));
+}
+
+int64_t MultiLabelCrossEntropy::correct(const torch::Tensor& logits, const torch::Tensor& y) const {
+  const auto decided = torch::sigmoid(logits).gt(threshold_);
+  return decided.eq(y.gt(0.5)).all(1).sum().item<int64_t>();
+}
+
+std::pair<double, double> MultiLabelCrossEntropy::validate(const torch::Tensor& logits, const torch::Tensor& y) const {
+  if (y.size(0) == 0) return {0.0, 0.0};
+  const double n = static_cast<double>(y.size(0));
+  const double loss = torch::binary_cross_entropy_with_logits(logits.to(torch::kDouble), y.to(torch::kDouble)).item<double>();
+  return {loss, static_cast<double>(correct(logits, y)) / n};
+}
+
+config::json MultiLabelCrossEntropy::scores(const torch::Tensor& logits, const torch::Tensor& y) const {
+  const auto p = torch::sigmoid(logits).to(torch::kFloat).contiguous().to(torch::kCPU);
+  const auto t = y.gt(0.5).to(torch::kUInt8).contiguous().to(torch::kCPU);
+  const auto m = ranking::multilabel({p.data_ptr<float>(), p.data_ptr<float>() + p.numel()},
+                                     {t.data_ptr<uint8_t>(), t.data_ptr<uint8_t>() + t.numel()}, static_cast<size_t>(p.size(1)), threshold_);
+  return {{"map", score_or_null(m.mean_average_precision)}, {"f1_micro", m.micro_f1}, {"f1_macro", m.macro_f1}};
+}
+
+std::unique_ptr<Objective> make_objective(const config::StageConfig& st, const config::HeadConfig& head,
+                                          const std::vector<int64_t>& counts, const torch::Device& device) {
+  switch (head.output) {
+    case config::HeadOutput::MultiLabel: return std::make_unique<MultiLabelCrossEntropy>(st.label_smoothing, head.threshold);
+    case config::HeadOutput::Sigmoid:
+      return std::make_unique<BinaryCrossEntropy>(class_weights(st, counts, device), st.label_smoothing);
+    case config::HeadOutput::Softmax: break;
+  }
   return std::make_unique<CrossEntropy>(class_weights(st, counts, device), st.label_smoothing);
 }
 

@@ -11,6 +11,7 @@
 #include "tltrain/core/fs.h"
 #include "tltrain/core/log.h"
 #include "tltrain/core/threads.h"
+#include "tltrain/data/stats.h"
 #include "tltrain/train/schedule.h"
 
 namespace fs = std::filesystem;
@@ -37,6 +38,15 @@ void adopt_weights(model::Classifier& m, const checkpoint::Checkpoint& ck, const
   for (const auto& p : ck.backbone.module.named_parameters(true)) state["backbone." + p.name] = p.value;
   for (const auto& b : ck.backbone.module.named_buffers(true)) state["backbone." + b.name] = b.value;
   m.load_state(state, "checkpoint '" + path + "'");
+}
+
+/// A multi-label set needs the multi-label head: any other would silently train on one label per image.
+void check_labels(const config::RunConfig& cfg, const data::Datasets& ds) {
+  if (cfg.model.head.output == config::HeadOutput::MultiLabel) return;
+  for (const data::Dataset* d : {&ds.train, &ds.val})
+    TLTRAIN_CHECK(!d->multi_label, ErrorKind::Usage,
+                  "'" + d->source + "' gives images several labels (or one 0/1 column per class), but model.head.output is \"" +
+                      config::name_of(cfg.model.head.output) + "\": set it to \"multilabel\" (one sigmoid per class)");
 }
 
 }  // namespace
@@ -88,10 +98,12 @@ Run::Run(const config::RunConfig& cfg, const FitOptions& opts, std::vector<std::
   const int64_t num_classes = static_cast<int64_t>(ds_.train.classes.size());
   TLTRAIN_CHECK(num_classes >= 2, ErrorKind::Data, "'" + cfg.data.train + "' has " + std::to_string(num_classes) +
                                                        " class; classification needs at least 2 class subfolders");
+  check_labels(cfg, ds_);
   model::Backbone backbone = load_run_backbone(cfg, device_);
   const int64_t positions = flatten_positions(cfg, backbone);
   plan_ = plan_stages(cfg, backbone.meta, num_classes, model::head_in_features(cfg.model.head, backbone.meta.feature_channels, positions));
-  pre_ = data::resolve_preprocess(cfg.data, backbone.meta.image_spec());
+  cfg_ = data::with_dataset_stats(cfg_, ds_.train.samples, backbone.meta.image_spec(), loader_threads_);
+  pre_ = data::resolve_preprocess(cfg_.data, backbone.meta.image_spec());
   torch::manual_seed(seed_);
   model_ = std::make_unique<model::Classifier>(std::move(backbone), cfg.model.head, num_classes, device_, positions);
   skipped_.add_scan("train", ds_.train.skipped);
@@ -200,7 +212,7 @@ void Run::begin_stage() {
   for (const auto& g : groups) s->base_lrs.push_back(g.second);
   s->optimizer = make_optimizer(st.optimizer, groups);
   if (resume_optimizer_ && resumed_stage_) s->optimizer->load(*resume_optimizer_);
-  s->objective = make_objective(st, ds_.train.class_counts(), device_);
+  s->objective = make_objective(st, cfg_.model.head, ds_.train.class_counts(), device_);
   if (state_.epoch < st.epochs) build_stage_data(*s);  // else a resume that only ends the stage
   s->stage_step = state_.epoch * s->steps_per_epoch;
   stage_ = std::move(s);
@@ -243,6 +255,7 @@ data::LoaderOptions Run::loader_options(bool train) const {
   lo.pin_memory = device_.is_cuda();
   lo.rank = rank_;
   lo.world_size = world_;
+  lo.multi_hot_classes = multi_hot_classes(*model_);
   lo.pad_shards = train;  // training: equal shards; validation: each image counted once over all ranks
   return lo;
 }
@@ -264,11 +277,7 @@ void Run::run_epoch() {
   json record = {{"stage", state_.stage + 1}, {"stage_name", stage().name}, {"epoch", state_.epoch + 1},
                  {"global_epoch", epoch_id + 1}, {"step", state_.global_step}, {"loss", stats.loss()},
                  {"accuracy", stats.accuracy()}};
-  if (ds_.has_val) {
-    const auto [loss, accuracy] = validate();
-    record["val_loss"] = loss;
-    record["val_accuracy"] = accuracy;
-  }
+  if (ds_.has_val) validate(record);
   record["lr"] = stage_->lr;
   record["lr_backbone"] = stage_->has_backbone_group() ? json(stage_->lr_backbone) : json(nullptr);
   record["images_per_s"] = train_secs > 0 ? static_cast<double>(stats.count) / train_secs : 0.0;
@@ -335,15 +344,38 @@ void Run::after_step(const StepStats& step, StepStats& epoch, int64_t done) {
   notify(&Callback::on_step_end, end);
 }
 
-std::pair<double, double> Run::validate() {
+void Run::validate(json& record) {
   Stage& s = *stage_;
+  model::Predictions p;
   if (s.val_cache) {
     torch::NoGradGuard no_grad;
     model_->set_training(false, stage().batch_norm);
-    return s.objective->validate(model_->head()->forward(s.val_cache->views[0]).to(torch::kCPU), s.val_cache->labels.to(torch::kCPU));
+    p.logits = model_->head()->forward(s.val_cache->views[0]).to(torch::kCPU);
+    p.labels = s.val_cache->labels.to(torch::kCPU);
+  } else {
+    p = model::predict(*model_, *val_loader_, s.micro, 0, &s.val_frozen);
+    skipped_.add_bad("val", val_loader_->bad_images());
+    check_variation(p);
   }
-  const model::Predictions p = model::predict(*model_, *val_loader_, s.micro, 0, &s.val_frozen);
-  skipped_.add_bad("val", val_loader_->bad_images());
+  auto [loss, accuracy] = s.objective->validate(p.logits, p.labels);
+  if (group()) {  // each rank saw its own share: sum (loss, correct, count) exactly
+    const double count = static_cast<double>(p.labels.size(0));
+    std::vector<double> v{loss * count, std::round(accuracy * count), count};
+    group()->all_reduce_sum(v);
+    loss = v[2] > 0 ? v[0] / v[2] : 0.0;
+    accuracy = v[2] > 0 ? v[1] / v[2] : 0.0;
+  }
+  record["val_loss"] = loss;
+  record["val_accuracy"] = accuracy;
+  // Ranking scores do not add up across ranks' shares: eval reports them for distributed runs.
+  if (!group()) {
+    const json scores = s.objective->scores(p.logits, p.labels);
+    for (const auto& score : scores.items()) record["val_" + score.key()] = score.value();
+  }
+}
+
+void Run::check_variation(const model::Predictions& p) {
+  const Stage& s = *stage_;
   // With BatchNorm training, eval-mode outputs follow running statistics that are still
   // moving (after a short first epoch they are near their init): constant now is no verdict.
   if (!checked_variation_ && !s.bn_train) {
@@ -352,15 +384,6 @@ std::pair<double, double> Run::validate() {
                                         ") after an epoch of training: " + model::kConstantFeaturesFix);
     checked_variation_ = true;
   }
-  auto [loss, accuracy] = s.objective->validate(p.logits, p.labels);
-  if (group()) {  // each rank saw its own share: sum (loss, correct, count) exactly
-    const double count = static_cast<double>(p.labels.numel());
-    std::vector<double> v{loss * count, std::round(accuracy * count), count};
-    group()->all_reduce_sum(v);
-    loss = v[2] > 0 ? v[0] / v[2] : 0.0;
-    accuracy = v[2] > 0 ? v[1] / v[2] : 0.0;
-  }
-  return {loss, accuracy};
 }
 
 }  // namespace tltrain::train

@@ -1,5 +1,7 @@
 #include "tltrain/train/run_log.h"
 
+#include <algorithm>
+
 #include <unistd.h>
 
 #include <cstdio>
@@ -25,8 +27,12 @@ std::string fmt_duration(double s) {
 }  // namespace
 
 void write_logs(const std::string& dir, const json& history) {
-  static const std::vector<std::string> cols{"stage", "stage_name", "epoch", "global_epoch", "step", "loss", "accuracy",
-                                             "val_loss", "val_accuracy", "lr", "lr_backbone", "images_per_s", "seconds"};
+  std::vector<std::string> cols{"stage", "stage_name", "epoch", "global_epoch", "step", "loss", "accuracy",
+                                "val_loss", "val_accuracy", "lr", "lr_backbone", "images_per_s", "seconds"};
+  // The objective's validation scores (val_roc_auc, val_map, ...) follow, in the order first met.
+  for (const auto& e : history)
+    for (const auto& item : e.items())
+      if (item.key().rfind("val_", 0) == 0 && std::find(cols.begin(), cols.end(), item.key()) == cols.end()) cols.push_back(item.key());
   std::ostringstream csv, jsonl;
   for (size_t i = 0; i < cols.size(); ++i) csv << (i ? "," : "") << cols[i];
   csv << "\n";

@@ -47,7 +47,15 @@ struct AugmentConfig {
   double contrast = 0.0;
   double saturation = 0.0;
   double hue = 0.0;                     ///< in [0, 0.5], fraction of the hue circle
+  /// Keras channel_shift_range: one intensity in [-r, r] (0..255 pixel units) added to every
+  /// channel, clipped to the image's own range; drawn from a stream of its own.
+  double channel_shift_range = 0.0;
   std::vector<AugmentStep> order{AugmentStep::Crop, AugmentStep::Affine, AugmentStep::Flip, AugmentStep::Color};
+};
+
+/// Per-channel statistics of the training images (RGB, pixels scaled to 0..1), for normalization "dataset".
+struct NormalizationStats {
+  std::array<double, 3> mean{0, 0, 0}, std{1, 1, 1};
 };
 
 struct DataConfig {
@@ -57,6 +65,8 @@ struct DataConfig {
   std::optional<std::array<int64_t, 2>> image_size;  ///< [height, width]; default: the backbone's
   int64_t resize = 0;             ///< eval: shorter side before center crop; 0 = the backbone's
   Normalization normalization = Normalization::Backbone;
+  /// "dataset": given, or computed by fit from the training images and recorded in the run's config.
+  std::optional<NormalizationStats> normalization_stats;
   int64_t batch_size = 32;
   OnBadImage on_bad_image = OnBadImage::Skip;
   int64_t max_pixels = 89478485;  ///< decompression-bomb guard (PIL's default)
@@ -69,9 +79,10 @@ struct HeadConfig {
   Activation activation = Activation::Relu;
   double dropout = 0.0;                 ///< before each Dense layer
   /// softmax: one logit per class; sigmoid: the binary head, one logit z for two classes (Keras
-  /// Dense(1, "sigmoid") with binary cross-entropy), given out as the class logits [0, z].
+  /// Dense(1, "sigmoid") with binary cross-entropy), given out as the class logits [0, z];
+  /// multilabel: one sigmoid per class and binary cross-entropy, an image may have any number of classes.
   HeadOutput output = HeadOutput::Softmax;
-  double threshold = 0.5;               ///< sigmoid: class 1 when its probability is above this
+  double threshold = 0.5;               ///< sigmoid, multilabel: a class is decided when its probability is above this
 };
 
 struct ModelConfig {

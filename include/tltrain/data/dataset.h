@@ -12,7 +12,8 @@ namespace tltrain::data {
 
 struct Sample {
   std::string path;
-  int64_t label = 0;
+  int64_t label = 0;            ///< the class; multi-label: the first of LABELS, -1 when it has none
+  std::vector<int64_t> labels;  ///< multi-label sets only: every class of the image, ascending
 };
 
 /// A file that failed to decode, with the reason; skipped under on_bad_image: skip.
@@ -31,7 +32,8 @@ struct Dataset {
   std::vector<std::string> classes;  ///< sorted; label i is classes[i]
   std::vector<Sample> samples;       ///< sorted by (label, path): independent of directory order
   SkipReport skipped;
-  std::vector<int64_t> class_counts() const;
+  bool multi_label = false;          ///< a CSV whose rows carry several labels or one 0/1 column per class
+  std::vector<int64_t> class_counts() const;  ///< images per class (multi-label: images having it)
 };
 
 struct Datasets {
@@ -54,8 +56,10 @@ bool is_image_extension(const std::string& path);
 /// reason. Never throws on the filesystem.
 std::vector<std::string> list_images(const std::string& dir, SkipReport& skipped);
 
-/// Scans a class-subfolder root or a CSV list file (path,label; paths relative to the CSV's folder).
-/// Data error when it does not exist, has no classes or no images.
+/// Scans a class-subfolder root or a CSV list file (paths relative to the CSV's folder): rows
+/// "path,label", where "cat;dog" gives an image several labels, or a header "path,cat,dog,..." and
+/// one 0/1 column per class. Data error when it does not exist, has no classes or no images, or a
+/// row is malformed (naming the file, line and value).
 Dataset scan_source(const std::string& source);
 
 /// Train and validation sets per the config: separate roots (same classes required — the error

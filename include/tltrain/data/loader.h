@@ -27,13 +27,18 @@ struct LoaderOptions {
   bool pin_memory = false;      ///< when batches go to CUDA
   int64_t rank = 0, world_size = 1;  ///< shard of each epoch's permutation (DistributedSampler)
   bool pad_shards = true;       ///< equal shards by wrapping (training); false: each sample once (evaluation)
+  int64_t multi_hot_classes = 0;  ///< > 0: labels are multi-hot over this many classes (a multi-label set)
 };
 
 struct Batch {
   torch::Tensor images;          ///< float N×3×H×W, normalized
-  torch::Tensor labels;          ///< int64 N
+  torch::Tensor labels;          ///< int64 N, or float N×C multi-hot for a multi-label set (targets())
   std::vector<int64_t> indices;  ///< sample indices into the loader's samples
 };
+
+/// The training targets of SAMPLES[INDICES]: their labels as int64 N, or with MULTI_HOT_CLASSES > 0
+/// a float N×C holding 1 for each class an image has.
+torch::Tensor targets(const std::vector<Sample>& samples, const std::vector<int64_t>& indices, int64_t multi_hot_classes);
 
 // BadImage (a file that failed to decode, with the reason) is declared in dataset.h.
 

@@ -52,6 +52,10 @@ struct ColorParams {
 };
 void apply_color_jitter(cv::Mat& bgr, const ColorParams& p);
 
+/// Keras channel shift: INTENSITY (0..255 units) added to every channel of 8-bit BGR, clipped to
+/// the image's own [min, max].
+void apply_channel_shift(cv::Mat& bgr, double intensity);
+
 class Transform {
  public:
   Transform(const Preprocess& pre, const config::AugmentConfig& augment, Mode mode);

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "tltrain/config/json_reader.h"
+#include "tltrain/core/ranking.h"
 #include "tltrain/data/skipped.h"
 
 namespace tltrain::eval {
@@ -15,6 +16,7 @@ struct ClassMetrics {
   std::string name;
   double precision = 0, recall = 0, f1 = 0;  ///< 0 where undefined (no predictions / no samples), as sklearn's zero_division=0
   int64_t support = 0;                       ///< true samples of the class
+  std::optional<double> average_precision;   ///< multi-label: the class's AP (none without positives)
 };
 
 struct Mistake {
@@ -38,6 +40,9 @@ struct ClassificationReport {
   /// threshold-free ROC-AUC and average precision (PR-AUC); none unless both classes occur.
   double threshold = 0.5;
   std::optional<double> roc_auc, average_precision;
+  /// Multi-label heads: mAP, micro/macro F1 and Hamming loss at THRESHOLD; accuracy is then the
+  /// exact-match ratio, and there are no confusion matrix, top-k or mistakes.
+  std::optional<ranking::MultiLabel> multilabel;
   std::vector<Mistake> mistakes;                ///< misclassified samples, most confident first
   data::SkippedLog skipped;                     ///< files left out of SAMPLES (not images, undecodable), set by the caller
 };
@@ -49,12 +54,13 @@ ClassificationReport evaluate(const std::vector<float>& probs, const std::vector
                               const std::vector<std::string>& classes, const std::vector<std::string>& paths,
                               double loss, int64_t topk = 5, double threshold = 0.5);
 
-/// Area under the ROC curve of SCORES with POSITIVE marking the positives (tied scores count
-/// half, as sklearn's roc_auc_score); none without both positives and negatives.
-std::optional<double> roc_auc(const std::vector<double>& scores, const std::vector<bool>& positive);
-/// Average precision as sklearn's average_precision_score: the sum over distinct scores, highest
-/// first, of (recall gained) × precision there; none without positives.
-std::optional<double> average_precision(const std::vector<double>& scores, const std::vector<bool>& positive);
+/// The multi-label report: PROBS N×C sigmoid probabilities, TARGETS N×C 0/1, a class decided
+/// present when its probability is above THRESHOLD.
+ClassificationReport evaluate_multilabel(const std::vector<float>& probs, const std::vector<uint8_t>& targets,
+                                         const std::vector<std::string>& classes, double loss, double threshold);
+
+using ranking::average_precision;  // eval::roc_auc etc.: the report's scores, shared with training's log
+using ranking::roc_auc;
 
 config::json to_json(const ClassificationReport& r);
 /// The table for stdout: headline metrics, per-class P/R/F1/support with macro and weighted

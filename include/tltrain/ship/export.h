@@ -11,13 +11,13 @@ namespace tltrain::ship {
 struct ExportOptions {
   std::string checkpoint;  ///< best.pt / last.pt from `tltrain fit`
   std::string out;         ///< model file to write (atomically)
-  double check_tolerance = 1e-4;  ///< max |logits(file) - logits(checkpoint)| on a random batch
+  double check_tolerance = 1e-4;  ///< max |logits(file) - logits(checkpoint)| / max(1, max |logits|) on a random batch
 };
 
 struct ExportSummary {
   std::string out;
   config::json metadata;   ///< what tltrain_model.json holds
-  double check_max_abs_diff = 0;  ///< the self-check's difference
+  double check_max_abs_diff = 0;  ///< the self-check's difference, relative to the logits' size
 };
 
 /// Writes the model file; a Data error for a bad checkpoint, Runtime when the self-check fails.

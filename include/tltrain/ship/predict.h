@@ -28,6 +28,9 @@ struct ClassScore {
 struct PredictRow {
   std::string path;
   std::vector<ClassScore> top;  ///< best first; empty when error is set
+  /// The head's decision: every class above the threshold for a multi-label head, the class the
+  /// threshold picks for the binary sigmoid head, the top class otherwise.
+  std::vector<ClassScore> decided;
   std::string error;            ///< why the file could not be used
 };
 

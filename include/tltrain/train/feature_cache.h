@@ -13,10 +13,13 @@ namespace tltrain::train {
 
 struct FeatureCache {
   std::vector<torch::Tensor> views;   ///< each M×C' on the model's device
-  torch::Tensor labels;               ///< M
+  torch::Tensor labels;               ///< M targets, as data::targets gives them
   std::vector<int64_t> sample_index;  ///< row → dataset sample index
   std::vector<data::BadImage> bad;    ///< samples left out because they failed to decode (this rank's share)
 };
+
+/// > 0 (the number of classes) when M's head is multi-label: its targets are multi-hot.
+int64_t multi_hot_classes(model::Classifier& m);
 
 /// Pooled backbone features of every sample: VIEWS augmented views drawn as loader epochs
 /// EPOCH_BASE + v, or one un-augmented view when VIEWS is 0. Samples that failed to decode in

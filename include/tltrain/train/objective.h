@@ -29,12 +29,14 @@ class Objective {
   virtual int64_t correct(const torch::Tensor& logits, const torch::Tensor& targets) const = 0;
   /// Validation's (loss, accuracy) over a whole set's LOGITS.
   virtual std::pair<double, double> validate(const torch::Tensor& logits, const torch::Tensor& targets) const = 0;
+  /// Further scores of a whole validation set for the epoch's log, e.g. {"roc_auc": 0.97}; none by default.
+  virtual config::json scores(const torch::Tensor& logits, const torch::Tensor& targets) const;
 };
 
 /// Softmax cross-entropy over single-label targets, with optional per-class weights (undefined:
 /// none) and label smoothing as torch's cross_entropy. Validation measures the plain loss, so
 /// stages with different smoothing or weights stay comparable (as Keras's class_weight).
-class CrossEntropy final : public Objective {
+class CrossEntropy : public Objective {
  public:
   CrossEntropy(torch::Tensor class_weights, double smoothing);
   LossSum loss_sum(const torch::Tensor& logits, const torch::Tensor& targets) const override;
@@ -47,9 +49,34 @@ class CrossEntropy final : public Objective {
   double smoothing_;
 };
 
-/// The objective stage ST trains with, given the training set's per-class COUNTS.
-std::unique_ptr<Objective> make_objective(const config::StageConfig& st, const std::vector<int64_t>& counts,
-                                          const torch::Device& device);
+/// The binary head's cross-entropy (on its [0, z] logits, binary cross-entropy): validation also
+/// scores the ranking of class 1's probability, ROC-AUC and average precision.
+class BinaryCrossEntropy final : public CrossEntropy {
+ public:
+  using CrossEntropy::CrossEntropy;
+  config::json scores(const torch::Tensor& logits, const torch::Tensor& targets) const override;
+};
+
+/// The multi-label head: one sigmoid per class against multi-hot TARGETS, binary cross-entropy
+/// averaged over the classes as Keras' binary_crossentropy, with its label smoothing
+/// y (1 - s) + s / 2. An image counts as right when every class decision (probability above
+/// THRESHOLD) is (sklearn's exact-match accuracy); validation also logs mAP and micro/macro F1.
+class MultiLabelCrossEntropy final : public Objective {
+ public:
+  MultiLabelCrossEntropy(double smoothing, double threshold);
+  LossSum loss_sum(const torch::Tensor& logits, const torch::Tensor& targets) const override;
+  torch::Tensor weight(const torch::Tensor& targets) const override;
+  int64_t correct(const torch::Tensor& logits, const torch::Tensor& targets) const override;
+  std::pair<double, double> validate(const torch::Tensor& logits, const torch::Tensor& targets) const override;
+  config::json scores(const torch::Tensor& logits, const torch::Tensor& targets) const override;
+
+ private:
+  double smoothing_, threshold_;
+};
+
+/// The objective stage ST trains HEAD with, given the training set's per-class COUNTS.
+std::unique_ptr<Objective> make_objective(const config::StageConfig& st, const config::HeadConfig& head,
+                                          const std::vector<int64_t>& counts, const torch::Device& device);
 
 /// Per-class loss weights for a stage: undefined for "none", sklearn's "balanced"
 /// n / (classes * count) for "auto", or the configured list (its length checked against COUNTS).

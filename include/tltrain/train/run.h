@@ -16,6 +16,7 @@
 #include "tltrain/data/skipped.h"
 #include "tltrain/model/classifier.h"
 #include "tltrain/model/inference.h"
+#include "tltrain/model/inference.h"
 #include "tltrain/train/callback.h"
 #include "tltrain/train/feature_cache.h"
 #include "tltrain/train/objective.h"
@@ -71,7 +72,10 @@ class Run {
   StepStats train_epoch(int64_t epoch_id);
   void after_step(const StepStats& step, StepStats& epoch, int64_t done);
   void set_lr();
-  std::pair<double, double> validate();  ///< (val_loss, val_accuracy) over every rank's share
+  /// val_loss and val_accuracy over every rank's share, and the objective's scores, into RECORD.
+  void validate(config::json& record);
+  /// A Data error when the model gives the same output for every validation image.
+  void check_variation(const model::Predictions& p);
   data::LoaderOptions loader_options(bool train) const;
   template <typename Event>
   void notify(void (Callback::*event)(Run&, Event&), Event& e) {
@@ -79,7 +83,7 @@ class Run {
   }
   void notify(void (Callback::*event)(Run&));
 
-  const config::RunConfig& cfg_;
+  config::RunConfig cfg_;  ///< the config, with normalization "dataset" statistics once computed
   FitOptions opts_;
   RunPaths paths_;
   torch::Device device_;
