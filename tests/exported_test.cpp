@@ -18,8 +18,10 @@
 #include "tltrain/config/run_config.h"
 #include "tltrain/core/error.h"
 #include "tltrain/ship/export.h"
+#include "tltrain/checkpoint/checkpoint.h"
 
 #include <cmath>
+#include <map>
 #include <set>
 
 namespace fs = std::filesystem;
@@ -263,3 +265,57 @@ TEST_P(EveryArch, LoadsInspectsTrainsAStepAndExports) {
 
 INSTANTIATE_TEST_SUITE_P(Exported, EveryArch, ::testing::ValuesIn(fixture_archs()),
                          [](const ::testing::TestParamInfo<std::string>& i) { return i.param; });
+
+// Issue 13's checks on real data: ants vs bees with the shared ImageNet MobileNetV2.
+namespace {
+
+config::json hymenoptera_run(const std::string& out, const config::json& model, const config::json& stages) {
+  const std::string data = test::shared_dir() + "/data/hymenoptera";
+  return {{"seed", 3}, {"device", "cpu"}, {"threads", {{"intra_op", 2}, {"loader", 2}}},
+          {"data", {{"train", data + "/train"}, {"val", data + "/val"}, {"batch_size", 32}}},
+          {"model", model}, {"output_dir", out}, {"stages", stages}};
+}
+
+}  // namespace
+
+TEST(ExportedImagenet, ALayersStageOnHymenopteraTrainsExactlyTheLayersInspectLists) {
+  if (test::shared_dir().empty()) GTEST_SKIP() << "../shared is absent: no ImageNet weights or hymenoptera";
+  const std::string file = exported("mobilenet_v2_imagenet.pt");
+  test::TempDir dir("hym_layers");
+  const int64_t n = 20;  // features.16.conv.3 onwards: part of a block, as Keras counts
+  const auto cfg = hymenoptera_run(dir / "run", {{"backbone", file}},
+                                   {{{"epochs", 1}, {"trainable", {{"layers", n}}}, {"optimizer", {{"name", "sgd"}, {"lr", 1e-3}, {"momentum", 0.9}}}}});
+  const auto r = train::fit(config::parse_run_config(cfg, "hymenoptera_layers.json"));
+  EXPECT_GE(r.history.back()["val_accuracy"].get<double>(), 0.85) << r.history.dump(1);
+  const config::json report = model::inspect_backbone(file);
+  std::set<std::string> listed;
+  for (const auto& l : report["layers"])
+    if (l["unfreeze_layers"].get<int64_t>() <= n && l["params"].get<int64_t>() > 0) listed.insert(l["name"].get<std::string>());
+  auto before = model::load_backbone(file);
+  auto after = checkpoint::load(r.last_checkpoint);
+  std::map<std::string, torch::Tensor> trained;
+  for (const auto& p : after.backbone.module.named_parameters(true)) trained[p.name] = p.value;
+  std::set<std::string> changed;
+  for (const auto& p : before.module.named_parameters(true))
+    if (!torch::equal(p.value, trained.at(p.name))) changed.insert(p.name.substr(0, p.name.rfind('.')));
+  EXPECT_EQ(changed, listed) << "the layers whose weights moved are the ones inspect lists for --unfreeze-layers " << n;
+}
+
+TEST(ExportedImagenet, FeaturesFromAnInnerBlockTrainsAndExportsOnHymenoptera) {
+  if (test::shared_dir().empty()) GTEST_SKIP() << "../shared is absent: no ImageNet weights or hymenoptera";
+  test::TempDir dir("hym_features_from");
+  const auto cfg = hymenoptera_run(dir / "run", {{"backbone", exported("mobilenet_v2_imagenet.pt")}, {"features_from", "features.13"}},
+                                   {{{"epochs", 40}, {"trainable", "head"}, {"optimizer", {{"name", "adam"}, {"lr", 3e-3}}}}});
+  const auto r = train::fit(config::parse_run_config(cfg, "hymenoptera_features_from.json"));  // cached: 40 epochs in a second
+  EXPECT_GE(r.history.back()["val_accuracy"].get<double>(), 0.8) << r.history.dump(1);
+  auto ck = checkpoint::load(r.last_checkpoint);
+  EXPECT_EQ(ck.backbone.meta.feature_channels, 96) << "features.13's output";
+  ship::ExportOptions xo;
+  xo.checkpoint = r.last_checkpoint;
+  xo.out = dir / "model.pt";
+  EXPECT_EQ(ship::export_model(xo).metadata["backbone"]["features_from"], "features.13");
+  const auto cli = test::run_tltrain("predict --topk 1 --format csv --model " + xo.out + " " + test::shared_dir() +
+                                     "/data/hymenoptera/val/bees/10870992_eebeeb3a12.jpg");
+  EXPECT_EQ(cli.exit_code, 0) << cli.output;
+  EXPECT_NE(cli.output.find(",1,bees,"), std::string::npos) << cli.output;
+}
