@@ -15,6 +15,7 @@ set -euo pipefail
 TLTRAIN_BIN=${TLTRAIN_BIN:-build/tltrain}
 DIR=${EXPORTED:-build/tests/exported}
 N=${BENCH_IMAGES:-24}
+BATCH=${BENCH_BATCH:-8}  # efficientnet_b7 at 600x600 needs more than 24 GB at 8 with batch statistics
 PY=/usr/bin/python3
 [[ -x "$TLTRAIN_BIN" ]] || { echo "backbone_speed: $TLTRAIN_BIN is missing; build it first" >&2; exit 1; }
 work=$(mktemp -d)
@@ -39,7 +40,7 @@ for arch in "${archs[@]}"; do
   run=$work/run_$arch
   cat > "$work/$arch.json" <<EOF
 {"seed": 1, "device": "cpu", "threads": {"intra_op": 0, "loader": 0}, "monitor": "loss",
- "data": {"train": "$work/data", "val": "$work/data", "batch_size": 8},
+ "data": {"train": "$work/data", "val": "$work/data", "batch_size": $BATCH},
  "model": {"backbone": "$DIR/$arch.pt"}, "output_dir": "$run",
  "stages": [{"epochs": 1, "trainable": "all", "feature_cache": false, "batch_norm": "train",
              "optimizer": {"name": "sgd", "lr": 0}}]}
