@@ -141,7 +141,7 @@ Dataset scan_folder(const std::string& root) {
   FolderWalker walker(d.skipped);
   for (size_t label = 0; label < class_dirs.size(); ++label) {
     d.classes.push_back(class_dirs[label].filename().string());
-    for (auto& f : walker.images_under(class_dirs[label])) d.samples.push_back({std::move(f), static_cast<int64_t>(label)});
+    for (auto& f : walker.images_under(class_dirs[label])) d.samples.push_back({std::move(f), static_cast<int64_t>(label), {}});
   }
   return d;
 }

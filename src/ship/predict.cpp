@@ -45,7 +45,7 @@ std::vector<PredictRow> predict_images(const PredictOptions& o) {
   auto files = collect_images(o.inputs, &skipped);
   auto mf = load_model_file(o.model);
   std::vector<data::Sample> samples;
-  for (const auto& f : files) samples.push_back({f, 0});
+  for (const auto& f : files) samples.push_back({f, 0, {}});
   data::LoaderOptions lo;
   lo.batch_size = o.batch_size;
   lo.threads = threads_or_cores(o.threads);
