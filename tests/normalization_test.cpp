@@ -89,6 +89,11 @@ TEST(DatasetNormalization, FitRecordsTheStatisticsAndExportCarriesThem) {
   const auto summary = ship::export_model(xo);
   EXPECT_EQ(summary.metadata["preprocess"]["normalization"], "dataset");
   EXPECT_NEAR(summary.metadata["preprocess"]["mean"][2].get<double>(), 0.5, 1e-6);
+
+  // A flatten head sizes itself before the statistics exist.
+  cfg["model"]["head"] = {{"pooling", "flatten"}};
+  cfg["output_dir"] = dir / "flatten";
+  EXPECT_NO_THROW(train::fit(config::parse_run_config(cfg, "dataset_norm_flatten.json")));
 }
 
 TEST(ChannelShift, AddsOneIntensityClippedToTheImagesRange) {

@@ -30,7 +30,9 @@ int64_t head_params(const config::HeadConfig& head, int64_t in_features, int64_t
 
 int64_t flatten_positions(const config::RunConfig& cfg, model::Backbone& backbone) {
   if (cfg.model.head.pooling != config::Pooling::Flatten) return 1;
-  const data::Preprocess pre = data::resolve_preprocess(cfg.data, backbone.meta.image_spec());
+  config::DataConfig size_only = cfg.data;  // the input size is all that matters here, whatever the normalization
+  size_only.normalization = config::Normalization::Unit;
+  const data::Preprocess pre = data::resolve_preprocess(size_only, backbone.meta.image_spec());
   return model::feature_positions(backbone, pre.height, pre.width);
 }
 
