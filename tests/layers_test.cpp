@@ -15,6 +15,7 @@
 #include "tltrain/model/split.h"
 #include "tltrain/ship/export.h"
 #include "tltrain/ship/predict.h"
+#include "tltrain/train/finetune.h"
 #include "tltrain/train/plan.h"
 #include "tltrain/train/trainer.h"
 
@@ -189,4 +190,28 @@ TEST(FeaturesFrom, TheHeadSitsOnTheBlocksOutputAndTheRunTrainsEvaluatesExportsAn
   const auto cli = test::run_tltrain("predict --topk 1 --model " + xo.out + " " + dir / "val/red/0.png");
   EXPECT_EQ(cli.exit_code, 0) << cli.output;
   EXPECT_NE(cli.output.find("red"), std::string::npos) << cli.output;
+}
+
+TEST(Layers, FinetuneTakesLayerCountsAsKerasUsersGiveThem) {
+  test::TempDir dir("layers_finetune");
+  test::write_color_dataset(dir / "train", {"green", "red"}, 6);
+  test::write_color_dataset(dir / "val", {"green", "red"}, 2);
+  const auto r = train::fit(config::parse_run_config(
+      tiny_run(dir, {{"backbone", test::tiny_backbone()}}, {{{"epochs", 1}, {"trainable", "head"}}}), "head.json"));
+  train::FinetuneOptions o;
+  o.checkpoint = r.best_checkpoint;
+  o.unfreeze_layers = 3;
+  auto cfg = train::finetune_config(o);
+  EXPECT_EQ(cfg.stages[0].trainable.kind, config::TrainableSpec::Kind::Layers);
+  EXPECT_EQ(cfg.stages[0].trainable.layers, 3);
+  o.unfreeze_layers = -1;
+  o.freeze_first = 5;
+  cfg = train::finetune_config(o);
+  EXPECT_EQ(cfg.stages[0].trainable.describe(), "all but the first 5 layers");
+  o.unfreeze_layers = 2;
+  EXPECT_THROW(train::finetune_config(o), Error) << "two unfreeze options at once";
+  const auto cli = test::run_tltrain("finetune --checkpoint " + r.best_checkpoint + " --unfreeze-layers 3 --epochs 1 --output-dir " +
+                                     dir / "ft");
+  EXPECT_EQ(cli.exit_code, 0) << cli.output;
+  EXPECT_NE(cli.output.find("last 3 layers"), std::string::npos) << cli.output;
 }
