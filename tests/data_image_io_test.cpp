@@ -168,7 +168,6 @@ TEST(DataImageIo, EvalDecodesOnlyTheCentreCropAndGivesTheSamePixels) {
   Preprocess pre;
   pre.height = pre.width = 32;
   pre.resize = 37;
-  Transform t(pre, config::AugmentConfig{}, Mode::Eval);
   DecodeOptions o;
   o.min_short_side = pre.resize;
   cv::Mat exif_src = noise(90, 60);
@@ -183,21 +182,28 @@ TEST(DataImageIo, EvalDecodesOnlyTheCentreCropAndGivesTheSamePixels) {
       {"landscape jpeg", encode(noise(160, 120), ".jpg")}, {"portrait jpeg", encode(noise(57, 101), ".jpg")},
       {"odd sizes", encode(noise(73, 41), ".jpg")},        {"png", encode(noise(160, 120), ".png")},
       {"reduced jpeg (full path)", encode(noise(400, 320), ".jpg")}, {"exif-rotated jpeg", exif}};
-  for (const auto& [name, bytes] : files) {
+  for (auto interp : {config::Interpolation::Bilinear, config::Interpolation::Bicubic})
+  for (const auto& [file_name, bytes] : files) {
+    pre.interpolation = interp;
+    Transform t(pre, config::AugmentConfig{}, Mode::Eval);
+    const std::string name = file_name + " (" + config::name_of(interp) + ")";
     cv::Mat fast;
     DecodeResult r = t.decode_eval(bytes, o, fast);
     ASSERT_TRUE(r.ok()) << name << ": " << r.reason();
     // Shorter sides under 2 x 37 decode at full scale, so those JPEGs take the region path.
-    if (name == "portrait jpeg" || name == "odd sizes") EXPECT_TRUE(r.region) << name;
-    if (name == "reduced jpeg (full path)") EXPECT_EQ(r.reduction, 8) << name;  // 320 / 8 = 40 >= 37
+    if (file_name == "portrait jpeg" || file_name == "odd sizes") EXPECT_TRUE(r.region) << name;
+    if (file_name == "reduced jpeg (full path)") EXPECT_EQ(r.reduction, 8) << name;  // 320 / 8 = 40 >= 37
     SampleRng unused(0);
     cv::Mat want = t.apply(decode_image(bytes, o).image, unused);
     ASSERT_EQ(fast.size(), want.size()) << name;
     EXPECT_EQ(cv::norm(fast, want, cv::NORM_INF), 0.0) << name;
   }
   // The windowed resample itself: any output rectangle equals that part of the full resize.
-  cv::Mat src = noise(50, 31), full = pil_bilinear_resize(src, 37, 23);
-  cv::Mat part = pil_bilinear_resize_window(src, {0, 0, 50, 31}, 50, 31, 37, 23, {5, 3, 20, 17});
+  cv::Mat src = noise(50, 31), full = pil_resize(src, 37, 23);
+  cv::Mat part = pil_resize_window(src, {0, 0, 50, 31}, 50, 31, 37, 23, {5, 3, 20, 17});
+  cv::Mat full_bicubic = pil_resize(src, 37, 23, config::Interpolation::Bicubic);
+  EXPECT_EQ(cv::norm(pil_resize_window(src, {0, 0, 50, 31}, 50, 31, 37, 23, {5, 3, 20, 17}, config::Interpolation::Bicubic),
+                     full_bicubic(cv::Rect(5, 3, 20, 17)), cv::NORM_INF), 0.0);
   EXPECT_EQ(cv::norm(part, full(cv::Rect(5, 3, 20, 17)), cv::NORM_INF), 0.0);
 }
 

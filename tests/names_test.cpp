@@ -69,6 +69,7 @@ TEST(Names, EveryTableRoundTripsAndRejectsOtherNames) {
   expect_round_trip<config::FillMode>();
   expect_round_trip<config::Normalization>();
   expect_round_trip<config::OnBadImage>();
+  expect_round_trip<config::Interpolation>();
   expect_round_trip<config::BatchNormPolicy>();
   expect_round_trip<config::Metric>();
   expect_round_trip<config::Device>();
@@ -101,6 +102,13 @@ TEST(Names, EveryNameHasItsBehaviour) {
     if (d.normalization == config::Normalization::Dataset) d.normalization_stats = config::NormalizationStats{};  // fit computes them
     EXPECT_EQ(data::resolve_preprocess(d, data::ImageSpec{}).normalization, n == "backbone" ? "backbone" : n);
   }
+  data::ImageSpec bicubic_backbone;
+  bicubic_backbone.interpolation = config::Interpolation::Bicubic;
+  for (auto n : config::name_list<config::Interpolation>()) {
+    config::DataConfig d;
+    d.interpolation = config::from_name<config::Interpolation>(n);
+    EXPECT_EQ(config::name_of(data::resolve_preprocess(d, bicubic_backbone).interpolation), n == "backbone" ? "bicubic" : n);
+  }
 }
 
 TEST(Names, ValidationNamesTheChoicesFromTheTable) {
@@ -130,6 +138,7 @@ TEST(Names, TheUserGuideListsEveryName) {
   expect_documented<config::FillMode>(guide, "data.augment.fill_mode");
   expect_documented<config::Normalization>(guide, "data.normalization");
   expect_documented<config::OnBadImage>(guide, "data.on_bad_image");
+  expect_documented<config::Interpolation>(guide, "data.interpolation");
   expect_documented<config::BatchNormPolicy>(guide, "stages[].batch_norm");
   expect_documented<config::Metric>(guide, "monitor");
   expect_documented<config::Metric>(guide, "stages[].early_stopping.monitor");

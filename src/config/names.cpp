@@ -77,6 +77,13 @@ const NameTable<OnBadImage>& names<OnBadImage>() {
 }
 
 template <>
+const NameTable<Interpolation>& names<Interpolation>() {
+  static const NameTable<Interpolation> t{
+      "interpolation", {{"backbone", Interpolation::Backbone}, {"bilinear", Interpolation::Bilinear}, {"bicubic", Interpolation::Bicubic}}};
+  return t;
+}
+
+template <>
 const NameTable<BatchNormPolicy>& names<BatchNormPolicy>() {
   static const NameTable<BatchNormPolicy> t{"batch_norm", {{"frozen", BatchNormPolicy::Frozen}, {"train", BatchNormPolicy::Train}}};
   return t;

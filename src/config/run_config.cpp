@@ -208,6 +208,7 @@ DataConfig read_data(ObjectReader r) {
     r.resolve("image_size", "backbone");
   }
   d.resize = r.integer("resize", 0, closed(0, 8192));
+  d.interpolation = r.pick("interpolation", Interpolation::Backbone);
   d.normalization = r.pick("normalization", Normalization::Backbone);
   d.normalization_stats = read_normalization_stats(r, d.normalization);
   d.batch_size = r.integer("batch_size", 32, closed(1, 65536));

@@ -25,7 +25,7 @@ const NormPreset kPresets[] = {
 
 std::string Preprocess::describe() const {
   std::ostringstream s;
-  s << height << "x" << width << ", eval resize " << resize << ", " << normalization << " (" << (bgr ? "BGR" : "RGB")
+  s << height << "x" << width << ", eval resize " << resize << " (" << config::name_of(interpolation) << "), " << normalization << " (" << (bgr ? "BGR" : "RGB")
     << ", x" << (pixel_scale == 1.0f ? "1" : "1/255") << ", mean [" << mean[0] << ", " << mean[1] << ", " << mean[2]
     << "], std [" << std[0] << ", " << std[1] << ", " << std[2] << "])";
   return s.str();
@@ -44,6 +44,7 @@ Preprocess resolve_preprocess(const config::DataConfig& cfg, const ImageSpec& me
     p.resize = static_cast<int64_t>(std::llround(static_cast<double>(meta.resize) * std::min(p.height, p.width) / base));
   }
   if (cfg.normalization == config::Normalization::Backbone) {
+  p.interpolation = cfg.interpolation == config::Interpolation::Backbone ? meta.interpolation : cfg.interpolation;
     p.normalization = "backbone";
     for (int c = 0; c < 3; ++c) {
       p.mean[c] = static_cast<float>(meta.mean[c]);

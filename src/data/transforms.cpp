@@ -14,17 +14,27 @@ namespace tltrain::data {
 
 namespace {
 
-/// PIL's filtered resampling coefficients for one axis (Pillow's precompute_coeffs with the
-/// bilinear filter, 22-bit fixed point): output i reads inputs [first[i], first[i] + count[i]).
+/// PIL's filtered resampling coefficients for one axis (Pillow's precompute_coeffs, 22-bit fixed
+/// point): output i reads inputs [first[i], first[i] + count[i]).
 struct AxisTaps {
   std::vector<int> first, count;
   std::vector<int32_t> weights;  ///< ksize per output
   int ksize = 0;
 };
-AxisTaps pil_bilinear_taps(int in, int out) {
+/// Pillow's filters: bilinear is a triangle of support 1, bicubic Keys' cubic with a = -0.5 and support 2.
+double pil_filter(config::Interpolation interp, double x) {
+  x = std::abs(x);
+  if (interp != config::Interpolation::Bicubic) return x < 1.0 ? 1.0 - x : 0.0;
+  constexpr double a = -0.5;
+  if (x < 1.0) return ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0;
+  if (x < 2.0) return (((x - 5.0) * x + 8.0) * x - 4.0) * a;
+  return 0.0;
+}
+AxisTaps pil_taps(int in, int out, config::Interpolation interp) {
   constexpr int kBits = 22;
   const double scale = static_cast<double>(in) / out;
-  const double filterscale = std::max(scale, 1.0), support = filterscale;
+  const double filterscale = std::max(scale, 1.0);
+  const double support = (interp == config::Interpolation::Bicubic ? 2.0 : 1.0) * filterscale;
   AxisTaps t;
   t.ksize = static_cast<int>(std::ceil(support)) * 2 + 1;
   t.first.resize(out);
@@ -37,8 +47,7 @@ AxisTaps pil_bilinear_taps(int in, int out) {
     const int n = std::min(static_cast<int>(center + support + 0.5), in) - lo;
     double sum = 0;
     for (int j = 0; j < n; ++j) {
-      double x = std::abs((j + lo - center + 0.5) / filterscale);
-      k[j] = x < 1.0 ? 1.0 - x : 0.0;
+      k[j] = pil_filter(interp, (j + lo - center + 0.5) / filterscale);
       sum += k[j];
     }
     for (int j = 0; j < n; ++j) {
@@ -57,15 +66,15 @@ uchar pil_clip(int32_t acc) {
 
 }  // namespace
 
-cv::Mat pil_bilinear_resize(const cv::Mat& src, int width, int height) {
-  return pil_bilinear_resize_window(src, {0, 0, src.cols, src.rows}, src.cols, src.rows, width, height, {0, 0, width, height});
+cv::Mat pil_resize(const cv::Mat& src, int width, int height, config::Interpolation interp) {
+  return pil_resize_window(src, {0, 0, src.cols, src.rows}, src.cols, src.rows, width, height, {0, 0, width, height}, interp);
 }
 
-cv::Mat pil_bilinear_resize_window(const cv::Mat& src, const cv::Rect& src_window, int in_width, int in_height, int width,
-                                   int height, const cv::Rect& out) {
+cv::Mat pil_resize_window(const cv::Mat& src, const cv::Rect& src_window, int in_width, int in_height, int width, int height,
+                          const cv::Rect& out, config::Interpolation interp) {
   TLTRAIN_ASSERT(src.type() == CV_8UC3 && src.cols == src_window.width && src.rows == src_window.height,
-                 "pil_bilinear_resize_window needs the window's 8-bit BGR pixels");
-  const AxisTaps h = pil_bilinear_taps(in_width, width), v = pil_bilinear_taps(in_height, height);
+                 "pil_resize_window needs the window's 8-bit BGR pixels");
+  const AxisTaps h = pil_taps(in_width, width, interp), v = pil_taps(in_height, height, interp);
   // Only the rows the vertical pass reads go through the horizontal one.
   const int row0 = v.first[out.y], row1 = v.first[out.y + out.height - 1] + v.count[out.y + out.height - 1];
   TLTRAIN_ASSERT(row0 >= src_window.y && row1 <= src_window.y + src_window.height, "source window misses rows");
@@ -73,7 +82,8 @@ cv::Mat pil_bilinear_resize_window(const cv::Mat& src, const cv::Rect& src_windo
                      h.first[out.x + out.width - 1] + h.count[out.x + out.width - 1] <= src_window.x + src_window.width,
                  "source window misses columns");
   cv::Mat tmp(row1 - row0, out.width, CV_8UC3);
-  // int32 sums as Pillow's: bilinear weights are >= 0 and add up to 2^22, so 255 * 2^22 + 2^21 fits.
+  // int32 sums as Pillow's: the weights add up to 2^22 and bicubic's negative lobes add at most
+  // 15% to the positive ones, so 255 * 1.15 * 2^22 + 2^21 fits.
   constexpr int32_t kHalf = int32_t(1) << 21;
   for (int y = row0; y < row1; ++y) {
     const uchar* in = src.ptr<uchar>(y - src_window.y);
@@ -112,13 +122,13 @@ cv::Mat pil_bilinear_resize_window(const cv::Mat& src, const cv::Rect& src_windo
 
 namespace {
 
-/// ANTIALIAS (evaluation): exactly PIL's bilinear resize, as torchvision applies it — plain
+/// ANTIALIAS (evaluation): exactly PIL's resize with filter INTERP, as torchvision applies it — plain
 /// bilinear below 2x aliased the eval images and cost about a point of hymenoptera val accuracy
 /// against the Python recipe (docs/benchmarks.md). Otherwise (training augmentation, where speed
 /// counts): shrinking by 2x or more averages pixel areas, anything else is OpenCV's bilinear.
-void resize_to(const cv::Mat& src, cv::Mat& dst, int width, int height, bool antialias) {
+void resize_to(const cv::Mat& src, cv::Mat& dst, int width, int height, bool antialias, config::Interpolation interp) {
   if (antialias && src.type() == CV_8UC3) {
-    dst = pil_bilinear_resize(src, width, height);
+    dst = pil_resize(src, width, height, interp);
     return;
   }
   bool shrink = src.cols >= 2 * width && src.rows >= 2 * height;
@@ -173,12 +183,13 @@ cv::Size resized_size(int width, int height, int64_t resize) {
 }
 }  // namespace
 
-cv::Mat resize_center_crop(const cv::Mat& img, int64_t resize, int64_t height, int64_t width, bool antialias) {
+cv::Mat resize_center_crop(const cv::Mat& img, int64_t resize, int64_t height, int64_t width, bool antialias,
+                           config::Interpolation interp) {
   const cv::Size rs = resized_size(img.cols, img.rows, resize);
   const int rw = rs.width, rh = rs.height;
   cv::Mat resized;
   if (rw == img.cols && rh == img.rows) resized = img;
-  else resize_to(img, resized, rw, rh, antialias);
+  else resize_to(img, resized, rw, rh, antialias, interp);
   const int H = static_cast<int>(height), W = static_cast<int>(width);
   if (rh < H || rw < W) {  // torchvision CenterCrop pads with zeros
     int pad_y = std::max(0, H - rh), pad_x = std::max(0, W - rw);
@@ -287,7 +298,7 @@ cv::Rect Transform::draw_crop(int width, int height, SampleRng& rng) const {
 cv::Mat Transform::apply_cropped(const cv::Mat& crop, SampleRng& rng) const {
   TLTRAIN_ASSERT(crop_first_, "apply_cropped without a leading crop");
   cv::Mat resized;
-  resize_to(crop, resized, static_cast<int>(pre_.width), static_cast<int>(pre_.height), false);
+  resize_to(crop, resized, static_cast<int>(pre_.width), static_cast<int>(pre_.height), false, config::Interpolation::Bilinear);
   return run(resized, rng, 1);
 }
 
@@ -311,7 +322,7 @@ DecodeResult Transform::decode_eval(const std::string& bytes, const DecodeOption
     fh = h;
     rs = resized_size(w, h, pre_.resize);
     crop = {static_cast<int>(std::lround((rs.width - W) / 2.0)), static_cast<int>(std::lround((rs.height - H) / 2.0)), W, H};
-    const AxisTaps th = pil_bilinear_taps(w, rs.width), tv = pil_bilinear_taps(h, rs.height);
+    const AxisTaps th = pil_taps(w, rs.width, pre_.interpolation), tv = pil_taps(h, rs.height, pre_.interpolation);
     const int x0 = th.first[crop.x], x1 = th.first[crop.x + W - 1] + th.count[crop.x + W - 1];
     const int y0 = tv.first[crop.y], y1 = tv.first[crop.y + H - 1] + tv.count[crop.y + H - 1];
     window = {x0, y0, x1 - x0, y1 - y0};
@@ -320,13 +331,13 @@ DecodeResult Transform::decode_eval(const std::string& bytes, const DecodeOption
   DecodeOptions full = opts;
   full.min_short_side = 0;
   DecodeResult r = decode_image_region(bytes, choose, full);
-  if (r.ok()) out = pil_bilinear_resize_window(r.image, window, fw, fh, rs.width, rs.height, crop);
+  if (r.ok()) out = pil_resize_window(r.image, window, fw, fh, rs.width, rs.height, crop, pre_.interpolation);
   return r;
 }
 
 cv::Mat Transform::apply(const cv::Mat& bgr, SampleRng& rng) const {
   TLTRAIN_ASSERT(bgr.type() == CV_8UC3 && !bgr.empty(), "Transform::apply needs 8-bit BGR");
-  if (mode_ == Mode::Eval) return resize_center_crop(bgr, pre_.resize, pre_.height, pre_.width);
+  if (mode_ == Mode::Eval) return resize_center_crop(bgr, pre_.resize, pre_.height, pre_.width, true, pre_.interpolation);
   return run(bgr, rng, 0);
 }
 
@@ -341,7 +352,7 @@ cv::Mat Transform::run(const cv::Mat& bgr, SampleRng& rng, size_t first_step) co
       // In training the centre crop is cut first and then resized, like the random one, so that
       // decoding only the region (crop_first) gives exactly these pixels.
       if (aug_.random_resized_crop.enabled || (s == 0 && crop_first_)) {
-        resize_to(img(draw_crop(img.cols, img.rows, rng)), tmp, W, H, false);
+        resize_to(img(draw_crop(img.cols, img.rows, rng)), tmp, W, H, false, config::Interpolation::Bilinear);
         img = tmp;
         tmp = cv::Mat();
       } else {

@@ -16,7 +16,7 @@ int64_t BackboneMeta::total_batchnorms() const {
   return n;
 }
 
-data::ImageSpec BackboneMeta::image_spec() const { return {input_size, resize, mean, std, color_order, pixel_range}; }
+data::ImageSpec BackboneMeta::image_spec() const { return {input_size, resize, mean, std, color_order, pixel_range, interpolation}; }
 
 int layer_of(const std::vector<LayerInfo>& layers, const std::string& name) {
   const size_t dot = name.rfind('.');
@@ -98,6 +98,9 @@ BackboneMeta parse_backbone_meta(const std::string& text, const std::string& fil
     }
     m.color_order = r.choice("color_order", "RGB", {"RGB", "BGR"});
     m.pixel_range = r.number("pixel_range", 1.0, gt(0.0));
+    // torchvision's eval transform filter; older exports without it were bilinear.
+    m.interpolation = r.choice("interpolation", "bilinear", {"bilinear", "bicubic"}) == "bicubic" ? config::Interpolation::Bicubic
+                                                                                                : config::Interpolation::Bilinear;
     m.feature_channels = r.integer("feature_channels", 0, ge(1));
     auto fsz = r.integers("feature_size", {}, ge(1), {2});
     if (fsz.size() == 2) m.feature_size = {fsz[0], fsz[1]};

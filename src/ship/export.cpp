@@ -103,6 +103,7 @@ ExportSummary export_model(const ExportOptions& o) {
   root.register_attribute("std", c10::ListType::ofFloats(), c10::List<double>({pre.std[0], pre.std[1], pre.std[2]}));
   root.register_attribute("color_order", c10::StringType::get(), std::string(pre.bgr ? "BGR" : "RGB"));
   root.register_attribute("pixel_scale", c10::FloatType::get(), static_cast<double>(pre.pixel_scale));
+  root.register_attribute("interpolation", c10::StringType::get(), config::name_of(pre.interpolation));
   root.register_attribute("arch", c10::StringType::get(), m.meta().arch);
   // A multi-label head's classes are independent: a sigmoid each, not one softmax over them.
   const bool multilabel = m.head()->cfg.output == config::HeadOutput::MultiLabel;

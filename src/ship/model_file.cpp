@@ -17,8 +17,9 @@ config::json preprocess_to_json(const data::Preprocess& p) {
           {"color_order", p.bgr ? "BGR" : "RGB"},
           {"pixel_scale", p.pixel_scale},
           {"normalization", p.normalization},
+          {"interpolation", config::name_of(p.interpolation)},
           {"max_pixels", p.max_pixels},
-          {"eval_transform", "decode (EXIF-rotated) → resize shorter side to `resize` (bilinear) → center crop input_size "
+          {"eval_transform", "decode (EXIF-rotated) → resize shorter side to `resize` (Pillow's `interpolation` filter) → center crop input_size "
                              "→ x * pixel_scale → (x - mean) / std per channel, channels in color_order, NCHW float32"}};
 }
 
@@ -37,6 +38,11 @@ data::Preprocess preprocess_from_json(const config::json& j, const std::string& 
     p.normalization = j.value("normalization", "");
     p.max_pixels = j.value("max_pixels", p.max_pixels);
   } catch (const config::json::exception& e) {
+    // Model files from before the key resized bilinear.
+    const std::string interp = j.value("interpolation", "bilinear");
+    TLTRAIN_CHECK(interp == "bilinear" || interp == "bicubic", ErrorKind::Data,
+                  file + ": preprocess.interpolation must be \"bilinear\" or \"bicubic\", got \"" + interp + "\"; re-export it with `tltrain export`");
+    p.interpolation = config::from_name<config::Interpolation>(interp);
     TLTRAIN_FAIL(ErrorKind::Data, file + ": bad preprocess metadata (" + e.what() + "); re-export it with `tltrain export`");
   }
   p.skip_bad_images = true;  // prediction reports a bad file instead of stopping

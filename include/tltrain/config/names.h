@@ -19,6 +19,7 @@ enum class FillMode { Nearest, Constant, Reflect, Wrap };
 enum class Normalization { Backbone, Imagenet, Unit, Symmetric, Caffe, Dataset };
 enum class OnBadImage { Skip, Error };
 enum class BatchNormPolicy { Frozen, Train };
+enum class Interpolation { Backbone, Bilinear, Bicubic };
 enum class Metric { ValLoss, ValAccuracy, Loss, Accuracy };
 enum class Device { Auto, Cpu, Cuda };
 
@@ -85,6 +86,7 @@ template <> const NameTable<Normalization>& names<Normalization>();
 template <> const NameTable<OnBadImage>& names<OnBadImage>();
 template <> const NameTable<BatchNormPolicy>& names<BatchNormPolicy>();
 template <> const NameTable<Metric>& names<Metric>();
+template <> const NameTable<Interpolation>& names<Interpolation>();
 template <> const NameTable<Device>& names<Device>();
 
 }  // namespace tltrain::config

@@ -64,6 +64,7 @@ struct DataConfig {
   double validation_split = 0.0;  ///< share of train held out (stratified, seeded); 0 = none
   std::optional<std::array<int64_t, 2>> image_size;  ///< [height, width]; default: the backbone's
   int64_t resize = 0;             ///< eval: shorter side before center crop; 0 = the backbone's
+  Interpolation interpolation = Interpolation::Backbone;  ///< eval resize filter; "backbone": its metadata's
   Normalization normalization = Normalization::Backbone;
   /// "dataset": given, or computed by fit from the training images and recorded in the run's config.
   std::optional<NormalizationStats> normalization_stats;

@@ -21,12 +21,14 @@ struct ImageSpec {
   std::array<double, 3> std{0.229, 0.224, 0.225};
   std::string color_order = "RGB";              ///< RGB|BGR
   double pixel_range = 1.0;                     ///< a white pixel's value before mean/std (1, or 255 for caffe)
+  config::Interpolation interpolation = config::Interpolation::Bilinear;  ///< torchvision's eval resize filter
 };
 
 /// Resolved preprocessing: what every image goes through after decoding (and augmenting).
 struct Preprocess {
   int64_t height = 224, width = 224;  ///< network input
   int64_t resize = 256;               ///< eval: shorter side, then center crop
+  config::Interpolation interpolation = config::Interpolation::Bilinear;  ///< eval resize filter (never Backbone)
   std::array<float, 3> mean{0.485f, 0.456f, 0.406f};  ///< in output channel order
   std::array<float, 3> std{0.229f, 0.224f, 0.225f};
   bool bgr = false;                   ///< output channel order BGR (caffe)

@@ -18,21 +18,22 @@ namespace tltrain::data {
 cv::Rect random_resized_crop_rect(int width, int height, const std::array<double, 2>& scale,
                                   const std::array<double, 2>& ratio, SampleRng& rng);
 
-/// Pillow's Image.resize(BILINEAR) of 8-bit BGR, to the bit: a triangle filter as wide as the
-/// scale factor (antialiased when shrinking), horizontal pass first, 8 bits in between — what
+/// Pillow's Image.resize(BILINEAR or BICUBIC) of 8-bit BGR, to the bit: the filter stretched by
+/// the scale factor (antialiased when shrinking), horizontal pass first, 8 bits in between — what
 /// torchvision's Resize does to a PIL image. Evaluation resizes with it.
-cv::Mat pil_bilinear_resize(const cv::Mat& bgr, int width, int height);
+cv::Mat pil_resize(const cv::Mat& bgr, int width, int height, config::Interpolation interp = config::Interpolation::Bilinear);
 
-/// pil_bilinear_resize of an IN_WIDTH×IN_HEIGHT image to WIDTH×HEIGHT, computing only the output
+/// pil_resize of an IN_WIDTH×IN_HEIGHT image to WIDTH×HEIGHT, computing only the output
 /// rectangle OUT from only SRC_WINDOW's pixels (SRC holds them): the same values as the full
 /// resize's. SRC_WINDOW must cover every source pixel OUT reads.
-cv::Mat pil_bilinear_resize_window(const cv::Mat& src, const cv::Rect& src_window, int in_width, int in_height, int width,
-                                   int height, const cv::Rect& out);
+cv::Mat pil_resize_window(const cv::Mat& src, const cv::Rect& src_window, int in_width, int in_height, int width, int height,
+                          const cv::Rect& out, config::Interpolation interp = config::Interpolation::Bilinear);
 
 /// torchvision Resize(shorter side = RESIZE) + CenterCrop(H, W); zero padding if the crop is larger.
-/// ANTIALIAS: resized with pil_bilinear_resize (evaluation); otherwise shrinks by 2x or more
+/// ANTIALIAS: resized with pil_resize and INTERP (evaluation); otherwise shrinks by 2x or more
 /// average pixel areas and the rest is OpenCV's bilinear (training augmentation, for speed).
-cv::Mat resize_center_crop(const cv::Mat& img, int64_t resize, int64_t height, int64_t width, bool antialias = true);
+cv::Mat resize_center_crop(const cv::Mat& img, int64_t resize, int64_t height, int64_t width, bool antialias = true,
+                           config::Interpolation interp = config::Interpolation::Bilinear);
 
 /// Keras ImageDataGenerator parameters of one sample's affine transform.
 struct AffineParams {

@@ -39,6 +39,7 @@ struct BackboneMeta {
   std::array<double, 3> std{0.229, 0.224, 0.225};
   std::string color_order = "RGB";
   double pixel_range = 1.0;
+  config::Interpolation interpolation = config::Interpolation::Bilinear;  ///< eval resize filter
   int64_t feature_channels = 0;
   std::array<int64_t, 2> feature_size{0, 0};
   std::vector<BlockInfo> blocks;
