@@ -4,7 +4,7 @@
 # Every architecture the exporter supports, with --weights none, in one Python process (OUT_DIR/ARCH.pt
 # and OUT_DIR/ARCH.meta.json), except the giants below: measured on the 2-core dev machine, all 80 take
 # 6.8 min and 17.8 GB, these 9 alone 2.7 min and 10.3 GB, the other 71 about 4 min and 7.5 GB
-# (docs/backbones.md marks the giants "not in the suite").
+# (the giants' own tests, Giant/EveryGiant in tests/exported_test.cpp, export each one by itself).
 set -euo pipefail
 out=$1 shared=$2
 src=$(cd "$(dirname "$0")/.." && pwd)
