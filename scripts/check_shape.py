@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
 """The shape docs/architecture.md promises, checked: one-way includes between the boxes, no
-function in src/ over MAX_FUNCTION lines, no file over MAX_FILE, src/cli under MAX_CLI lines.
+function in src/ over MAX_FUNCTION lines, no file over MAX_FILE, no file of src/cli over MAX_CLI_FILE lines
+(one subcommand's options and its one library call; main.cpp, the dispatcher, MAX_CLI_MAIN).
 Prints each breach with its place and exits 1; run by ctest as `source_shape`.
   scripts/check_shape.py [REPO_ROOT]"""
 import pathlib
 import re
 import sys
 
-MAX_FUNCTION, MAX_FILE, MAX_CLI = 100, 600, 450
+# A CLI total grew with every subcommand; per file, the rule says what is meant: a subcommand's
+# file declares options and calls the library, and anything longer holds logic that belongs there.
+MAX_FUNCTION, MAX_FILE, MAX_CLI_FILE, MAX_CLI_MAIN = 100, 600, 60, 90
 # box → boxes it must not include (data flows config → data → model → train → eval/ship/serve → app → cli).
 FORBIDDEN = {
     "core": {"config", "data", "model", "checkpoint", "train", "eval", "ship", "serve", "dist", "cli"},
@@ -66,6 +69,9 @@ def main():
         rel, box = f.relative_to(root), box_of(f, root)
         if box == "cli":
             cli_lines += len(lines)
+            limit = MAX_CLI_MAIN if f.name == "main.cpp" else MAX_CLI_FILE
+            if len(lines) > limit:
+                problems.append(f"{rel}: {len(lines)} lines (at most {limit}): move library logic out of the CLI")
         if len(lines) > MAX_FILE:
             problems.append(f"{rel}: {len(lines)} lines (at most {MAX_FILE}): split it by what its parts do")
         for n, line in enumerate(lines, 1):
@@ -77,8 +83,6 @@ def main():
                 if length > MAX_FUNCTION:
                     problems.append(f"{rel}:{first}: a function of {length} lines (at most {MAX_FUNCTION}): "
                                     f"{lines[first - 1].strip()[:60]}")
-    if cli_lines > MAX_CLI:
-        problems.append(f"src/cli: {cli_lines} lines (under {MAX_CLI}): move library logic out of the CLI")
     for p in problems:
         print(p)
     print(f"check_shape: {len(files)} files, src/cli {cli_lines} lines, {len(problems)} problem(s)")

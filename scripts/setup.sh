@@ -19,6 +19,8 @@ PACKAGES=(
   wrk python3-flask                  # bench/serve_bench.sh and its Flask reference server
   dataset-fashion-mnist              # the quick start's offline data
   chromium                           # the report test renders report.html headless (~290 MB, ~20 s to install)
+  graphviz                           # tltrain inspect --diagram renders SVG with dot (without it: the .dot file)
+  python3-sklearn                    # the features test reads tltrain features' .npy files with numpy and scikit-learn
 )
 
 missing=()

@@ -78,7 +78,7 @@ TEST(Config, TypeErrors) {
 
 TEST(Config, ChoiceErrorListsChoicesAndSuggests) {
   std::string msg = problems_with("stages[0].optimizer.name=adamm");
-  EXPECT_NE(msg.find("must be one of sgd|adam|adamw|rmsprop, got \"adamm\" (did you mean \"adam\"?)"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("must be one of sgd|adam|adamw|rmsprop|lbfgs, got \"adamm\" (did you mean \"adam\"?)"), std::string::npos) << msg;
 }
 
 TEST(Config, UnknownKeyGetsDidYouMean) {

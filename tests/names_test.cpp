@@ -13,8 +13,8 @@
 #include "tltrain/config/run_config.h"
 #include "tltrain/core/error.h"
 #include "tltrain/data/preprocess.h"
-#include "tltrain/model/classifier.h"
 #include "tltrain/train/objective.h"
+#include "tltrain/model/classifier.h"
 #include "tltrain/train/schedule.h"
 #include "tltrain/train/step.h"
 
@@ -62,6 +62,7 @@ void expect_documented(const std::string& guide, const std::string& key) {
 TEST(Names, EveryTableRoundTripsAndRejectsOtherNames) {
   expect_round_trip<config::Optimizer>();
   expect_round_trip<config::Schedule>();
+  expect_round_trip<config::Loss>();
   expect_round_trip<config::Pooling>();
   expect_round_trip<config::Activation>();
   expect_round_trip<config::HeadOutput>();
@@ -81,6 +82,13 @@ TEST(Names, EveryNameHasItsBehaviour) {
     config::OptimizerConfig oc;
     oc.name = config::from_name<config::Optimizer>(o);
     EXPECT_NO_THROW(train::make_optimizer(oc, {{{w}, 0.1}})) << o;
+  }
+  for (auto l : config::name_list<config::Loss>()) {
+    config::StageConfig st;
+    st.loss = config::from_name<config::Loss>(l);
+    const auto objective = train::make_objective(st, config::HeadConfig{}, {1, 1}, torch::kCPU);
+    const bool hinge = dynamic_cast<const train::Hinge*>(objective.get()) != nullptr;
+    EXPECT_EQ(hinge, l == "hinge") << l;
   }
   for (auto s : config::name_list<config::Schedule>()) {
     config::ScheduleConfig sc;
@@ -130,6 +138,7 @@ TEST(Names, TheUserGuideListsEveryName) {
   const std::string guide = user_guide();
   ASSERT_FALSE(guide.empty()) << "docs/user-guide.md is missing";
   expect_documented<config::Optimizer>(guide, "stages[].optimizer.name");
+  expect_documented<config::Loss>(guide, "stages[].loss");
   expect_documented<config::Schedule>(guide, "stages[].schedule.name");
   expect_documented<config::Pooling>(guide, "model.head.pooling");
   expect_documented<config::Activation>(guide, "model.head.activation");

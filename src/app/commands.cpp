@@ -10,7 +10,10 @@
 #include "tltrain/core/log.h"
 #include "tltrain/dist/context.h"
 #include "tltrain/eval/report.h"
+#include "tltrain/checkpoint/checkpoint.h"
 #include "tltrain/model/backbone_meta.h"
+#include "tltrain/model/inspect.h"
+#include "tltrain/train/diagram.h"
 #include "tltrain/train/plan.h"
 
 namespace fs = std::filesystem;
@@ -25,6 +28,32 @@ std::string finish(const train::FitResult& r, const config::RunConfig& cfg) {
 }
 
 }  // namespace
+
+void inspect(const InspectRequest& o, std::ostream& out) {
+  if (!checkpoint::looks_like_checkpoint(o.path)) {
+    const auto report = model::inspect_backbone(o.path);
+    out << (o.json ? report.dump(2) + "\n" : model::format_inspect(report, o.layers));
+    if (o.diagram.empty()) return;
+    const model::BackboneMeta meta = model::read_backbone_meta(o.path);
+    train::DiagramSpec spec;
+    spec.title = meta.arch + " (" + o.path + ")";
+    spec.meta = &meta;
+    out << "wrote " << train::write_diagram(train::diagram_dot(spec), o.diagram) << "\n";
+    return;
+  }
+  const checkpoint::Checkpoint ck = checkpoint::load(o.path);
+  const model::BackboneMeta& meta = ck.backbone.meta;
+  const int64_t classes = static_cast<int64_t>(ck.classes.size());
+  const int64_t head_in = ck.head.at("head.dense.0.weight").size(1);
+  const auto spec = train::run_diagram(ck.config, meta, head_in, classes);
+  const int64_t head_params = train::head_params(ck.config.model.head, head_in, classes);
+  auto report = model::describe_backbone(meta, o.path);
+  report["checkpoint"] = {{"classes", ck.classes}, {"head", ck.config.resolved["model"]["head"]},
+                          {"plan", train::plan_to_json(spec.plan, meta, head_params)}};
+  if (o.json) out << report.dump(2) << "\n";
+  else out << model::format_inspect(report, o.layers) << "\ncheckpoint of " << classes << " classes\n" << train::format_plan(spec.plan, meta, head_params);
+  if (!o.diagram.empty()) out << "wrote " << train::write_diagram(train::diagram_dot(spec), o.diagram) << "\n";
+}
 
 void fit(const FitRequest& o, std::ostream& out) {
   // torchrun/SLURM/tltrain launch environment; none set: one process, as before.
@@ -49,6 +78,51 @@ void fit(const FitRequest& o, std::ostream& out) {
       << "last checkpoint: " << r.last_checkpoint << "\n"
       << "logs: " << r.run_dir << "/log.csv\n"
       << (report.empty() ? "" : "report: " + report + "\n") << "next: tltrain eval --checkpoint " << r.best_checkpoint << "\n";
+}
+
+void cv(const CvRequest& o, std::ostream& out) {
+  log::set_rank(dist::context_from_env().rank);
+  TLTRAIN_CHECK(o.config.empty() != o.resume.empty(), ErrorKind::Usage, "cv needs --config FILE or --resume CV_DIR (one of them)");
+  TLTRAIN_CHECK(o.resume.empty() || o.overrides.empty(), ErrorKind::Usage,
+                "--set cannot change a cv run being resumed: its folds would match neither config");
+  auto [cfg, options] = o.resume.empty() ? std::pair{config::load_run_config(o.config, o.overrides), train::CvOptions{}}
+                                         : train::load_cv_dir(o.resume);
+  if (o.resume.empty()) {
+    options.folds = o.folds;
+    options.repeats = o.repeats;
+  }
+  for (const auto& w : cfg.warnings) log::warn(cfg.source + ": " + w.path + ": " + w.message);
+  const auto r = train::cross_validate_on_ranks(cfg, options, o.dist_timeout);
+  if (!log::is_output_rank()) return;
+  const std::string report = eval::write_cv_report(r.dir);
+  const auto& s = r.summary;
+  out << "cv: " << r.dir << " (" << options.folds << " folds" << (options.repeats > 1 ? " x " + std::to_string(options.repeats) + " repeats" : "")
+      << ", best epoch of each by " << s["options"].value("monitor", "") << ")\n";
+  for (const auto& f : s["folds"])
+    out << "  " << (options.repeats > 1 ? "repeat " + std::to_string(f.value("repeat", 1)) + " " : "") << "fold " << f.value("fold", 0)
+        << ": val_accuracy " << log::fixed(f["best"].value("val_accuracy", 0.0), 4) << ", val_loss " << log::fixed(f["best"].value("val_loss", 0.0), 4)
+        << "\n";
+  for (const auto& [key, m] : s["metrics"].items()) {
+    const double mean = m["mean"].get<double>(), ci = m["ci95"].get<double>();
+    out << key << ": " << log::fixed(mean, 4) << " ± " << log::fixed(m["std"].get<double>(), 4) << " (95% interval " << log::fixed(mean - ci, 4)
+        << " to " << log::fixed(mean + ci, 4) << ")\n";
+  }
+  for (const auto& rep : s["out_of_fold"])
+    out << "out-of-fold accuracy" << (options.repeats > 1 ? " (repeat " + std::to_string(rep.value("repeat", 1)) + ")" : "") << ": "
+        << log::fixed(rep.value("accuracy", 0.0), 4) << " over " << rep.value("images", 0) << " images\n";
+  out << "predictions: " << r.dir << "/oof_predictions.csv\nreport: " << report << "\n";
+}
+
+void features(const train::FeaturesOptions& o, std::ostream& out) {
+  const auto s = train::export_features(o);
+  for (const char* split : {"train", "val"}) {
+    if (!s.contains(split)) continue;
+    out << o.out << "/" << split << "_features.npy: " << s[split]["images"] << " x " << s[split]["dim"] << " float32, labels in " << split
+        << "_labels.npy, paths in " << split << ".csv";
+    if (!s[split]["left_out"].empty()) out << " (" << s[split]["left_out"].size() << " images left out: see features.json)";
+    out << "\n";
+  }
+  out << "classes: " << o.out << "/classes.txt; read them with numpy.load (docs/user-guide.md shows scikit-learn on them)\n";
 }
 
 void finetune(const train::FinetuneOptions& o, std::ostream& out) {

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include <caffe2/serialize/inline_container.h>
 #include <caffe2/serialize/read_adapter_interface.h>
 #include <torch/csrc/jit/serialization/export.h>
 
@@ -29,6 +30,13 @@ torch::Tensor backbone_bytes(const torch::jit::Module& module, const torch::jit:
     return n;
   }, extra);
   return torch::from_blob(bytes->data(), {static_cast<int64_t>(bytes->size())}, [bytes](void*) {}, torch::kUInt8);
+}
+
+// LibTorch 1.13 cannot pickle LBFGS's `al` (history_size slots, the unused ones undefined). It is
+// scratch that each iteration recomputes and step() reallocates when absent: drop it.
+void drop_lbfgs_scratch(torch::optim::Optimizer& optimizer) {
+  if (!dynamic_cast<torch::optim::LBFGS*>(&optimizer)) return;
+  for (auto& [key, state] : optimizer.state()) static_cast<torch::optim::LBFGSParamState&>(*state).al(c10::nullopt);
 }
 
 // Reads a TorchScript file held in a uint8 tensor in place (no string or stream copies).
@@ -88,10 +96,20 @@ void save(const std::string& path, model::Classifier& model, torch::optim::Optim
   archive.write("head", head);
   if (optimizer) {
     torch::serialize::OutputArchive opt;
+    drop_lbfgs_scratch(*optimizer);
     optimizer->save(opt);
     archive.write("optimizer", opt);
   }
   write_atomically(path, [&](const std::string& tmp) { archive.save_to(tmp); });
+}
+
+bool looks_like_checkpoint(const std::string& path) {
+  try {
+    caffe2::serialize::PyTorchStreamReader reader(path);
+    return !reader.hasRecord(std::string("extra/") + model::kMetaFileName) && reader.hasRecord("data.pkl");
+  } catch (const c10::Error&) {
+    return false;
+  }
 }
 
 Checkpoint load(const std::string& path, const torch::Device& device) {

@@ -13,6 +13,8 @@ namespace tltrain::cli {
 void setup_inspect(CLI::App& app);
 void setup_fit(CLI::App& app);
 void setup_finetune(CLI::App& app);
+void setup_cv(CLI::App& app);
+void setup_features(CLI::App& app);
 void setup_eval(CLI::App& app);
 void setup_data(CLI::App& app);
 void setup_bench(CLI::App& app);

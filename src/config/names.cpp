@@ -5,7 +5,13 @@ namespace tltrain::config {
 template <>
 const NameTable<Optimizer>& names<Optimizer>() {
   static const NameTable<Optimizer> t{
-      "optimizer", {{"sgd", Optimizer::Sgd}, {"adam", Optimizer::Adam}, {"adamw", Optimizer::AdamW}, {"rmsprop", Optimizer::RmsProp}}};
+      "optimizer", {{"sgd", Optimizer::Sgd}, {"adam", Optimizer::Adam}, {"adamw", Optimizer::AdamW}, {"rmsprop", Optimizer::RmsProp}, {"lbfgs", Optimizer::Lbfgs}}};
+  return t;
+}
+
+template <>
+const NameTable<Loss>& names<Loss>() {
+  static const NameTable<Loss> t{"loss", {{"cross_entropy", Loss::CrossEntropy}, {"hinge", Loss::Hinge}}};
   return t;
 }
 
@@ -71,15 +77,15 @@ const NameTable<Normalization>& names<Normalization>() {
 }
 
 template <>
-const NameTable<OnBadImage>& names<OnBadImage>() {
-  static const NameTable<OnBadImage> t{"on_bad_image", {{"skip", OnBadImage::Skip}, {"error", OnBadImage::Error}}};
+const NameTable<Interpolation>& names<Interpolation>() {
+  static const NameTable<Interpolation> t{
+      "interpolation", {{"backbone", Interpolation::Backbone}, {"bilinear", Interpolation::Bilinear}, {"bicubic", Interpolation::Bicubic}}};
   return t;
 }
 
 template <>
-const NameTable<Interpolation>& names<Interpolation>() {
-  static const NameTable<Interpolation> t{
-      "interpolation", {{"backbone", Interpolation::Backbone}, {"bilinear", Interpolation::Bilinear}, {"bicubic", Interpolation::Bicubic}}};
+const NameTable<OnBadImage>& names<OnBadImage>() {
+  static const NameTable<OnBadImage> t{"on_bad_image", {{"skip", OnBadImage::Skip}, {"error", OnBadImage::Error}}};
   return t;
 }
 

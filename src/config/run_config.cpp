@@ -243,7 +243,8 @@ ModelConfig read_model(ObjectReader r, bool require_backbone) {
 OptimizerConfig read_optimizer(ObjectReader r) {
   OptimizerConfig o;
   o.name = r.pick("name", Optimizer::Adam);
-  o.lr = r.number("lr", o.name == Optimizer::Sgd ? 1e-2 : 1e-3, ge(0.0));
+  // LBFGS's rate is the line search's first step: 1, as torch's and scipy's.
+  o.lr = r.number("lr", o.name == Optimizer::Sgd ? 1e-2 : o.name == Optimizer::Lbfgs ? 1.0 : 1e-3, ge(0.0));
   o.weight_decay = r.number("weight_decay", 0.0, ge(0.0));
   const bool sgd = o.name == Optimizer::Sgd, rmsprop = o.name == Optimizer::RmsProp,
              adam_like = o.name == Optimizer::Adam || o.name == Optimizer::AdamW;
@@ -253,8 +254,12 @@ OptimizerConfig read_optimizer(ObjectReader r) {
   o.betas = to_array<2>(r.numbers("betas", {0.9, 0.999}, Range{0.0, 1.0, false, true}, {2}));
   o.eps = r.number("eps", 1e-8, gt(0.0));
   o.alpha = r.number("alpha", 0.99, Range{0.0, 1.0, false, true});
-  const std::pair<const char*, bool> uses[] = {
-      {"momentum", sgd || rmsprop}, {"nesterov", sgd}, {"betas", adam_like}, {"eps", !sgd}, {"alpha", rmsprop}};
+  const bool lbfgs = o.name == Optimizer::Lbfgs;
+  o.max_iter = r.integer("max_iter", 20, closed(1, 100000));
+  o.history_size = r.integer("history_size", 100, closed(1, 10000));
+  const std::pair<const char*, bool> uses[] = {{"momentum", sgd || rmsprop}, {"nesterov", sgd},      {"betas", adam_like},
+                                               {"eps", adam_like || rmsprop}, {"alpha", rmsprop},   {"max_iter", lbfgs},
+                                               {"history_size", lbfgs}};
   for (const auto& [key, used] : uses) {
     if (used) continue;
     if (r.has(key)) r.problems().warning(r.path_of(key), "is ignored by optimizer " + name_of(o.name));
@@ -299,6 +304,11 @@ StageConfig read_stage(const json& in, json& resolved, const std::string& path, 
     problems.error(r.path_of("schedule.min_lr"), "must be <= the optimizer's lr (" + std::to_string(st.optimizer.lr) + ")");
   st.backbone_lr_mult = r.number("backbone_lr_mult", 1.0, ge(0.0));
   st.label_smoothing = r.number("label_smoothing", 0.0, Range{0.0, 1.0, false, true});
+  st.loss = r.pick("loss", Loss::CrossEntropy);
+  if (st.loss == Loss::Hinge && r.has("label_smoothing"))
+    problems.warning(r.path_of("label_smoothing"), "is ignored by loss \"hinge\"");
+  st.steps_per_epoch = r.integer("steps_per_epoch", 0, closed(0, 100000000));
+  st.validation_steps = r.integer("validation_steps", 0, closed(0, 100000000));
   const json* cw = r.raw("class_weights");
   if (!cw) {
     r.resolve("class_weights", nullptr);
@@ -341,6 +351,12 @@ StageConfig read_stage(const json& in, json& resolved, const std::string& path, 
     f.finish();
     r.resolve("feature_cache", fc_resolved);
   }
+  // LBFGS needs the same loss at every evaluation of a step: the whole training set at once.
+  if (st.optimizer.name == Optimizer::Lbfgs && !st.feature_cache)
+    problems.error(r.path_of("optimizer.name"), "\"lbfgs\" solves the head full-batch on the feature cache: use trainable \"head\" "
+                                                "with feature_cache on, or another optimizer for this stage");
+  if (st.optimizer.name == Optimizer::Lbfgs && st.steps_per_epoch > 0)
+    problems.error(r.path_of("steps_per_epoch"), "does not apply to \"lbfgs\", whose epoch is one full-batch step: remove it");
   return st;
 }
 
@@ -389,6 +405,9 @@ RunConfig parse_run_config(const json& j, const std::string& source, const Parse
   if (!has_val && (c.monitor == Metric::ValLoss || c.monitor == Metric::ValAccuracy))
     problems.error("monitor", "is \"" + name_of(c.monitor) + "\" but there is no validation data: set data.val or data.validation_split, or monitor \"loss\"/\"accuracy\"");
   for (size_t i = 0; i < c.stages.size(); ++i) {
+    if (c.stages[i].loss == Loss::Hinge && c.model.head.output != HeadOutput::Softmax)
+      problems.error("stages[" + std::to_string(i) + "].loss", "\"hinge\" is the multi-class SVM loss over one score per class: it needs "
+                     "model.head.output \"softmax\" (it is \"" + name_of(c.model.head.output) + "\")");
     if (c.model.head.output == HeadOutput::MultiLabel && c.stages[i].class_weights_mode != StageConfig::ClassWeights::None)
       problems.error("stages[" + std::to_string(i) + "].class_weights",
                      "weighs single-label classes; with model.head.output \"multilabel\" an image has several, set it to null");

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "tltrain/core/error.h"
+#include "tltrain/data/preprocess.h"
 
 namespace fs = std::filesystem;
 
@@ -315,6 +316,53 @@ std::pair<std::vector<Sample>, std::vector<Sample>> stratified_split(const std::
   std::sort(keep.begin(), keep.end(), order);
   std::sort(held.begin(), held.end(), order);
   return {keep, held};
+}
+
+std::vector<int64_t> stratified_folds(const std::vector<Sample>& samples, size_t num_classes, int64_t k, uint64_t seed,
+                                      int64_t repeat) {
+  TLTRAIN_CHECK(k >= 2 && k <= static_cast<int64_t>(samples.size()), ErrorKind::Usage,
+                "--folds " + std::to_string(k) + ": needs 2 <= folds <= the number of images (" + std::to_string(samples.size()) + ")");
+  std::vector<std::vector<size_t>> per_class(num_classes + 1);  // the label-less group (multi-label) last
+  for (size_t i = 0; i < samples.size(); ++i)
+    per_class[samples[i].label < 0 ? num_classes : static_cast<size_t>(samples[i].label)].push_back(i);
+  std::vector<int64_t> fold(samples.size(), 0);
+  int64_t next = 0;
+  for (size_t c = 0; c < per_class.size(); ++c) {
+    auto& v = per_class[c];
+    std::sort(v.begin(), v.end(), [&](size_t a, size_t b) { return samples[a].path < samples[b].path; });
+    SampleRng rng(mix_seed(seed, static_cast<uint64_t>(repeat) + 1, 0xF01D0000ULL + c));
+    for (size_t i = v.size(); i > 1; --i) std::swap(v[i - 1], v[static_cast<size_t>(rng.below(static_cast<int64_t>(i)))]);
+    for (size_t i : v) fold[i] = next++ % k;
+  }
+  return fold;
+}
+
+Dataset merge_for_cv(const Datasets& d) {
+  Dataset all = d.train;
+  if (d.has_val) {
+    all.samples.insert(all.samples.end(), d.val.samples.begin(), d.val.samples.end());
+    all.source = d.val_is_split ? d.train.source : d.train.source + " + " + d.val.source;
+    for (const auto& [reason, paths] : d.val.skipped.by_reason)
+      all.skipped.by_reason[reason].insert(all.skipped.by_reason[reason].end(), paths.begin(), paths.end());
+  }
+  std::sort(all.samples.begin(), all.samples.end(),
+            [](const Sample& a, const Sample& b) { return a.label != b.label ? a.label < b.label : a.path < b.path; });
+  return all;
+}
+
+Datasets fold_datasets(const Dataset& all, const std::vector<int64_t>& folds, int64_t f) {
+  TLTRAIN_ASSERT(folds.size() == all.samples.size(), "fold_datasets: one fold per sample");
+  Datasets d;
+  d.train = all;
+  d.val = all;
+  d.train.samples.clear();
+  d.val.samples.clear();
+  d.val.skipped = {};
+  for (size_t i = 0; i < folds.size(); ++i) (folds[i] == f ? d.val : d.train).samples.push_back(all.samples[i]);
+  d.val.source = all.source + " (cv fold " + std::to_string(f + 1) + ")";
+  d.has_val = true;
+  d.val_is_split = true;
+  return d;
 }
 
 Datasets load_datasets(const config::DataConfig& cfg, uint64_t seed) {

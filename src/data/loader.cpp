@@ -42,6 +42,7 @@ struct Loader::Impl {
   bool running = false, stopping = false;
   int64_t epoch = 0;
   std::vector<int64_t> order;
+  std::vector<int64_t> order_epoch;  ///< a stream's epoch id per position; empty: EPOCH for all
   int64_t total = 0;        ///< positions of order that make batches (drop_last trims)
   int64_t num_batches = 0;
   int64_t next_pos = 0;     ///< next position a worker claims
@@ -101,7 +102,8 @@ struct Loader::Impl {
         DecodeResult r;
         std::exception_ptr err;
         try {
-          SampleRng rng = SampleRng::for_sample(opts.seed, epoch, index);
+          const int64_t sample_epoch = order_epoch.empty() ? epoch : order_epoch[static_cast<size_t>(pos)];
+          SampleRng rng = SampleRng::for_sample(opts.seed, sample_epoch, index);
           if (!read_bytes(samples[static_cast<size_t>(index)].path, bytes)) {
             r.failure = DecodeFailure::Unreadable;
           } else if (transform.crop_first()) {
@@ -130,6 +132,19 @@ struct Loader::Impl {
       if (!fatal) fatal = std::current_exception();
       ready_cv.notify_all();
     }
+  }
+
+  /// Workers for ORDER's first NUM_BATCHES batches.
+  void start_workers() {
+    const int64_t n = static_cast<int64_t>(order.size());
+    total = std::min(n, num_batches * opts.batch_size);
+    next_pos = 0;
+    consumed = 0;
+    fatal = nullptr;
+    stopping = false;
+    running = true;
+    const int64_t spawn = std::min(threads, std::max<int64_t>(1, total));
+    for (int64_t t = 0; t < spawn; ++t) workers.emplace_back([this] { work(); });
   }
 
   void stop() {
@@ -167,16 +182,21 @@ void Loader::start_epoch(int64_t epoch) {
   m.epoch = epoch;
   m.order = epoch_order(static_cast<int64_t>(m.samples.size()), m.opts.seed, epoch, m.opts.shuffle, m.opts.rank, m.opts.world_size,
                         m.opts.pad_shards);
+  m.order_epoch.clear();
   const int64_t n = static_cast<int64_t>(m.order.size()), bs = m.opts.batch_size;
   m.num_batches = m.opts.drop_last ? n / bs : (n + bs - 1) / bs;
-  m.total = std::min(n, m.num_batches * bs);
-  m.next_pos = 0;
-  m.consumed = 0;
-  m.fatal = nullptr;
-  m.stopping = false;
-  m.running = true;
-  const int64_t spawn = std::min(m.threads, std::max<int64_t>(1, m.total));
-  for (int64_t t = 0; t < spawn; ++t) m.workers.emplace_back([&m] { m.work(); });
+  m.start_workers();
+}
+
+void Loader::start_stream(int64_t epoch0, int64_t first_batch, int64_t steps) {
+  Impl& m = *impl_;
+  m.stop();
+  m.epoch = epoch0;
+  const int64_t bs = m.opts.batch_size;
+  stream_window(static_cast<int64_t>(m.samples.size()), m.opts.seed, epoch0, first_batch * bs, steps * bs, m.opts.rank,
+                m.opts.world_size, m.order, m.order_epoch);
+  m.num_batches = static_cast<int64_t>(m.order.size()) / bs;
+  m.start_workers();
 }
 
 std::optional<Batch> Loader::next() {

@@ -1,5 +1,6 @@
 #include "tltrain/data/preprocess.h"
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 
@@ -43,8 +44,8 @@ Preprocess resolve_preprocess(const config::DataConfig& cfg, const ImageSpec& me
     double base = static_cast<double>(std::min(meta.input_size[0], meta.input_size[1]));
     p.resize = static_cast<int64_t>(std::llround(static_cast<double>(meta.resize) * std::min(p.height, p.width) / base));
   }
-  if (cfg.normalization == config::Normalization::Backbone) {
   p.interpolation = cfg.interpolation == config::Interpolation::Backbone ? meta.interpolation : cfg.interpolation;
+  if (cfg.normalization == config::Normalization::Backbone) {
     p.normalization = "backbone";
     for (int c = 0; c < 3; ++c) {
       p.mean[c] = static_cast<float>(meta.mean[c]);
@@ -134,6 +135,32 @@ std::vector<int64_t> epoch_order(int64_t n, uint64_t seed, int64_t epoch, bool s
   mine.reserve(static_cast<size_t>(per_rank));
   for (int64_t k = 0; k < per_rank; ++k) mine.push_back(perm[static_cast<size_t>((rank + k * world_size) % n)]);
   return mine;
+}
+
+void stream_window(int64_t n, uint64_t seed, int64_t epoch0, int64_t first, int64_t count, int64_t rank, int64_t world_size,
+                   std::vector<int64_t>& index, std::vector<int64_t>& epoch) {
+  index.clear();
+  epoch.clear();
+  const auto pass_len = static_cast<int64_t>(epoch_order(n, seed, epoch0, true, rank, world_size).size());
+  if (pass_len == 0 || count <= 0) return;
+  index.reserve(static_cast<size_t>(count));
+  epoch.reserve(static_cast<size_t>(count));
+  std::vector<int64_t> order;
+  int64_t pass = -1;
+  for (int64_t q = first; q < first + count; ++q) {
+    if (q / pass_len != pass) {
+      pass = q / pass_len;
+      order = epoch_order(n, seed, epoch0 + pass, true, rank, world_size);
+    }
+    index.push_back(order[static_cast<size_t>(q % pass_len)]);
+    epoch.push_back(epoch0 + pass);
+  }
+}
+
+int64_t stream_passes(int64_t n, int64_t epochs, int64_t steps, int64_t batch, int64_t world_size) {
+  if (steps <= 0 || n <= 0) return epochs;
+  const int64_t pass_len = (n + world_size - 1) / world_size;
+  return std::max<int64_t>(epochs, (epochs * steps * batch + pass_len - 1) / pass_len);
 }
 
 }  // namespace tltrain::data

@@ -223,4 +223,67 @@ std::string confusion_svg(const json& ev) {
   return o.str();
 }
 
+namespace {
+
+const char* const kStyle = R"(
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;margin:24px auto;max-width:1260px;padding:0 16px;color:#222}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #ddd;padding-bottom:4px}
+.sub{color:#666;margin:0 0 12px}.cards{display:flex;flex-wrap:wrap;gap:10px}
+.card{border:1px solid #ddd;border-radius:6px;padding:8px 12px;min-width:120px}.card .v{font-size:20px;font-weight:600}.card .k{color:#666;font-size:12px}
+.charts{display:flex;flex-wrap:wrap;gap:16px}figure{margin:0}.chart-box figcaption,.caption{color:#666;font-size:12px;max-width:1140px}
+svg text{font-family:inherit;font-size:11px;fill:#333}svg .title{font-size:13px;font-weight:600}svg .label{font-size:12px;fill:#555}
+svg .grid{stroke:#eee}svg .axis{stroke:#888}svg .tickmark{stroke:#888}svg .tick{fill:#666}
+svg .series{stroke-width:2;stroke-linejoin:round}svg .stage-boundary{stroke:#999;stroke-dasharray:4 4}svg .stage-label{fill:#777;font-style:italic;paint-order:stroke;stroke:#fff;stroke-width:3px}
+svg .cell{stroke:#fff;stroke-width:.5}svg .count{font-size:11px}
+.cm-row{display:flex;flex-wrap:wrap;gap:24px;align-items:flex-start}
+table{border-collapse:collapse}td,th{border-bottom:1px solid #eee;padding:3px 10px;text-align:right}td:first-child,th:first-child{text-align:left}
+tr.avg td{font-weight:600;border-top:1px solid #ccc}
+.mistakes{display:flex;flex-wrap:wrap;gap:10px}.mistake{width:132px;border:1px solid #ddd;border-radius:6px;padding:6px;text-align:center}
+.mistake img{max-width:96px;max-height:96px;display:block;margin:0 auto 4px}.mistake figcaption{font-size:12px;word-break:break-all}
+.wrong{color:#b00}.file{color:#888;font-size:11px}.thumb-missing{height:96px;color:#b00;font-size:11px;overflow:hidden}
+pre{background:#f7f7f7;border:1px solid #ddd;padding:10px;font-size:12px;overflow:auto;max-height:600px}
+.note{color:#666}
+)";
+
+/// Runs when the page is opened: counts what was actually drawn, so a headless browser (and the
+/// test that drives it) can tell a page that renders from one that merely parses.
+const char* const kCheckScript = R"(
+window.addEventListener('load', function () {
+  var problems = [];
+  document.querySelectorAll('svg.chart').forEach(function (svg) {
+    var lines = 0, points = 0;
+    svg.querySelectorAll('polyline.series').forEach(function (p) {
+      var b = p.getBBox();
+      if (p.points.numberOfItems >= 2 && (b.width > 0 || b.height > 0)) lines++;
+    });
+    svg.querySelectorAll('circle.point').forEach(function (c) { if (c.getBBox().width > 0) points++; });
+    svg.setAttribute('data-drawn-series', lines);
+    svg.setAttribute('data-drawn-points', points);
+    if (points === 0) problems.push(svg.id + ' draws nothing');
+  });
+  var cm = document.getElementById('plot-confusion');
+  if (cm) {
+    var cells = 0;
+    cm.querySelectorAll('rect.cell').forEach(function (r) { if (r.getBBox().width > 0) cells++; });
+    cm.setAttribute('data-drawn-cells', cells);
+    if (cells === 0) problems.push('the confusion matrix draws no cells');
+  }
+  var thumbs = 0;
+  document.querySelectorAll('img.thumb').forEach(function (img) {
+    if (img.complete && img.naturalWidth > 0) thumbs++; else problems.push('thumbnail ' + img.alt + ' did not decode');
+  });
+  document.body.setAttribute('data-drawn-thumbs', thumbs);
+  document.body.setAttribute('data-rendered', problems.length ? 'fail: ' + problems.join('; ') : 'ok');
+});
+)";
+
+}  // namespace
+
+std::string page_head(const std::string& title) {
+  return "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>" + escape(title) + "</title>\n<style>" + kStyle +
+         "</style></head>\n<body>\n";
+}
+
+std::string page_tail() { return std::string("<script>") + kCheckScript + "</script>\n</body></html>\n"; }
+
 }  // namespace tltrain::eval::html

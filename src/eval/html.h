@@ -11,6 +11,11 @@
 namespace tltrain::eval::html {
 
 std::string escape(const std::string& s);
+
+/// A report page's start (doctype, TITLE, the shared style) and end (the script that counts what
+/// was drawn, for the headless-browser test).
+std::string page_head(const std::string& title);
+std::string page_tail();
 std::string num(double v, int precision = 4);  ///< %g with PRECISION significant digits
 std::string px(double v);                      ///< an SVG coordinate, one decimal
 std::string percent(double v);                 ///< 0.953 → "95.3%"

@@ -164,57 +164,6 @@ json read_log(const std::string& path) {
   return history;
 }
 
-const char* kStyle = R"(
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;margin:24px auto;max-width:1260px;padding:0 16px;color:#222}
-h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #ddd;padding-bottom:4px}
-.sub{color:#666;margin:0 0 12px}.cards{display:flex;flex-wrap:wrap;gap:10px}
-.card{border:1px solid #ddd;border-radius:6px;padding:8px 12px;min-width:120px}.card .v{font-size:20px;font-weight:600}.card .k{color:#666;font-size:12px}
-.charts{display:flex;flex-wrap:wrap;gap:16px}figure{margin:0}.chart-box figcaption,.caption{color:#666;font-size:12px;max-width:1140px}
-svg text{font-family:inherit;font-size:11px;fill:#333}svg .title{font-size:13px;font-weight:600}svg .label{font-size:12px;fill:#555}
-svg .grid{stroke:#eee}svg .axis{stroke:#888}svg .tickmark{stroke:#888}svg .tick{fill:#666}
-svg .series{stroke-width:2;stroke-linejoin:round}svg .stage-boundary{stroke:#999;stroke-dasharray:4 4}svg .stage-label{fill:#777;font-style:italic;paint-order:stroke;stroke:#fff;stroke-width:3px}
-svg .cell{stroke:#fff;stroke-width:.5}svg .count{font-size:11px}
-.cm-row{display:flex;flex-wrap:wrap;gap:24px;align-items:flex-start}
-table{border-collapse:collapse}td,th{border-bottom:1px solid #eee;padding:3px 10px;text-align:right}td:first-child,th:first-child{text-align:left}
-tr.avg td{font-weight:600;border-top:1px solid #ccc}
-.mistakes{display:flex;flex-wrap:wrap;gap:10px}.mistake{width:132px;border:1px solid #ddd;border-radius:6px;padding:6px;text-align:center}
-.mistake img{max-width:96px;max-height:96px;display:block;margin:0 auto 4px}.mistake figcaption{font-size:12px;word-break:break-all}
-.wrong{color:#b00}.file{color:#888;font-size:11px}.thumb-missing{height:96px;color:#b00;font-size:11px;overflow:hidden}
-pre{background:#f7f7f7;border:1px solid #ddd;padding:10px;font-size:12px;overflow:auto;max-height:600px}
-.note{color:#666}
-)";
-
-/// Runs when the page is opened: counts what was actually drawn, so a headless browser (and the
-/// test that drives it) can tell a page that renders from one that merely parses.
-const char* kCheckScript = R"(
-window.addEventListener('load', function () {
-  var problems = [];
-  document.querySelectorAll('svg.chart').forEach(function (svg) {
-    var lines = 0, points = 0;
-    svg.querySelectorAll('polyline.series').forEach(function (p) {
-      var b = p.getBBox();
-      if (p.points.numberOfItems >= 2 && (b.width > 0 || b.height > 0)) lines++;
-    });
-    svg.querySelectorAll('circle.point').forEach(function (c) { if (c.getBBox().width > 0) points++; });
-    svg.setAttribute('data-drawn-series', lines);
-    svg.setAttribute('data-drawn-points', points);
-    if (points === 0) problems.push(svg.id + ' draws nothing');
-  });
-  var cm = document.getElementById('plot-confusion');
-  if (cm) {
-    var cells = 0;
-    cm.querySelectorAll('rect.cell').forEach(function (r) { if (r.getBBox().width > 0) cells++; });
-    cm.setAttribute('data-drawn-cells', cells);
-    if (cells === 0) problems.push('the confusion matrix draws no cells');
-  }
-  var thumbs = 0;
-  document.querySelectorAll('img.thumb').forEach(function (img) {
-    if (img.complete && img.naturalWidth > 0) thumbs++; else problems.push('thumbnail ' + img.alt + ' did not decode');
-  });
-  document.body.setAttribute('data-drawn-thumbs', thumbs);
-  document.body.setAttribute('data-rendered', problems.length ? 'fail: ' + problems.join('; ') : 'ok');
-});
-)";
 
 std::string card(const std::string& value, const std::string& key) {
   return "<div class=\"card\"><div class=\"v\">" + escape(value) + "</div><div class=\"k\">" + escape(key) + "</div></div>";
@@ -374,6 +323,29 @@ std::string evaluation_section(const std::optional<json>& ev, const std::string&
   return h.str();
 }
 
+/// RUN_DIR/model.svg (train's ModelDiagram) inline, without its XML prolog; a pointer to
+/// model.dot when Graphviz was missing; nothing for runs from before the diagram.
+std::string model_section(const std::string& run_dir) {
+  std::string body;
+  if (fs::exists(run_dir + "/model.svg")) {
+    const std::string svg = read_file(run_dir + "/model.svg", "model diagram");
+    const size_t at = svg.find("<svg");
+    if (at == std::string::npos) return "";
+    // Inline SVG needs no namespace declarations; without them the page names no URL at all.
+    std::string inline_svg = svg.substr(at);
+    for (const std::string attr : {" xmlns=\"http://www.w3.org/2000/svg\"", " xmlns:xlink=\"http://www.w3.org/1999/xlink\""})
+      if (const size_t a = inline_svg.find(attr); a != std::string::npos) inline_svg.erase(a, attr.size());
+    body = "<figure class=\"diagram\">" + inline_svg +
+           "<figcaption class=\"caption\">Blocks with their output shapes, the head, and per stage (columns) what is frozen and what "
+           "trains.</figcaption></figure>\n";
+  } else if (fs::exists(run_dir + "/model.dot")) {
+    body = "<p class=\"note\">Graphviz was not installed when the run started: <code>dot -Tsvg model.dot</code> draws the diagram.</p>\n";
+  } else {
+    return "";
+  }
+  return "<section id=\"model\"><h2>Model and freeze plan</h2>\n" + body + "</section>\n";
+}
+
 }  // namespace
 
 std::string write_report(const std::string& run_dir) {
@@ -395,14 +367,13 @@ std::string write_report(const std::string& run_dir) {
   std::time_t now = std::time(nullptr);
   char date[64];
   std::strftime(date, sizeof date, "%Y-%m-%d %H:%M", std::localtime(&now));
-  h << "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>tltrain report: " << escape(name) << "</title>\n<style>"
-    << kStyle << "</style></head>\n<body>\n";
+  h << html::page_head("tltrain report: " + name);
   h << "<h1>Run report: " << escape(name) << "</h1>\n<p class=\"sub\">" << escape(fs::absolute(run_dir).string()) << " · generated " << date
     << " by tltrain</p>\n";
   h << summary_section(cfg, history, curves, ev) << curves_section(curves) << evaluation_section(ev, run_dir)
-    << skipped_section(skipped, ev);
+    << skipped_section(skipped, ev) << model_section(run_dir);
   h << "<section id=\"config\"><h2>Config (resolved)</h2>\n<pre id=\"config-json\">" << escape(cfg.dump(2)) << "</pre></section>\n";
-  h << "<script>" << kCheckScript << "</script>\n</body></html>\n";
+  h << html::page_tail();
 
   const std::string out = run_dir + "/report.html";
   write_file_atomically(out, h.str());

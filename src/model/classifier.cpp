@@ -71,6 +71,7 @@ HeadImpl::HeadImpl(const config::HeadConfig& c, int64_t feature_channels, int64_
                 "model.head.pooling \"flatten\" gives " + std::to_string(feature_channels) + " channels x " + std::to_string(positions) +
                     " positions = " + std::to_string(in) + " features per image, more than " + std::to_string(kMaxHeadInFeatures) +
                     ": its Dense layer would be too large to train; use \"avg\" or \"max\", or a smaller data.image_size");
+  in_features = in;
   dense = register_module("dense", torch::nn::ModuleList());
   for (int64_t width : c.hidden) {
     dense->push_back(torch::nn::Linear(in, width));
@@ -187,6 +188,13 @@ std::vector<torch::Tensor> Classifier::trainable_backbone_parameters() {
 }
 
 std::vector<torch::Tensor> Classifier::head_parameters() { return head_->parameters(); }
+
+std::vector<torch::Tensor> Classifier::head_weights() {
+  std::vector<torch::Tensor> w;
+  for (const auto& p : head_->parameters())
+    if (p.dim() >= 2) w.push_back(p);
+  return w;
+}
 
 std::map<std::string, torch::Tensor> Classifier::state() {
   std::map<std::string, torch::Tensor> s;

@@ -130,4 +130,21 @@ std::pair<double, double> loss_and_accuracy(const Predictions& p) {
   return {loss, acc};
 }
 
+torch::Tensor probabilities(config::HeadOutput output, const torch::Tensor& logits) {
+  return output == config::HeadOutput::MultiLabel ? torch::sigmoid(logits) : torch::softmax(logits, 1);
+}
+
+std::vector<int64_t> decided_classes(config::HeadOutput output, double threshold, const float* probs, size_t classes) {
+  std::vector<int64_t> out;
+  if (output == config::HeadOutput::MultiLabel) {
+    for (size_t c = 0; c < classes; ++c)
+      if (probs[c] > threshold) out.push_back(static_cast<int64_t>(c));
+  } else if (output == config::HeadOutput::Sigmoid && classes == 2) {
+    out.push_back(probs[1] > threshold ? 1 : 0);
+  } else {
+    out.push_back(static_cast<int64_t>(std::max_element(probs, probs + classes) - probs));
+  }
+  return out;
+}
+
 }  // namespace tltrain::model

@@ -6,6 +6,7 @@
 
 #include "tltrain/core/error.h"
 #include "tltrain/model/backbone_meta.h"
+#include "tltrain/model/inference.h"
 
 namespace tltrain::ship {
 
@@ -16,8 +17,8 @@ config::json preprocess_to_json(const data::Preprocess& p) {
           {"std", p.std},
           {"color_order", p.bgr ? "BGR" : "RGB"},
           {"pixel_scale", p.pixel_scale},
-          {"normalization", p.normalization},
           {"interpolation", config::name_of(p.interpolation)},
+          {"normalization", p.normalization},
           {"max_pixels", p.max_pixels},
           {"eval_transform", "decode (EXIF-rotated) → resize shorter side to `resize` (Pillow's `interpolation` filter) → center crop input_size "
                              "→ x * pixel_scale → (x - mean) / std per channel, channels in color_order, NCHW float32"}};
@@ -37,12 +38,12 @@ data::Preprocess preprocess_from_json(const config::json& j, const std::string& 
     p.pixel_scale = j.at("pixel_scale").get<float>();
     p.normalization = j.value("normalization", "");
     p.max_pixels = j.value("max_pixels", p.max_pixels);
-  } catch (const config::json::exception& e) {
     // Model files from before the key resized bilinear.
     const std::string interp = j.value("interpolation", "bilinear");
     TLTRAIN_CHECK(interp == "bilinear" || interp == "bicubic", ErrorKind::Data,
                   file + ": preprocess.interpolation must be \"bilinear\" or \"bicubic\", got \"" + interp + "\"; re-export it with `tltrain export`");
     p.interpolation = config::from_name<config::Interpolation>(interp);
+  } catch (const config::json::exception& e) {
     TLTRAIN_FAIL(ErrorKind::Data, file + ": bad preprocess metadata (" + e.what() + "); re-export it with `tltrain export`");
   }
   p.skip_bad_images = true;  // prediction reports a bad file instead of stopping
@@ -86,6 +87,10 @@ ModelFile load_model_file(const std::string& path, const torch::Device& device) 
     TLTRAIN_FAIL(ErrorKind::Data, "'" + path + "': bad " + kModelFileName + " (" + e.what() + ")");
   }
   TLTRAIN_CHECK(!mf.info.classes.empty(), ErrorKind::Data, "'" + path + "' lists no classes");
+  config::HeadOutput output;
+  TLTRAIN_CHECK(config::parse_name(mf.info.output, output), ErrorKind::Data,
+                "'" + path + "': head.output \"" + mf.info.output + "\" is not one of " + config::choices<config::HeadOutput>() +
+                    "; re-export it with this tltrain");
   mf.info.preprocess = preprocess_from_json(j.at("preprocess"), path);
   mf.info.raw = std::move(j);
   mf.module.eval();
@@ -93,20 +98,11 @@ ModelFile load_model_file(const std::string& path, const torch::Device& device) 
 }
 
 torch::Tensor probabilities(const ModelInfo& info, const torch::Tensor& logits) {
-  return info.output == "multilabel" ? torch::sigmoid(logits) : torch::softmax(logits, 1);
+  return model::probabilities(config::from_name<config::HeadOutput>(info.output), logits);
 }
 
 std::vector<int64_t> decided_classes(const ModelInfo& info, const float* probs, size_t classes) {
-  std::vector<int64_t> out;
-  if (info.output == "multilabel") {
-    for (size_t c = 0; c < classes; ++c)
-      if (probs[c] > info.threshold) out.push_back(static_cast<int64_t>(c));
-  } else if (info.output == "sigmoid" && classes == 2) {
-    out.push_back(probs[1] > info.threshold ? 1 : 0);
-  } else {
-    out.push_back(static_cast<int64_t>(std::max_element(probs, probs + classes) - probs));
-  }
-  return out;
+  return model::decided_classes(config::from_name<config::HeadOutput>(info.output), info.threshold, probs, classes);
 }
 
 }  // namespace tltrain::ship

@@ -9,6 +9,7 @@
 #include "tltrain/core/error.h"
 #include "tltrain/core/fs.h"
 #include "tltrain/core/log.h"
+#include "tltrain/train/diagram.h"
 #include "tltrain/train/run.h"
 
 namespace fs = std::filesystem;
@@ -43,8 +44,19 @@ std::vector<std::unique_ptr<Callback>> default_callbacks(const FitOptions& opts)
   c.push_back(std::make_unique<Checkpoints>());
   c.push_back(std::make_unique<EpochLogs>());
   c.push_back(std::make_unique<SkippedReport>());
+  c.push_back(std::make_unique<ModelDiagram>());
   if (opts.tensorboard) c.push_back(std::make_unique<TensorBoard>());
   return c;
+}
+
+void ModelDiagram::on_run_begin(Run& run) {
+  if (!log::is_output_rank() || run.resumed_stage()) return;
+  try {
+    const auto spec = run_diagram(run.config(), run.model().meta(), run.model().head()->in_features, run.model().num_classes());
+    write_diagram(diagram_dot(spec), run.paths().dir + "/model.svg");
+  } catch (const Error& e) {
+    log::warn(std::string("the model diagram was not drawn: ") + e.what());  // the run itself does not depend on it
+  }
 }
 
 void NanGuard::on_step_end(Run& run, const StepEnd& e) {

@@ -1,10 +1,18 @@
 #include "tltrain/train/feature_cache.h"
 
+#include <atomic>
+
 #include "tltrain/core/error.h"
 #include "tltrain/core/log.h"
 #include "tltrain/model/inference.h"
 
 namespace tltrain::train {
+
+namespace {
+std::atomic<int64_t> g_cached_image_views{0};
+}  // namespace
+
+int64_t cached_image_views() { return g_cached_image_views.load(); }
 
 int64_t multi_hot_classes(model::Classifier& m) {
   return m.head()->cfg.output == config::HeadOutput::MultiLabel ? m.num_classes() : 0;
@@ -46,6 +54,7 @@ FeatureCache build_cache(model::Classifier& m, const std::vector<data::Sample>& 
       auto idx = torch::tensor(b->indices, torch::kLong).to(m.device());
       out.index_copy_(0, idx, f);
       for (int64_t i : b->indices) seen[static_cast<size_t>(i)]++;
+      g_cached_image_views += static_cast<int64_t>(b->indices.size());
     }
     for (auto& bad : loader.bad_images()) c.bad.push_back(std::move(bad));
     if (group) {
@@ -76,6 +85,11 @@ FeatureCache build_cache(model::Classifier& m, const std::vector<data::Sample>& 
   c.labels = data::targets(samples, rows, multi_hot_classes(m)).to(m.device());
   c.sample_index = rows;
   return c;
+}
+
+FeatureCache FeatureSource::features(model::Classifier& m, const std::vector<data::Sample>& samples, const CacheRequest& r) {
+  return build_cache(m, samples, r.pre, r.aug, r.views, r.seed, r.epoch_base, r.batch_size, r.threads, r.micro, r.stop_requested,
+                     r.group);
 }
 
 }  // namespace tltrain::train

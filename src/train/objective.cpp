@@ -1,5 +1,7 @@
 #include "tltrain/train/objective.h"
 
+#include <limits>
+
 #include "tltrain/core/error.h"
 #include "tltrain/core/ranking.h"
 #include "tltrain/model/inference.h"
@@ -31,6 +33,30 @@ int64_t CrossEntropy::correct(const torch::Tensor& logits, const torch::Tensor& 
 
 std::pair<double, double> CrossEntropy::validate(const torch::Tensor& logits, const torch::Tensor& y) const {
   return model::loss_and_accuracy({logits, y, {}});
+}
+
+namespace {
+/// Crammer-Singer margins per row: max(0, 1 + the best wrong score - the right one).
+torch::Tensor hinge_per_sample(const torch::Tensor& logits, const torch::Tensor& y) {
+  const auto right = logits.gather(1, y.unsqueeze(1)).squeeze(1);
+  const auto wrong = logits.masked_fill(torch::one_hot(y, logits.size(1)).to(torch::kBool), -std::numeric_limits<double>::infinity());
+  return torch::clamp_min(1.0 + std::get<0>(wrong.max(1)) - right, 0.0);
+}
+}  // namespace
+
+Hinge::Hinge(torch::Tensor class_weights) : CrossEntropy(std::move(class_weights), 0.0) {}
+
+LossSum Hinge::loss_sum(const torch::Tensor& logits, const torch::Tensor& y) const {
+  const auto per = hinge_per_sample(logits, y);
+  const auto w = weight(y);
+  if (!class_weights().defined()) return {per.sum(), w};
+  return {(class_weights().index_select(0, y) * per).sum(), w};
+}
+
+std::pair<double, double> Hinge::validate(const torch::Tensor& logits, const torch::Tensor& y) const {
+  if (y.size(0) == 0) return {0.0, 0.0};
+  const double loss = hinge_per_sample(logits.to(torch::kDouble), y).mean().item<double>();
+  return {loss, static_cast<double>(correct(logits, y)) / static_cast<double>(y.size(0))};
 }
 
 config::json Objective::scores(const torch::Tensor&, const torch::Tensor&) const { return config::json::object(); }
@@ -89,6 +115,7 @@ std::unique_ptr<Objective> make_objective(const config::StageConfig& st, const c
       return std::make_unique<BinaryCrossEntropy>(class_weights(st, counts, device), st.label_smoothing);
     case config::HeadOutput::Softmax: break;
   }
+  if (st.loss == config::Loss::Hinge) return std::make_unique<Hinge>(class_weights(st, counts, device));
   return std::make_unique<CrossEntropy>(class_weights(st, counts, device), st.label_smoothing);
 }
 

@@ -64,7 +64,11 @@ struct Run::Stage {
   bool has_backbone_group() const { return base_lrs.size() > 1; }  ///< the backbone group comes first
   std::unique_ptr<Objective> objective;
   std::unique_ptr<FeatureCache> cache, val_cache;  ///< while the backbone is frozen
+  torch::Tensor cache_stack;                       ///< the cache's views one after another (several views)
   std::unique_ptr<data::Loader> train_loader;      ///< otherwise
+  std::vector<data::Sample> val_subset;            ///< validation_steps: the images validated
+  std::unique_ptr<data::Loader> val_loader;        ///< over val_subset; null: the run's
+  StepLoss step_loss;                              ///< what the optimizer's loss adds (LBFGS)
   model::FrozenInputs val_frozen;  ///< validation images after the frozen blocks, for this stage
   int64_t steps_per_epoch = 0, stage_step = 0;
   double lr = 0, lr_backbone = 0;  ///< the rates of the epoch's last step
@@ -94,7 +98,7 @@ Run::Run(const config::RunConfig& cfg, const FitOptions& opts, std::vector<std::
   else
     TLTRAIN_CHECK(fs::exists(paths_.last), ErrorKind::Data, "nothing to resume: '" + paths_.last + "' does not exist");
 
-  ds_ = data::load_datasets(cfg.data, seed_);
+  ds_ = opts.datasets ? *opts.datasets : data::load_datasets(cfg.data, seed_);
   const int64_t num_classes = static_cast<int64_t>(ds_.train.classes.size());
   TLTRAIN_CHECK(num_classes >= 2, ErrorKind::Data, "'" + cfg.data.train + "' has " + std::to_string(num_classes) +
                                                        " class; classification needs at least 2 class subfolders");
@@ -114,7 +118,23 @@ Run::Run(const config::RunConfig& cfg, const FitOptions& opts, std::vector<std::
                        " per rank, " + std::to_string(cfg.data.batch_size * world_) + " per step");
   if (ds_.has_val)
     val_loader_ = std::make_unique<data::Loader>(ds_.val.samples, pre_, cfg.data.augment, data::Mode::Eval, loader_options(false));
-  for (size_t s = 0; s < state_.stage; ++s) epoch_base_ += cfg.stages[s].epochs;
+  for (size_t s = 0; s < state_.stage; ++s) epoch_base_ += augment_epochs(s);
+}
+
+int64_t Run::augment_epochs(size_t stage) const {
+  const config::StageConfig& st = cfg_.stages[stage];
+  return data::stream_passes(static_cast<int64_t>(ds_.train.samples.size()), st.epochs, st.steps_per_epoch, cfg_.data.batch_size, world_);
+}
+
+bool Run::backbone_as_loaded(size_t stage) const {
+  if (!opts_.init_checkpoint.empty()) return false;
+  for (size_t s = 0; s < stage; ++s)
+    if (plan_[s].trainable_layers > 0) return false;
+  return true;
+}
+
+const std::vector<data::Sample>& Run::validation_samples() const {
+  return stage_ && stage_->val_loader ? stage_->val_subset : ds_.val.samples;
 }
 
 Run::~Run() = default;
@@ -182,7 +202,7 @@ void Run::run_stage() {
   notify(&Callback::on_stage_begin);
   while (state_.epoch < stage().epochs && !state_.stage_state.stopped) run_epoch();
   notify(&Callback::on_stage_end);
-  epoch_base_ += stage().epochs;
+  epoch_base_ += augment_epochs(state_.stage);
   stage_.reset();
   ++state_.stage;
   state_.epoch = 0;
@@ -213,6 +233,7 @@ void Run::begin_stage() {
   s->optimizer = make_optimizer(st.optimizer, groups);
   if (resume_optimizer_ && resumed_stage_) s->optimizer->load(*resume_optimizer_);
   s->objective = make_objective(st, cfg_.model.head, ds_.train.class_counts(), device_);
+  s->step_loss = step_loss(st.optimizer, model_->head_weights());
   if (state_.epoch < st.epochs) build_stage_data(*s);  // else a resume that only ends the stage
   s->stage_step = state_.epoch * s->steps_per_epoch;
   stage_ = std::move(s);
@@ -220,24 +241,34 @@ void Run::begin_stage() {
 
 void Run::build_stage_data(Stage& s) {
   const config::StageConfig& st = stage();
+  const int64_t batch = cfg_.data.batch_size;
+  if (ds_.has_val && st.validation_steps > 0) {
+    // A fixed seeded draw, the same images every epoch: the set is sorted by class.
+    for (int64_t i : data::epoch_order(static_cast<int64_t>(ds_.val.samples.size()), seed_, 0, true, 0, 1))
+      if (static_cast<int64_t>(s.val_subset.size()) < st.validation_steps * batch) s.val_subset.push_back(ds_.val.samples[static_cast<size_t>(i)]);
+    s.val_loader = std::make_unique<data::Loader>(s.val_subset, pre_, cfg_.data.augment, data::Mode::Eval, loader_options(false));
+  }
   if (st.feature_cache) {
     const auto t0 = std::chrono::steady_clock::now();
-    const int64_t batch = cfg_.data.batch_size;
-    s.cache = std::make_unique<FeatureCache>(build_cache(*model_, ds_.train.samples, pre_, cfg_.data.augment, st.cache_views, seed_,
-                                                         epoch_base_, batch, loader_threads_, s.micro, stop_requested, group()));
-    if (ds_.has_val)
-      s.val_cache = std::make_unique<FeatureCache>(build_cache(*model_, ds_.val.samples, pre_, cfg_.data.augment, 0, seed_, 0, batch,
-                                                               loader_threads_, s.micro, stop_requested, group()));
+    FeatureSource own;
+    FeatureSource& source = opts_.features && backbone_as_loaded(state_.stage) ? *opts_.features : own;
+    CacheRequest r{pre_, cfg_.data.augment, st.cache_views, seed_, epoch_base_, batch, loader_threads_, s.micro, stop_requested, group()};
+    s.cache = std::make_unique<FeatureCache>(source.features(*model_, ds_.train.samples, r));
+    if (ds_.has_val) {
+      r.views = r.epoch_base = 0;
+      s.val_cache = std::make_unique<FeatureCache>(source.features(*model_, s.val_loader ? s.val_subset : ds_.val.samples, r));
+    }
+    if (s.cache->views.size() > 1) s.cache_stack = torch::cat(s.cache->views);
     skipped_.add_bad("train", s.cache->bad);
     if (s.val_cache) skipped_.add_bad("val", s.val_cache->bad);
     log::info("feature cache: " + std::to_string(s.cache->labels.size(0)) + " images x " +
               std::to_string(std::max<int64_t>(st.cache_views, 1)) + " view(s) in " + log::fixed(seconds_since(t0), 1) + " s");
     const auto n = static_cast<int64_t>(data::epoch_order(s.cache->labels.size(0), seed_, 0, true, rank_, world_).size());
-    s.steps_per_epoch = (n + batch - 1) / batch;
+    s.steps_per_epoch = st.steps_per_epoch > 0 ? st.steps_per_epoch : sets_own_rate(st.optimizer) ? 1 : (n + batch - 1) / batch;
     return;
   }
   s.train_loader = std::make_unique<data::Loader>(ds_.train.samples, pre_, cfg_.data.augment, data::Mode::Train, loader_options(true));
-  s.steps_per_epoch = s.train_loader->batches_per_epoch();
+  s.steps_per_epoch = st.steps_per_epoch > 0 ? st.steps_per_epoch : s.train_loader->batches_per_epoch();
   const size_t cut = plan_[state_.stage].cut.block;
   if (cut > 0 && cut < model_->meta().blocks.size()) {
     // The frozen bottom never changes in this stage: run it at inference speed.
@@ -277,7 +308,8 @@ void Run::run_epoch() {
   json record = {{"stage", state_.stage + 1}, {"stage_name", stage().name}, {"epoch", state_.epoch + 1},
                  {"global_epoch", epoch_id + 1}, {"step", state_.global_step}, {"loss", stats.loss()},
                  {"accuracy", stats.accuracy()}};
-  if (ds_.has_val) validate(record);
+  model::Predictions val;
+  if (ds_.has_val) val = validate(record);
   record["lr"] = stage_->lr;
   record["lr_backbone"] = stage_->has_backbone_group() ? json(stage_->lr_backbone) : json(nullptr);
   record["images_per_s"] = train_secs > 0 ? static_cast<double>(stats.count) / train_secs : 0.0;
@@ -288,7 +320,8 @@ void Run::run_epoch() {
 
   // The run's best by its monitored metric picks best.pt.
   const double monitored = metric_of(record, cfg_.monitor);
-  EpochEnd end{history_.back(), improved(cfg_.monitor, monitored, state_.best_value, 0.0, state_.have_best), {}};
+  EpochEnd end{history_.back(), improved(cfg_.monitor, monitored, state_.best_value, 0.0, state_.have_best), {},
+               ds_.has_val ? &val : nullptr};
   if (end.new_best) {
     state_.best_value = monitored;
     state_.have_best = true;
@@ -299,29 +332,44 @@ void Run::run_epoch() {
 
 StepStats Run::train_epoch(int64_t epoch_id) {
   Stage& s = *stage_;
+  const config::StageConfig& st = stage();
+  const int64_t batch = cfg_.data.batch_size;
   StepStats epoch;
   int64_t done = 0;
   if (s.cache) {
-    const auto& feats = s.cache->views[static_cast<size_t>(epoch_id % static_cast<int64_t>(s.cache->views.size()))];
-    auto order = data::epoch_order(s.cache->labels.size(0), seed_, epoch_id, /*shuffle=*/true, rank_, world_);
-    const auto n = static_cast<int64_t>(order.size());
-    auto order_t = torch::tensor(order, torch::kLong).to(device_);
+    // Epoch e is pass e of the stream (its shuffle, and view e % K), or with steps_per_epoch its
+    // batches [e·N, (e+1)·N); LBFGS takes the whole epoch as one batch.
+    const int64_t m = s.cache->labels.size(0);
+    const int64_t pass = static_cast<int64_t>(data::epoch_order(m, seed_, 0, true, rank_, world_).size());
+    const int64_t count = st.steps_per_epoch > 0 ? st.steps_per_epoch * batch : pass;
+    const int64_t first = st.steps_per_epoch > 0 ? state_.epoch * count : (epoch_id - epoch_base_) * pass;
+    std::vector<int64_t> rows, epochs;
+    data::stream_window(m, seed_, epoch_base_, first, count, rank_, world_, rows, epochs);
+    const auto views = static_cast<int64_t>(s.cache->views.size());
+    if (views > 1)
+      for (size_t i = 0; i < rows.size(); ++i) rows[i] += (epochs[i] % views) * m;
+    const torch::Tensor& feats = views > 1 ? s.cache_stack : s.cache->views[0];
+    auto rows_t = torch::tensor(rows, torch::kLong).to(device_);
     const auto head = [&](const torch::Tensor& x) { return model_->head()->forward(x); };
-    for (int64_t start = 0; start < n; start += cfg_.data.batch_size) {
-      auto idx = order_t.narrow(0, start, std::min<int64_t>(cfg_.data.batch_size, n - start));
+    const int64_t step_rows = sets_own_rate(st.optimizer) ? count : batch;
+    for (int64_t start = 0; start < count; start += step_rows) {
+      auto idx = rows_t.narrow(0, start, std::min<int64_t>(step_rows, count - start));
       set_lr();
-      auto step = gradient_step(head, feats.index_select(0, idx), s.cache->labels.index_select(0, idx), *s.optimizer, *s.objective,
-                                0, group());
+      auto step = gradient_step(head, feats.index_select(0, idx), s.cache->labels.index_select(0, views > 1 ? idx.remainder(m) : idx),
+                                *s.optimizer, *s.objective, 0, group(), s.step_loss);
       after_step(step, epoch, ++done);
     }
     return epoch;
   }
-  s.train_loader->start_epoch(epoch_id);
+  if (st.steps_per_epoch > 0)
+    s.train_loader->start_stream(epoch_base_, state_.epoch * st.steps_per_epoch, st.steps_per_epoch);
+  else
+    s.train_loader->start_epoch(epoch_id);
   const auto whole = [&](const torch::Tensor& x) { return model_->forward(x); };
   while (auto b = s.train_loader->next()) {
     set_lr();
     auto step = gradient_step(whole, b->images.to(device_, true), b->labels.to(device_, true), *s.optimizer, *s.objective, s.micro,
-                              group());
+                              group(), s.step_loss);
     after_step(step, epoch, ++done);
   }
   return epoch;
@@ -330,7 +378,10 @@ StepStats Run::train_epoch(int64_t epoch_id) {
 void Run::set_lr() {
   Stage& s = *stage_;
   const config::StageConfig& st = stage();
-  const double f = lr_factor(st.schedule, st.optimizer.lr, s.stage_step, s.steps_per_epoch, s.steps_per_epoch * st.epochs);
+  // LBFGS's line search chooses its own steps: the schedule does not apply.
+  const double f = sets_own_rate(st.optimizer) ? 1.0
+                                               : lr_factor(st.schedule, st.optimizer.lr, s.stage_step, s.steps_per_epoch,
+                                                           s.steps_per_epoch * st.epochs);
   for (size_t g = 0; g < s.optimizer->param_groups().size(); ++g) s.optimizer->param_groups()[g].options().set_lr(s.base_lrs[g] * f);
   s.lr = st.optimizer.lr * f;
   s.lr_backbone = s.has_backbone_group() ? st.optimizer.lr * st.backbone_lr_mult * f : 0;
@@ -344,17 +395,19 @@ void Run::after_step(const StepStats& step, StepStats& epoch, int64_t done) {
   notify(&Callback::on_step_end, end);
 }
 
-void Run::validate(json& record) {
+model::Predictions Run::validate(json& record) {
   Stage& s = *stage_;
   model::Predictions p;
+  data::Loader& loader = s.val_loader ? *s.val_loader : *val_loader_;
   if (s.val_cache) {
     torch::NoGradGuard no_grad;
     model_->set_training(false, stage().batch_norm);
     p.logits = model_->head()->forward(s.val_cache->views[0]).to(torch::kCPU);
     p.labels = s.val_cache->labels.to(torch::kCPU);
+    p.indices = s.val_cache->sample_index;
   } else {
-    p = model::predict(*model_, *val_loader_, s.micro, 0, &s.val_frozen);
-    skipped_.add_bad("val", val_loader_->bad_images());
+    p = model::predict(*model_, loader, s.micro, 0, s.val_loader ? nullptr : &s.val_frozen);
+    skipped_.add_bad("val", loader.bad_images());
     check_variation(p);
   }
   auto [loss, accuracy] = s.objective->validate(p.logits, p.labels);
@@ -372,6 +425,7 @@ void Run::validate(json& record) {
     const json scores = s.objective->scores(p.logits, p.labels);
     for (const auto& score : scores.items()) record["val_" + score.key()] = score.value();
   }
+  return p;
 }
 
 void Run::check_variation(const model::Predictions& p) {

@@ -112,8 +112,7 @@ class BucketReducer {
 
 StepStats gradient_step(const std::function<torch::Tensor(const torch::Tensor&)>& forward, const torch::Tensor& inputs,
                         const torch::Tensor& targets, torch::optim::Optimizer& optimizer, const Objective& objective,
-                        int64_t micro, dist::ProcessGroup* group) {
-  optimizer.zero_grad();
+                        int64_t micro, dist::ProcessGroup* group, const StepLoss& extra) {
   const int64_t n = inputs.size(0);
   if (micro <= 0 || micro > n) micro = n;
   torch::Tensor total_w = objective.weight(targets);
@@ -122,31 +121,53 @@ StepStats gradient_step(const std::function<torch::Tensor(const torch::Tensor&)>
     group->all_reduce_sum(w);  // the global batch's weight: every rank's loss is a share of one mean
     total_w = torch::full({}, w[0], total_w.options());
   }
-  std::unique_ptr<BucketReducer> reducer;
-  if (group) {
-    // Frozen parameters have no gradient and cost nothing; every rank has the same trainable set.
-    std::vector<torch::Tensor> trainable;
-    for (auto& g : optimizer.param_groups())
-      for (auto& p : g.params())
-        if (p.requires_grad()) trainable.push_back(p);
-    reducer = std::make_unique<BucketReducer>(std::move(trainable), *group, 4 << 20);
-  }
-  StepStats s;
-  for (int64_t start = 0; start < n; start += micro) {
-    int64_t len = std::min(micro, n - start);
-    if (reducer && start + len >= n) reducer->arm();  // the last backward of the step starts the sums
-    auto x = inputs.narrow(0, start, len), y = targets.narrow(0, start, len);
-    auto logits = forward(x);
-    auto [ls, ws] = objective.loss_sum(logits, y);
-    (ls / total_w.to(ls.dtype())).backward();
-    s.loss_sum += ls.item<double>();
-    s.weight_sum += ws.item<double>();
-    s.correct += objective.correct(logits, y);
-    s.count += len;
-  }
-  if (reducer) reducer->finish();
-  optimizer.step();
-  return s;
+  std::vector<torch::Tensor> trainable;  // frozen parameters have no gradient and cost nothing
+  for (auto& g : optimizer.param_groups())
+    for (auto& p : g.params())
+      if (p.requires_grad()) trainable.push_back(p);
+  StepStats first;
+  bool have_first = false;
+  auto closure = [&]() -> torch::Tensor {
+    optimizer.zero_grad();
+    std::unique_ptr<BucketReducer> reducer;
+    if (group) reducer = std::make_unique<BucketReducer>(trainable, *group, 4 << 20);
+    StepStats s;
+    for (int64_t start = 0; start < n; start += micro) {
+      int64_t len = std::min(micro, n - start);
+      if (reducer && start + len >= n) reducer->arm();  // the last backward of the step starts the sums
+      auto x = inputs.narrow(0, start, len), y = targets.narrow(0, start, len);
+      auto logits = forward(x);
+      auto [ls, ws] = objective.loss_sum(logits, y);
+      (ls / total_w.to(ls.dtype())).backward();
+      s.loss_sum += ls.item<double>();
+      s.weight_sum += ws.item<double>();
+      s.correct += objective.correct(logits, y);
+      s.count += len;
+    }
+    if (reducer) reducer->finish();
+    if (!have_first) {
+      first = s;
+      have_first = true;
+    }
+    double loss = s.loss_sum;
+    if (extra.global && group) {
+      std::vector<double> v{loss};
+      group->all_reduce_sum(v);
+      loss = v[0];
+    }
+    loss /= std::max(total_w.item<double>(), 1e-12);
+    if (extra.l2 > 0) {
+      // Added after the ranks' sums: every rank holds the same weights, so the term counts once.
+      torch::NoGradGuard no_grad;
+      for (const auto& p : extra.params) {
+        p.mutable_grad().add_(p, extra.l2);
+        loss += 0.5 * extra.l2 * p.pow(2).sum().item<double>();
+      }
+    }
+    return torch::tensor(loss, torch::kDouble);
+  };
+  optimizer.step(closure);
+  return first;
 }
 
 StepStats all_reduce_stats(const StepStats& stats, dist::ProcessGroup* group) {
@@ -165,6 +186,7 @@ namespace {
 
 /// How one optimizer is built: its options at a learning rate, and the optimizer over groups.
 struct OptimizerKind {
+  bool reads_loss = false;  ///< line search: needs the true loss, and weight decay as a term of it
   std::function<std::unique_ptr<torch::optim::OptimizerOptions>(const config::OptimizerConfig&, double lr)> options;
   std::function<std::unique_ptr<torch::optim::Optimizer>(std::vector<torch::optim::OptimizerParamGroup>,
                                                          torch::optim::OptimizerOptions&)>
@@ -172,8 +194,8 @@ struct OptimizerKind {
 };
 
 template <typename Opt, typename Options>
-OptimizerKind optimizer_kind(std::function<Options(const config::OptimizerConfig&, double)> options) {
-  return {[options](const config::OptimizerConfig& o, double lr) { return std::make_unique<Options>(options(o, lr)); },
+OptimizerKind optimizer_kind(std::function<Options(const config::OptimizerConfig&, double)> options, bool reads_loss = false) {
+  return {reads_loss, [options](const config::OptimizerConfig& o, double lr) { return std::make_unique<Options>(options(o, lr)); },
           [](std::vector<torch::optim::OptimizerParamGroup> pg, torch::optim::OptimizerOptions& defaults) {
             return std::make_unique<Opt>(std::move(pg), static_cast<Options&>(defaults));
           }};
@@ -195,6 +217,12 @@ const std::map<config::Optimizer, OptimizerKind>& optimizer_kinds() {
       {config::Optimizer::RmsProp, optimizer_kind<RMSprop, RMSpropOptions>([](const C& o, double lr) {
          return RMSpropOptions(lr).alpha(o.alpha).eps(o.eps).weight_decay(o.weight_decay).momentum(o.momentum);
        })},
+      {config::Optimizer::Lbfgs, optimizer_kind<LBFGS, LBFGSOptions>(
+                                     [](const C& o, double lr) {
+                                       return LBFGSOptions(lr).max_iter(o.max_iter).history_size(o.history_size).line_search_fn(
+                                           "strong_wolfe");
+                                     },
+                                     /*reads_loss=*/true)},
   };
   return kinds;
 }
@@ -209,5 +237,12 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const config::OptimizerC
   auto defaults = kind.options(o, o.lr);
   return kind.make(std::move(pg), *defaults);
 }
+
+StepLoss step_loss(const config::OptimizerConfig& o, std::vector<torch::Tensor> weights) {
+  if (!config::row_of(optimizer_kinds(), o.name).reads_loss) return {};
+  return {true, o.weight_decay, o.weight_decay > 0 ? std::move(weights) : std::vector<torch::Tensor>{}};
+}
+
+bool sets_own_rate(const config::OptimizerConfig& o) { return config::row_of(optimizer_kinds(), o.name).reads_loss; }
 
 }  // namespace tltrain::train

@@ -10,10 +10,23 @@
 #include "tltrain/data/tools.h"
 #include "tltrain/eval/evaluate.h"
 #include "tltrain/serve/server.h"
+#include "tltrain/train/cv.h"
+#include "tltrain/train/features.h"
 #include "tltrain/train/finetune.h"
 #include "tltrain/train/trainer.h"
 
 namespace tltrain::app {
+
+struct InspectRequest {
+  std::string path;      ///< a backbone file or a checkpoint
+  bool json = false;     ///< the report as JSON
+  bool layers = false;   ///< every layer with the settings that train it
+  std::string diagram;   ///< write the model diagram here (.svg with Graphviz, else .dot)
+};
+
+/// `inspect`: a backbone's metadata, blocks (with output shapes) and cut points; for a checkpoint
+/// also its head and each stage's plan. With a diagram path, the picture of the model.
+void inspect(const InspectRequest& request, std::ostream& out);
 
 struct FitRequest {
   std::string config;                  ///< run config file (or resume)
@@ -27,6 +40,21 @@ struct FitRequest {
 /// `fit`: trains (on the ranks the environment describes), then evaluates the best checkpoint and
 /// writes report.html; the summary goes to OUT on rank 0.
 void fit(const FitRequest& request, std::ostream& out);
+
+struct CvRequest {
+  std::string config;
+  std::vector<std::string> overrides;
+  int64_t folds = 5, repeats = 1;
+  std::string resume;        ///< continue this cv directory
+  double dist_timeout = 60;
+};
+
+/// `cv`: k-fold cross-validation (train::cross_validate), then the cv report; each fold's
+/// figures and every metric's mean ± std with its 95% interval go to OUT on rank 0.
+void cv(const CvRequest& request, std::ostream& out);
+
+/// `features`: pooled backbone features as .npy + CSV (train::export_features); what it wrote to OUT.
+void features(const train::FeaturesOptions& options, std::ostream& out);
 
 /// `finetune`: one more stage from a checkpoint (train::finetune_config), trained and reported as fit.
 void finetune(const train::FinetuneOptions& options, std::ostream& out);

@@ -55,6 +55,10 @@ void save(const std::string& path, model::Classifier& model, torch::optim::Optim
 /// Loads a checkpoint onto DEVICE; a Data error naming PATH when it is not a tltrain checkpoint.
 Checkpoint load(const std::string& path, const torch::Device& device = torch::kCPU);
 
+/// Whether PATH is a TorchScript archive without backbone metadata at its top, as a checkpoint is
+/// (its backbone travels inside it); false for a backbone file or anything that is no archive.
+bool looks_like_checkpoint(const std::string& path);
+
 /// Builds the classifier a checkpoint holds, with its weights.
 model::Classifier classifier_from(const Checkpoint& ckpt, const torch::Device& device);
 

@@ -9,7 +9,8 @@
 
 namespace tltrain::config {
 
-enum class Optimizer { Sgd, Adam, AdamW, RmsProp };
+enum class Optimizer { Sgd, Adam, AdamW, RmsProp, Lbfgs };
+enum class Loss { CrossEntropy, Hinge };
 enum class Schedule { Constant, Step, Exponential, Cosine };
 enum class Pooling { Avg, Max, AvgMax, Flatten };
 enum class Activation { Relu, Gelu, Silu, Tanh };
@@ -18,8 +19,8 @@ enum class AugmentStep { Crop, Affine, Flip, Color };
 enum class FillMode { Nearest, Constant, Reflect, Wrap };
 enum class Normalization { Backbone, Imagenet, Unit, Symmetric, Caffe, Dataset };
 enum class OnBadImage { Skip, Error };
-enum class BatchNormPolicy { Frozen, Train };
 enum class Interpolation { Backbone, Bilinear, Bicubic };
+enum class BatchNormPolicy { Frozen, Train };
 enum class Metric { ValLoss, ValAccuracy, Loss, Accuracy };
 enum class Device { Auto, Cpu, Cuda };
 
@@ -76,6 +77,7 @@ template <typename E>
 E from_name(const std::string& name);
 
 template <> const NameTable<Optimizer>& names<Optimizer>();
+template <> const NameTable<Loss>& names<Loss>();
 template <> const NameTable<Schedule>& names<Schedule>();
 template <> const NameTable<Pooling>& names<Pooling>();
 template <> const NameTable<Activation>& names<Activation>();
@@ -84,9 +86,9 @@ template <> const NameTable<AugmentStep>& names<AugmentStep>();
 template <> const NameTable<FillMode>& names<FillMode>();
 template <> const NameTable<Normalization>& names<Normalization>();
 template <> const NameTable<OnBadImage>& names<OnBadImage>();
+template <> const NameTable<Interpolation>& names<Interpolation>();
 template <> const NameTable<BatchNormPolicy>& names<BatchNormPolicy>();
 template <> const NameTable<Metric>& names<Metric>();
-template <> const NameTable<Interpolation>& names<Interpolation>();
 template <> const NameTable<Device>& names<Device>();
 
 }  // namespace tltrain::config

@@ -103,6 +103,11 @@ struct OptimizerConfig {
   std::array<double, 2> betas{0.9, 0.999};  ///< adam, adamw
   double eps = 1e-8;           ///< adam, adamw, rmsprop
   double alpha = 0.99;         ///< rmsprop smoothing
+  /// lbfgs: iterations per step; a step is one epoch, over the whole cached training set (full
+  /// batch), with the strong-Wolfe line search. Its weight_decay is an L2 term 0.5·wd·|W|² in the
+  /// loss (LBFGS has no decay of its own), on the head's weights, not its biases (as sklearn).
+  int64_t max_iter = 20;
+  int64_t history_size = 100;  ///< lbfgs: remembered updates
 };
 
 struct ScheduleConfig {
@@ -133,13 +138,23 @@ struct StageConfig {
   ScheduleConfig schedule;
   double backbone_lr_mult = 1.0;    ///< backbone lr = lr * mult (discriminative rates)
   double label_smoothing = 0.0;
+  /// cross_entropy; hinge: the multi-class linear SVM's loss (Keras categorical_hinge,
+  /// Crammer-Singer: max(0, 1 + max_{j != y} z_j - z_y)), softmax head only.
+  Loss loss = Loss::CrossEntropy;
   enum class ClassWeights { None, Auto, List };
   ClassWeights class_weights_mode = ClassWeights::None;  ///< null, "auto" (balanced) or a list
   std::vector<double> class_weights;        ///< for "list"
   EarlyStoppingConfig early_stopping;
   /// Head-only stages compute backbone features once and train the head on the cache.
   bool feature_cache = true;        ///< default: on when trainable is "head"
-  int64_t cache_views = 0;          ///< 0: un-augmented features; K > 0: K augmented views, epoch e uses view e % K
+  int64_t cache_views = 0;          ///< 0: un-augmented features; K > 0: K augmented views, pass p uses view p % K
+  /// Keras fit with a generator: an epoch is this many batches drawn from an endless stream of
+  /// shuffled passes over the training data (0: one pass). Epoch e of the stage takes batches
+  /// [e·N, (e+1)·N) of the stream, so a resumed epoch draws exactly what it would have.
+  int64_t steps_per_epoch = 0;
+  /// Validation measures the first N batches of the (unshuffled) validation set (0: all of it),
+  /// the same images every epoch so that epochs stay comparable.
+  int64_t validation_steps = 0;
 };
 
 struct RunConfig {

@@ -71,4 +71,19 @@ Datasets load_datasets(const config::DataConfig& cfg, uint64_t seed);
 std::pair<std::vector<Sample>, std::vector<Sample>> stratified_split(const std::vector<Sample>& samples, size_t num_classes,
                                                                      double fraction, uint64_t seed);
 
+/// K stratified folds for cross-validation: the fold in [0, K) of each of SAMPLES, for repeat
+/// REPEAT. Each class's images (multi-label: by their first class), in path order, are shuffled
+/// from (SEED, REPEAT, class) and dealt to the folds in turn, each class going on where the one
+/// before stopped, so fold sizes differ by at most one and each class's counts by at most one.
+/// Usage error when K < 2 or K exceeds the number of images.
+std::vector<int64_t> stratified_folds(const std::vector<Sample>& samples, size_t num_classes, int64_t k, uint64_t seed,
+                                      int64_t repeat);
+
+/// What `tltrain cv` folds: the training set and a separate validation set merged (sorted by
+/// (label, path)); a validation_split's held-out images are the training set's own anyway.
+Dataset merge_for_cv(const Datasets& d);
+
+/// Fold F of ALL under FOLDS (stratified_folds): the other folds train, fold F validates.
+Datasets fold_datasets(const Dataset& all, const std::vector<int64_t>& folds, int64_t f);
+
 }  // namespace tltrain::data

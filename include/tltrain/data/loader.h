@@ -53,6 +53,10 @@ class Loader {
 
   /// Starts producing EPOCH's batches (stops any epoch in flight).
   void start_epoch(int64_t epoch);
+  /// Starts producing STEPS full batches from position FIRST_BATCH × batch_size of the endless
+  /// stream of shuffled passes whose pass p is epoch EPOCH0 + p (data::stream_window): the
+  /// steps_per_epoch epochs of Keras fit on a generator.
+  void start_stream(int64_t epoch0, int64_t first_batch, int64_t steps);
   /// The next batch of the current epoch; nullopt at its end (and before start_epoch or after stop). Throws a Data error for a bad
   /// image under on_bad_image: error, and rethrows a worker's failure.
   std::optional<Batch> next();

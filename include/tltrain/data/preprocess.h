@@ -66,6 +66,17 @@ class SampleRng {
 std::vector<int64_t> epoch_order(int64_t n, uint64_t seed, int64_t epoch, bool shuffle, int64_t rank, int64_t world_size,
                                  bool pad = true);
 
+/// Positions [FIRST, FIRST + COUNT) of the endless stream of training passes (Keras fit on a
+/// generator, steps_per_epoch): pass p is epoch_order(N, SEED, EPOCH0 + p, shuffle, RANK,
+/// WORLD_SIZE). INDEX gets each position's sample, EPOCH the pass's epoch id, which seeds the
+/// sample's augmentation as any epoch's does.
+void stream_window(int64_t n, uint64_t seed, int64_t epoch0, int64_t first, int64_t count, int64_t rank, int64_t world_size,
+                   std::vector<int64_t>& index, std::vector<int64_t>& epoch);
+
+/// How many passes of N samples over WORLD_SIZE ranks a stage of EPOCHS epochs of STEPS batches of
+/// BATCH touches (EPOCHS when STEPS is 0): the augmentation epoch ids it uses up.
+int64_t stream_passes(int64_t n, int64_t epochs, int64_t steps, int64_t batch, int64_t world_size);
+
 /// Mixes words into one well-spread 64-bit value (splitmix64 finalizer chain).
 uint64_t mix_seed(uint64_t a, uint64_t b, uint64_t c = 0);
 

@@ -11,4 +11,9 @@ namespace tltrain::eval {
 /// Data error when RUN_DIR is not a run directory or has no finished epoch. Returns the page's path.
 std::string write_report(const std::string& run_dir);
 
+/// Reads a finished cv run's DIR/cv.json (train::cross_validate) and writes DIR/cv_report.html:
+/// every metric's mean, std and 95% interval over the folds, each fold's best epoch, and the
+/// out-of-fold accuracy and confusion matrix. Returns the page's path.
+std::string write_cv_report(const std::string& dir);
+
 }  // namespace tltrain::eval

@@ -23,6 +23,7 @@ struct HeadImpl : torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& pooled);
 
   config::HeadConfig cfg;
+  int64_t in_features = 0;  ///< the pooled vector's width
   torch::nn::ModuleList dense;
 
  private:
@@ -75,6 +76,7 @@ class Classifier {
 
   std::vector<torch::Tensor> trainable_backbone_parameters();
   std::vector<torch::Tensor> head_parameters();
+  std::vector<torch::Tensor> head_weights();  ///< the head's matrices, without biases (for an L2 term)
 
   /// Every parameter and buffer, keyed "backbone.<name>" / "head.<name>" (checkpoints, snapshots).
   std::map<std::string, torch::Tensor> state();

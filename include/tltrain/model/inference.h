@@ -49,6 +49,13 @@ std::string constant_rows(const torch::Tensor& x);
 /// What to do about a backbone whose features do not vary, for the messages of the guards.
 extern const char* const kConstantFeaturesFix;
 
+/// The head's probabilities for LOGITS (N×C): a sigmoid per class for a multi-label head, the softmax otherwise.
+torch::Tensor probabilities(config::HeadOutput output, const torch::Tensor& logits);
+
+/// The classes a head of OUTPUT decides from one image's PROBS: every class above THRESHOLD
+/// (multilabel), the second class when above it (sigmoid), the top class (softmax).
+std::vector<int64_t> decided_classes(config::HeadOutput output, double threshold, const float* probs, size_t classes);
+
 /// Mean cross-entropy and top-1 accuracy of predictions.
 std::pair<double, double> loss_and_accuracy(const Predictions& p);
 

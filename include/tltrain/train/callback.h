@@ -9,6 +9,10 @@
 #include "tltrain/config/names.h"
 #include "tltrain/train/step.h"
 
+namespace tltrain::model {
+struct Predictions;
+}
+
 namespace tltrain::train {
 
 class Run;
@@ -34,6 +38,8 @@ struct EpochEnd {
   const config::json& record;
   bool new_best = false;            ///< the run's monitored metric improved (best.pt)
   std::vector<std::string> notes;   ///< added to the epoch's summary line, e.g. "early stop: ..."
+  /// This rank's validation predictions (indices into Run::validation_samples()); null without validation.
+  const model::Predictions* val = nullptr;
 };
 
 class Callback {

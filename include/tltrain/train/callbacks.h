@@ -14,7 +14,7 @@
 namespace tltrain::train {
 
 /// NanGuard, ProgressBar, DebugKill (when asked for), RankSync, EarlyStopping, EpochSummary,
-/// Checkpoints, EpochLogs, SkippedReport, TensorBoard (with opts.tensorboard).
+/// Checkpoints, EpochLogs, SkippedReport, ModelDiagram, TensorBoard (with opts.tensorboard).
 std::vector<std::unique_ptr<Callback>> default_callbacks(const FitOptions& opts);
 
 /// Stops the run with the step's figures and the last good checkpoint when the loss is NaN or infinite.
@@ -101,6 +101,13 @@ class SkippedReport final : public Callback {
  private:
   void report(Run& run);
   size_t reported_ = 0;
+};
+
+/// RUN_DIR/model.svg (model.dot without Graphviz) when a run starts: the backbone's blocks, the
+/// head and what each stage freezes and trains (train/diagram.h); report.html embeds it.
+class ModelDiagram final : public Callback {
+ public:
+  void on_run_begin(Run& run) override;
 };
 
 /// Per-epoch scalars in RUN_DIR/tb/: a new event file per fit call (TensorBoard merges the folder).

@@ -3,6 +3,7 @@
 // augmented view), the head trains on the pooled features.
 #include <torch/torch.h>
 
+#include <functional>
 #include <vector>
 
 #include "tltrain/data/loader.h"
@@ -30,5 +31,30 @@ FeatureCache build_cache(model::Classifier& m, const std::vector<data::Sample>& 
                          const config::AugmentConfig& aug, int64_t views, uint64_t seed, int64_t epoch_base,
                          int64_t batch_size, int64_t threads, int64_t micro, const std::function<bool()>& stop_requested,
                          dist::ProcessGroup* group = nullptr);
+
+/// Images × views the backbone has run on in build_cache since the process started (this
+/// rank's share): what the tests count to see a cache shared instead of recomputed.
+int64_t cached_image_views();
+
+/// How a stage asks for its cache: build_cache's arguments but the model and the samples.
+struct CacheRequest {
+  data::Preprocess pre;
+  config::AugmentConfig aug;
+  int64_t views = 0;
+  uint64_t seed = 0;
+  int64_t epoch_base = 0;
+  int64_t batch_size = 32, threads = 0, micro = 0;
+  std::function<bool()> stop_requested;
+  dist::ProcessGroup* group = nullptr;
+};
+
+/// Where a run's caches come from while its backbone is the one it started with. The default
+/// computes them (build_cache); `tltrain cv` passes one whose rows come from a cache over every
+/// fold's images, computed once (features do not depend on the fold).
+class FeatureSource {
+ public:
+  virtual ~FeatureSource() = default;
+  virtual FeatureCache features(model::Classifier& m, const std::vector<data::Sample>& samples, const CacheRequest& r);
+};
 
 }  // namespace tltrain::train

@@ -44,9 +44,22 @@ class CrossEntropy : public Objective {
   int64_t correct(const torch::Tensor& logits, const torch::Tensor& targets) const override;
   std::pair<double, double> validate(const torch::Tensor& logits, const torch::Tensor& targets) const override;
 
+ protected:
+  const torch::Tensor& class_weights() const { return class_w_; }
+
  private:
   torch::Tensor class_w_;
   double smoothing_;
+};
+
+/// The multi-class linear SVM's loss (Crammer-Singer, Keras categorical_hinge) on the head's
+/// scores: max(0, 1 + max_{j != y} z_j - z_y), with the class weights as CrossEntropy's. On a
+/// linear head with weight decay it is the soft-margin SVM; validation measures the plain hinge.
+class Hinge final : public CrossEntropy {
+ public:
+  explicit Hinge(torch::Tensor class_weights);
+  LossSum loss_sum(const torch::Tensor& logits, const torch::Tensor& targets) const override;
+  std::pair<double, double> validate(const torch::Tensor& logits, const torch::Tensor& targets) const override;
 };
 
 /// The binary head's cross-entropy (on its [0, z] logits, binary cross-entropy): validation also

@@ -16,7 +16,6 @@
 #include "tltrain/data/skipped.h"
 #include "tltrain/model/classifier.h"
 #include "tltrain/model/inference.h"
-#include "tltrain/model/inference.h"
 #include "tltrain/train/callback.h"
 #include "tltrain/train/feature_cache.h"
 #include "tltrain/train/objective.h"
@@ -58,6 +57,8 @@ class Run {
   torch::optim::Optimizer* optimizer();  ///< the current stage's
   dist::ProcessGroup* group() const { return opts_.group; }
   data::SkippedLog& skipped() { return skipped_; }
+  /// The validation images of the stage now running (EpochEnd::val's indices point into them).
+  const std::vector<data::Sample>& validation_samples() const;
   /// The JSON record a checkpoint saved now stores, for resuming at (STAGE, EPOCH).
   config::json checkpoint_info(size_t stage, int64_t epoch) const;
 
@@ -72,8 +73,13 @@ class Run {
   StepStats train_epoch(int64_t epoch_id);
   void after_step(const StepStats& step, StepStats& epoch, int64_t done);
   void set_lr();
-  /// val_loss and val_accuracy over every rank's share, and the objective's scores, into RECORD.
-  void validate(config::json& record);
+  /// val_loss and val_accuracy over every rank's share, and the objective's scores, into RECORD;
+  /// returns this rank's predictions.
+  model::Predictions validate(config::json& record);
+  /// Augmentation epoch ids STAGE uses up (its epochs, or the passes its steps_per_epoch touch).
+  int64_t augment_epochs(size_t stage) const;
+  /// The backbone is still the loaded one when STAGE begins (no earlier stage trained it).
+  bool backbone_as_loaded(size_t stage) const;
   /// A Data error when the model gives the same output for every validation image.
   void check_variation(const model::Predictions& p);
   data::LoaderOptions loader_options(bool train) const;

@@ -27,13 +27,23 @@ struct StepStats {
   double accuracy() const { return count > 0 ? static_cast<double>(correct) / static_cast<double>(count) : 0.0; }
 };
 
+/// What a step's loss holds beyond the objective, for optimizers that read the loss itself
+/// (LBFGS's line search evaluates it several times per step).
+struct StepLoss {
+  bool global = false;               ///< the returned loss is the whole batch's over every rank
+  double l2 = 0;                     ///< adds 0.5·l2·|P|² over PARAMS (LBFGS's weight_decay)
+  std::vector<torch::Tensor> params;
+};
+
 /// Zero, forward/backward in chunks of MICRO rows (0: all) with the loss normalised by the whole
 /// batch (so the gradient equals the full batch's), then one optimizer step. With GROUP the batch
 /// is this rank's share: the loss is normalised by the global batch's weight and the trainable
 /// gradients are summed over ranks before the step, so W ranks × B equal one process × W·B.
+/// All of it is the optimizer's closure: LBFGS calls it as often as its line search needs, the
+/// others once; the figures returned are those of the first call (the weights the step began at).
 StepStats gradient_step(const std::function<torch::Tensor(const torch::Tensor&)>& forward, const torch::Tensor& inputs,
                         const torch::Tensor& targets, torch::optim::Optimizer& optimizer, const Objective& objective,
-                        int64_t micro, dist::ProcessGroup* group = nullptr);
+                        int64_t micro, dist::ProcessGroup* group = nullptr, const StepLoss& extra = {});
 
 /// Sums STATS over the ranks of GROUP (no-op without one): epoch metrics count every rank's share.
 StepStats all_reduce_stats(const StepStats& stats, dist::ProcessGroup* group);
@@ -41,5 +51,12 @@ StepStats all_reduce_stats(const StepStats& stats, dist::ProcessGroup* group);
 /// The stage's optimizer over parameter groups (params, initial lr).
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const config::OptimizerConfig& o,
                                                         std::vector<std::pair<std::vector<torch::Tensor>, double>> groups);
+
+/// What O's steps add to the loss: LBFGS's weight decay as an L2 term on WEIGHTS (the head's
+/// matrices; biases go free, as in sklearn) and the global loss its line search reads.
+StepLoss step_loss(const config::OptimizerConfig& o, std::vector<torch::Tensor> weights);
+
+/// O has its own schedule (LBFGS's line search): the stage's schedule and warm-up do not apply.
+bool sets_own_rate(const config::OptimizerConfig& o);
 
 }  // namespace tltrain::train

@@ -1,18 +1,29 @@
 #pragma once
 // Staged training, the library call behind `fit` and `finetune`: train::fit runs a train::Run
 // (train/run.h) with the default callbacks (train/callbacks.h).
+#include <memory>
 #include <string>
 
 #include "tltrain/config/run_config.h"
 #include "tltrain/dist/context.h"
 
+namespace tltrain::data {
+struct Datasets;
+}
+
 namespace tltrain::train {
+
+class FeatureSource;
 
 struct FitOptions {
   bool resume = false;          ///< continue the run in cfg.output_dir from its checkpoints/last.pt
   std::string init_checkpoint;  ///< start from this checkpoint's weights (finetune)
   bool tensorboard = false;     ///< also write per-epoch scalars to RUN_DIR/tb/ (TensorBoard event file)
   dist::ProcessGroup* group = nullptr;  ///< data-parallel over these ranks (rank 0 writes); null: one process
+  /// These train and validation sets instead of the config's (a cv fold; the run's split.json records them).
+  const data::Datasets* datasets = nullptr;
+  /// Feature caches for the stages before the backbone first trains; null: computed by the run.
+  FeatureSource* features = nullptr;
 };
 
 struct FitResult {
@@ -34,6 +45,9 @@ config::RunConfig load_run_dir_config(const std::string& run_dir);
 void request_stop();
 /// Whether a stop was asked for since the current fit began.
 bool stop_requested();
+
+/// The c10d group of CTX's ranks (Gloo); a Usage error when this build has no Gloo.
+std::unique_ptr<dist::ProcessGroup> start_process_group(const dist::DistContext& ctx, double dist_timeout);
 
 /// train::fit on the ranks the environment describes (torchrun, SLURM, tltrain launch; none: one
 /// process): sets the output rank, starts the process group, and tells the others if this rank fails.
