@@ -10,6 +10,8 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
+#include <map>
 
 #include "test_util.h"
 #include "tltrain/config/run_config.h"
@@ -218,4 +220,51 @@ TEST(Distributed, LaunchNeedsACommand) {
   auto r = test::run_tltrain("launch --nproc 2");
   EXPECT_EQ(r.exit_code, exit_code::usage) << r.output;
   EXPECT_NE(r.output.find("after --"), std::string::npos) << r.output;
+}
+
+// tltrain cv on 2 ranks: each fold is data-parallel (the shared cache built over both ranks'
+// shards, validation gathered for the out-of-fold file) and ends as one process with twice the batch.
+TEST(Distributed, TwoRankCvMatchesOneProcessWithDoubleBatch) {
+  if (!dist::gloo_available()) GTEST_SKIP() << "this build has no c10d Gloo (install libgloo-dev)";
+  test::TempDir dir("dist_cv");
+  // 48 images in 3 folds: 32 train a fold, which divides into 2 ranks x batch 4 x 4 steps.
+  test::write_color_dataset(dir / "train", {"green", "red"}, 16);
+  test::write_color_dataset(dir / "val", {"green", "red"}, 8);
+  const json stages = json::array({{{"name", "head"}, {"epochs", 2}, {"trainable", "head"}, {"feature_cache", {{"views", 2}}},
+                                    {"optimizer", {{"name", "sgd"}, {"lr", 0.05}, {"momentum", 0.9}}}},
+                                   {{"name", "tune"}, {"epochs", 1}, {"trainable", {{"fraction", 0.5}}}, {"feature_cache", false},
+                                    {"optimizer", {{"name", "sgd"}, {"lr", 0.02}, {"momentum", 0.9}}}}});
+  const json cfg = {{"seed", 5}, {"device", "cpu"}, {"threads", {{"intra_op", 1}, {"loader", 1}}},
+                    {"data", {{"train", dir / "train"}, {"val", dir / "val"}, {"batch_size", 8},
+                              {"augment", {{"random_resized_crop", {{"scale", {0.5, 1.0}}}}}}}},
+                    {"model", {{"backbone", test::tiny_backbone()}, {"head", {{"hidden", {8}}}}}}, {"stages", stages}};
+  test::write_text(dir / "cv.json", cfg.dump());
+  auto args = [&](const std::string& out, int batch) {
+    return "cv --folds 3 --config " + (dir / "cv.json") + " --set output_dir=" + (dir / out) + " --set data.batch_size=" + std::to_string(batch);
+  };
+  const auto one = test::run_tltrain(args("one", 8));
+  ASSERT_EQ(one.exit_code, 0) << one.output;
+  const auto two = test::run_tltrain("launch --nproc 2 -- " + args("two", 4));
+  ASSERT_EQ(two.exit_code, 0) << two.output;
+  EXPECT_NE(two.output.find("data-parallel: 2 ranks"), std::string::npos) << two.output;
+  const json a = json::parse(std::ifstream(dir / "one/cv.json")), b = json::parse(std::ifstream(dir / "two/cv.json"));
+  for (const char* k : {"val_loss", "val_accuracy"})
+    for (size_t f = 0; f < 3; ++f)
+      EXPECT_NEAR(a["metrics"][k]["values"][f].get<double>(), b["metrics"][k]["values"][f].get<double>(), 1e-5) << k << " fold " << f;
+  // The out-of-fold file: the same images with the same probabilities, every image once.
+  auto rows = [](const std::string& path) {
+    std::map<std::string, double> p;
+    std::ifstream in(path);
+    std::string line;
+    std::getline(in, line);
+    while (std::getline(in, line)) {
+      const auto c1 = line.find(',', line.find(',') + 1), c2 = line.find(',', c1 + 1);
+      p[line.substr(c1 + 1, c2 - c1 - 1)] = std::stod(line.substr(line.rfind(',') + 1));
+    }
+    return p;
+  };
+  const auto pa = rows(dir / "one/oof_predictions.csv"), pb = rows(dir / "two/oof_predictions.csv");
+  EXPECT_EQ(pa.size(), 48u);
+  ASSERT_EQ(pa.size(), pb.size());
+  for (const auto& [path, p] : pa) EXPECT_NEAR(p, pb.at(path), 1e-4) << path;
 }
