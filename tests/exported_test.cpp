@@ -18,7 +18,7 @@
 #include "tltrain/config/run_config.h"
 #include "tltrain/core/error.h"
 #include "tltrain/ship/export.h"
-#include "tltrain/ship/model_file.h"
+#include "tltrain/checkpoint/model_file.h"
 #include "tltrain/checkpoint/checkpoint.h"
 
 #include <cmath>
@@ -259,7 +259,7 @@ void loads_inspects_trains_a_step_and_exports(const std::string& file, const std
   const auto summary = ship::export_model(xo);
   EXPECT_LE(summary.check_max_abs_diff, xo.check_tolerance);
   // The model resizes as torchvision's eval transform for these weights does (bicubic for EfficientNet).
-  EXPECT_EQ(config::name_of(ship::load_model_file(xo.out).info.preprocess.interpolation),
+  EXPECT_EQ(config::name_of(checkpoint::load_model_file(xo.out).info.preprocess.interpolation),
             report["metadata"].value("interpolation", "bilinear"));
 }
 

@@ -16,7 +16,7 @@
 #include "tltrain/data/loader.h"
 #include "tltrain/eval/evaluate.h"
 #include "tltrain/ship/export.h"
-#include "tltrain/ship/model_file.h"
+#include "tltrain/checkpoint/model_file.h"
 #include "tltrain/ship/predict.h"
 #include "tltrain/train/objective.h"
 #include "tltrain/train/trainer.h"
@@ -211,16 +211,16 @@ TEST(MultiLabelHead, TrainsToHighMapEvaluatesExportsAndPredictsEveryClassOverThe
 }
 
 TEST(Decisions, EachHeadDecidesItsOwnWay) {
-  ship::ModelInfo info;
+  checkpoint::ModelInfo info;
   const float two[] = {0.3f, 0.7f};
-  EXPECT_EQ(ship::decided_classes(info, two, 2), (std::vector<int64_t>{1})) << "softmax: the top class";
+  EXPECT_EQ(checkpoint::decided_classes(info, two, 2), (std::vector<int64_t>{1})) << "softmax: the top class";
   info.output = "sigmoid";
   info.threshold = 0.8;
-  EXPECT_EQ(ship::decided_classes(info, two, 2), (std::vector<int64_t>{0})) << "the binary head's threshold";
+  EXPECT_EQ(checkpoint::decided_classes(info, two, 2), (std::vector<int64_t>{0})) << "the binary head's threshold";
   info.output = "multilabel";
   info.threshold = 0.5;
   const float three[] = {0.6f, 0.7f, 0.1f};
-  EXPECT_EQ(ship::decided_classes(info, three, 3), (std::vector<int64_t>{0, 1}));
+  EXPECT_EQ(checkpoint::decided_classes(info, three, 3), (std::vector<int64_t>{0, 1}));
   const float none[] = {0.2f, 0.1f, 0.4f};
-  EXPECT_TRUE(ship::decided_classes(info, none, 3).empty());
+  EXPECT_TRUE(checkpoint::decided_classes(info, none, 3).empty());
 }

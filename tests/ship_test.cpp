@@ -16,7 +16,7 @@
 #include "tltrain/model/inference.h"
 #include "tltrain/serve/server.h"
 #include "tltrain/ship/export.h"
-#include "tltrain/ship/model_file.h"
+#include "tltrain/checkpoint/model_file.h"
 #include "tltrain/ship/predict.h"
 #include "tltrain/checkpoint/checkpoint.h"
 #include "tltrain/train/trainer.h"
@@ -79,7 +79,7 @@ std::string read_bytes(const std::string& path) {
 
 TEST(ShipExport, ModelFileComputesTheCheckpointsLogitsInCppAndPython) {
   const auto& s = shipped();
-  auto mf = ship::load_model_file(s.model);
+  auto mf = checkpoint::load_model_file(s.model);
   EXPECT_EQ(mf.info.classes, s.classes);
   EXPECT_EQ(mf.info.preprocess.height, 32);
   EXPECT_EQ(mf.info.arch, "tiny");
@@ -144,14 +144,14 @@ TEST(ShipExport, EveryPoolingAndActivationExportsExactly) {
 TEST(ShipExport, ModelLoaderRefusesBackbonesAndCheckpointsWithTheFix) {
   const auto& s = shipped();
   try {
-    ship::load_model_file(test::tiny_backbone());
+    checkpoint::load_model_file(test::tiny_backbone());
     FAIL() << "a backbone loaded as a model";
   } catch (const Error& e) {
     EXPECT_EQ(e.kind(), ErrorKind::Data);
     EXPECT_NE(std::string(e.what()).find("is a backbone"), std::string::npos) << e.what();
   }
   try {
-    ship::load_model_file(s.checkpoint);
+    checkpoint::load_model_file(s.checkpoint);
     FAIL() << "a checkpoint loaded as a model";
   } catch (const Error& e) {
     EXPECT_EQ(e.kind(), ErrorKind::Data);

@@ -18,7 +18,7 @@
 #include "tltrain/data/transforms.h"
 #include "tltrain/model/inference.h"
 #include "tltrain/serve/batcher.h"
-#include "tltrain/ship/model_file.h"
+#include "tltrain/checkpoint/model_file.h"
 
 namespace tltrain::serve {
 
@@ -50,7 +50,7 @@ struct Expecting {
 
 struct Server::Impl {
   ServeOptions opts;
-  ship::ModelFile model;
+  checkpoint::ModelFile model;
   data::Transform transform;
   data::DecodeOptions decode;
   std::unique_ptr<Batcher> batcher;
@@ -64,7 +64,7 @@ struct Server::Impl {
   int64_t workers = 1;     ///< forwards side by side
 
   explicit Impl(const ServeOptions& o)
-      : opts(o), model(ship::load_model_file(o.model)), transform(model.info.preprocess, config::AugmentConfig{}, data::Mode::Eval) {
+      : opts(o), model(checkpoint::load_model_file(o.model)), transform(model.info.preprocess, config::AugmentConfig{}, data::Mode::Eval) {
     decode.max_pixels = opts.max_pixels > 0 ? opts.max_pixels : model.info.preprocess.max_pixels;
     decode.min_short_side = transform.min_decode_side();
     // One forward per core side by side, one intra-op thread each: measured 190 vs 133-146 req/s
@@ -81,7 +81,7 @@ struct Server::Impl {
     bo.fill = opts.micro;
     bo.workers = workers;
     batcher = std::make_unique<Batcher>(bo, [this](const torch::Tensor& x) {
-      return ship::probabilities(model.info, model.module.forward({x}).toTensor());
+      return checkpoint::probabilities(model.info, model.module.forward({x}).toTensor());
     });
     routes();
   }
@@ -192,7 +192,7 @@ struct Server::Impl {
     }
     probs = probs.contiguous();
     json labels = json::array();
-    for (int64_t c : ship::decided_classes(model.info, probs.data_ptr<float>(), static_cast<size_t>(probs.numel())))
+    for (int64_t c : checkpoint::decided_classes(model.info, probs.data_ptr<float>(), static_cast<size_t>(probs.numel())))
       labels.push_back(model.info.classes[static_cast<size_t>(c)]);
     auto [p, idx] = probs.topk(k);
     json top = json::array();

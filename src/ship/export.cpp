@@ -8,7 +8,7 @@
 
 #include "tltrain/core/error.h"
 #include "tltrain/core/fs.h"
-#include "tltrain/ship/model_file.h"
+#include "tltrain/checkpoint/model_file.h"
 #include "tltrain/checkpoint/checkpoint.h"
 
 namespace tltrain::ship {
@@ -116,10 +116,10 @@ def predict_proba(self, x):
 
   config::json bb = m.meta().raw;
   bb.erase("blocks");  // training-only detail
-  config::json meta = {{"format", kModelFormat},
+  config::json meta = {{"format", checkpoint::kModelFormat},
                        {"format_version", 1},
                        {"classes", classes},
-                       {"preprocess", preprocess_to_json(pre)},
+                       {"preprocess", checkpoint::preprocess_to_json(pre)},
                        {"backbone", bb},
                        {"head", {{"pooling", config::name_of(m.head()->cfg.pooling)},
                                  {"hidden", m.head()->cfg.hidden},
@@ -149,7 +149,7 @@ def predict_proba(self, x):
   TLTRAIN_CHECK(diff <= o.check_tolerance, ErrorKind::Runtime,
                 "exported module differs from the checkpoint by " + std::to_string(diff) + " (relative; a bug in tltrain export)");
 
-  torch::jit::ExtraFilesMap extra{{kModelFileName, meta.dump(2)}};
+  torch::jit::ExtraFilesMap extra{{checkpoint::kModelFileName, meta.dump(2)}};
   write_atomically(o.out, [&](const std::string& tmp) { root.save(tmp, extra); });
   return {o.out, meta, diff};
 }

@@ -13,7 +13,7 @@
 #include "tltrain/data/dataset.h"
 #include "tltrain/data/loader.h"
 #include "tltrain/model/inference.h"
-#include "tltrain/ship/model_file.h"
+#include "tltrain/checkpoint/model_file.h"
 
 namespace fs = std::filesystem;
 
@@ -43,7 +43,7 @@ std::vector<PredictRow> predict_images(const PredictOptions& o) {
   TLTRAIN_CHECK(o.batch_size >= 1, ErrorKind::Usage, "--batch-size must be >= 1");
   data::SkipReport skipped;
   auto files = collect_images(o.inputs, &skipped);
-  auto mf = load_model_file(o.model);
+  auto mf = checkpoint::load_model_file(o.model);
   std::vector<data::Sample> samples;
   for (const auto& f : files) samples.push_back({f, 0, {}});
   data::LoaderOptions lo;
@@ -61,7 +61,7 @@ std::vector<PredictRow> predict_images(const PredictOptions& o) {
   while (auto batch = loader.next()) {
     auto logits = model::in_chunks(batch->images, o.micro,
                                    [&](const torch::Tensor& x) { return mf.module.forward({x}).toTensor(); });
-    const auto probs = probabilities(mf.info, logits).contiguous();
+    const auto probs = checkpoint::probabilities(mf.info, logits).contiguous();
     auto [p, idx] = probs.topk(k, 1);
     auto pa = p.accessor<float, 2>();
     auto ia = idx.accessor<int64_t, 2>();
@@ -69,7 +69,7 @@ std::vector<PredictRow> predict_images(const PredictOptions& o) {
     for (size_t r = 0; r < batch->indices.size(); ++r) {
       auto& row = rows[static_cast<size_t>(batch->indices[r])];
       const float* pr = probs.data_ptr<float>() + r * classes;
-      for (int64_t c : decided_classes(mf.info, pr, classes)) row.decided.push_back({c, mf.info.classes[static_cast<size_t>(c)], pr[c]});
+      for (int64_t c : checkpoint::decided_classes(mf.info, pr, classes)) row.decided.push_back({c, mf.info.classes[static_cast<size_t>(c)], pr[c]});
       for (int64_t j = 0; j < k; ++j)
         row.top.push_back({ia[static_cast<int64_t>(r)][j], mf.info.classes[static_cast<size_t>(ia[static_cast<int64_t>(r)][j])],
                            pa[static_cast<int64_t>(r)][j]});
