@@ -74,6 +74,7 @@ TEST(Names, EveryTableRoundTripsAndRejectsOtherNames) {
   expect_round_trip<config::BatchNormPolicy>();
   expect_round_trip<config::Metric>();
   expect_round_trip<config::Device>();
+  expect_round_trip<config::Precision>();
 }
 
 TEST(Names, EveryNameHasItsBehaviour) {
@@ -152,4 +153,6 @@ TEST(Names, TheUserGuideListsEveryName) {
   expect_documented<config::Metric>(guide, "monitor");
   expect_documented<config::Metric>(guide, "stages[].early_stopping.monitor");
   expect_documented<config::Device>(guide, "device");
+  expect_documented<config::Precision>(guide, "precision");
+  expect_documented<config::Precision>(guide, "stages[].precision");
 }

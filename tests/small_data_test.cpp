@@ -102,7 +102,7 @@ TEST(Lbfgs, SolvesAnL2LogisticRegressionToItsOptimumFullBatch) {
   ASSERT_TRUE(extra.global);
   double first = 0;
   for (int epoch = 0; epoch < 5; ++epoch) {
-    auto s = train::gradient_step(fwd, x, y, *opt, ce, 0, nullptr, extra);
+    auto s = train::gradient_step(fwd, x, y, *opt, ce, {0, nullptr, extra});
     if (epoch == 0) first = s.loss();
   }
   // At the optimum of mean CE + 0.5 * 0.01 * |W|^2 the gradient vanishes.

@@ -80,6 +80,18 @@ void fit(const FitRequest& o, std::ostream& out) {
       << (report.empty() ? "" : "report: " + report + "\n") << "next: tltrain eval --checkpoint " << r.best_checkpoint << "\n";
 }
 
+void distill(const DistillRequest& o, std::ostream& out) {
+  TLTRAIN_CHECK(!o.teacher.empty(), ErrorKind::Usage, "distill needs --teacher (a checkpoint from tltrain fit or a tltrain export model)");
+  TLTRAIN_CHECK(o.fit.resume.empty(), ErrorKind::Usage, "to continue a distillation run use `tltrain fit --resume RUN_DIR`");
+  FitRequest f = o.fit;
+  // Before the user's --set: those may still change a stage.
+  std::vector<std::string> set{"distill.teacher=" + config::json(o.teacher).dump()};
+  if (o.temperature) set.push_back("distill.temperature=" + config::json(*o.temperature).dump());
+  if (o.alpha) set.push_back("distill.alpha=" + config::json(*o.alpha).dump());
+  f.overrides.insert(f.overrides.begin(), set.begin(), set.end());
+  fit(f, out);
+}
+
 void cv(const CvRequest& o, std::ostream& out) {
   log::set_rank(dist::context_from_env().rank);
   TLTRAIN_CHECK(o.config.empty() != o.resume.empty(), ErrorKind::Usage, "cv needs --config FILE or --resume CV_DIR (one of them)");

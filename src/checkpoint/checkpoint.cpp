@@ -1,4 +1,5 @@
 #include "tltrain/checkpoint/checkpoint.h"
+#include "tltrain/checkpoint/model_file.h"
 
 #include <algorithm>
 #include <cstring>
@@ -59,7 +60,7 @@ class TensorReader : public caffe2::serialize::ReadAdapterInterface {
 config::json to_json(const Progress& p) {
   const StageProgress& s = p.stage_state;
   return {{"stage", p.stage}, {"epoch", p.epoch}, {"global_step", p.global_step}, {"have_best", p.have_best},
-          {"best_value", p.best_value},
+          {"best_value", p.best_value}, {"loss_scale", p.loss_scale}, {"loss_scale_good_steps", p.loss_scale_good_steps},
           {"stage_state", {{"have_best", s.have_best}, {"best", s.best}, {"wait", s.wait}, {"stopped", s.stopped}}}};
 }
 
@@ -71,6 +72,9 @@ Progress progress_from_json(const config::json& j, const std::string& where) {
     p.global_step = j.at("global_step").get<int64_t>();
     p.have_best = j.at("have_best").get<bool>();
     p.best_value = j.at("best_value").get<double>();
+    // Checkpoints from before mixed precision have no scaler: it starts afresh.
+    p.loss_scale = j.value("loss_scale", 0.0);
+    p.loss_scale_good_steps = j.value("loss_scale_good_steps", int64_t{0});
     // A stage's counters start empty ({}): every key has its default.
     const config::json& s = j.at("stage_state");
     p.stage_state = {s.value("have_best", false), s.value("best", 0.0), s.value("wait", int64_t{0}), s.value("stopped", false)};
@@ -106,7 +110,9 @@ void save(const std::string& path, model::Classifier& model, torch::optim::Optim
 bool looks_like_checkpoint(const std::string& path) {
   try {
     caffe2::serialize::PyTorchStreamReader reader(path);
-    return !reader.hasRecord(std::string("extra/") + model::kMetaFileName) && reader.hasRecord("data.pkl");
+    // A backbone carries its metadata file, an exported model its model file; a checkpoint neither.
+    return !reader.hasRecord(std::string("extra/") + model::kMetaFileName) && !reader.hasRecord(std::string("extra/") + kModelFileName) &&
+           reader.hasRecord("data.pkl");
   } catch (const c10::Error&) {
     return false;
   }

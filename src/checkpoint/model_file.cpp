@@ -1,4 +1,4 @@
-#include "tltrain/ship/model_file.h"
+#include "tltrain/checkpoint/model_file.h"
 
 #include <algorithm>
 
@@ -8,7 +8,7 @@
 #include "tltrain/model/backbone_meta.h"
 #include "tltrain/model/inference.h"
 
-namespace tltrain::ship {
+namespace tltrain::checkpoint {
 
 config::json preprocess_to_json(const data::Preprocess& p) {
   return {{"input_size", {p.height, p.width}},
@@ -105,4 +105,4 @@ std::vector<int64_t> decided_classes(const ModelInfo& info, const float* probs, 
   return model::decided_classes(config::from_name<config::HeadOutput>(info.output), info.threshold, probs, classes);
 }
 
-}  // namespace tltrain::ship
+}  // namespace tltrain::checkpoint

@@ -38,6 +38,7 @@ int main(int argc, char** argv) {
   cli::setup_fit(app);
   cli::setup_finetune(app);
   cli::setup_cv(app);
+  cli::setup_distill(app);
   cli::setup_features(app);
   cli::setup_eval(app);
   // First Ctrl-C/SIGTERM: finish the batch, keep the last checkpoint, exit 130. A second one kills.

@@ -111,4 +111,10 @@ const NameTable<Device>& names<Device>() {
   return t;
 }
 
+template <>
+const NameTable<Precision>& names<Precision>() {
+  static const NameTable<Precision> t{"precision", {{"fp32", Precision::Fp32}, {"bf16", Precision::Bf16}, {"fp16", Precision::Fp16}}};
+  return t;
+}
+
 }  // namespace tltrain::config

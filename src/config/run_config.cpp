@@ -1,5 +1,6 @@
 #include "tltrain/config/run_config.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <sstream>
 
@@ -291,7 +292,37 @@ ScheduleConfig read_schedule(ObjectReader r) {
   return s;
 }
 
-StageConfig read_stage(const json& in, json& resolved, const std::string& path, Problems& problems, size_t index) {
+/// Key "distill" of R (reading IN): absent → DEF; null/false → off; an object → its keys over DEF's.
+DistillConfig read_distill(ObjectReader& r, const json& object, const DistillConfig& def) {
+  const json* in = r.raw("distill");
+  if (!object.contains("distill")) {
+    r.resolve("distill", def.enabled() ? json{{"teacher", def.teacher}, {"temperature", def.temperature}, {"alpha", def.alpha}} : json(nullptr));
+    return def;
+  }
+  if (!in || (in->is_boolean() && !in->get<bool>())) {  // raw() reads null as absent
+    r.resolve("distill", nullptr);
+    return {};
+  }
+  if (!in->is_object()) {
+    r.problems().error(r.path_of("distill"), "must be null or {\"teacher\": \"teacher.pt\", \"temperature\": 10, \"alpha\": 0.9}, " +
+                                                 describe_value(*in));
+    return {};
+  }
+  json resolved = json::object();
+  ObjectReader o(*in, resolved, r.path_of("distill"), r.problems());
+  DistillConfig d;
+  d.teacher = absolute(o.string("teacher", def.teacher));
+  o.resolve("teacher", d.teacher);
+  if (d.teacher.empty()) r.problems().error(r.path_of("distill.teacher"), "is required: a tltrain checkpoint or exported model file");
+  d.temperature = o.number("temperature", def.temperature, left_open(0.0, 1000.0));
+  d.alpha = o.number("alpha", def.alpha, closed(0.0, 1.0));
+  o.finish();
+  r.resolve("distill", resolved);
+  return d;
+}
+
+StageConfig read_stage(const json& in, json& resolved, const std::string& path, Problems& problems, size_t index, Precision precision,
+                       const DistillConfig& distill) {
   StageConfig st;
   ObjectReader r(in, resolved, path, problems);
   st.name = r.string("name", "stage" + std::to_string(index + 1));
@@ -309,6 +340,8 @@ StageConfig read_stage(const json& in, json& resolved, const std::string& path, 
     problems.warning(r.path_of("label_smoothing"), "is ignored by loss \"hinge\"");
   st.steps_per_epoch = r.integer("steps_per_epoch", 0, closed(0, 100000000));
   st.validation_steps = r.integer("validation_steps", 0, closed(0, 100000000));
+  st.precision = r.pick("precision", precision);
+  st.distill = read_distill(r, in, distill);
   const json* cw = r.raw("class_weights");
   if (!cw) {
     r.resolve("class_weights", nullptr);
@@ -360,7 +393,42 @@ StageConfig read_stage(const json& in, json& resolved, const std::string& path, 
   return st;
 }
 
+LossScaleConfig read_loss_scale(ObjectReader& r) {
+  LossScaleConfig ls;
+  const json* in = r.raw("loss_scale");
+  static const json empty = json::object();
+  json resolved = json::object();
+  if (in && !in->is_object() && !in->is_boolean() && !(in->is_string() && in->get<std::string>() == "auto"))
+    r.problems().error(r.path_of("loss_scale"), "must be \"auto\" (on for fp16 stages), true/false or an object "
+                                                "{\"enabled\": true, \"init\": 65536, \"growth_interval\": 2000}, " + describe_value(*in));
+  ObjectReader o(in && in->is_object() ? *in : empty, resolved, r.path_of("loss_scale"), r.problems());
+  const json* enabled = in && in->is_object() ? o.raw("enabled") : in;
+  if (enabled && enabled->is_boolean())
+    ls.mode = enabled->get<bool>() ? LossScaleConfig::Mode::On : LossScaleConfig::Mode::Off;
+  else if (enabled && !(enabled->is_string() && enabled->get<std::string>() == "auto"))
+    r.problems().error(r.path_of("loss_scale.enabled"), "must be \"auto\" or true/false, " + describe_value(*enabled));
+  o.resolve("enabled", ls.mode == LossScaleConfig::Mode::Auto ? json("auto") : json(ls.mode == LossScaleConfig::Mode::On));
+  ls.dynamic = o.boolean("dynamic", true);
+  // fp32's largest finite value bounds the scale: beyond it every loss overflows.
+  ls.init = o.number("init", 65536.0, Range{1e-30, 3.4e38, false, false});
+  ls.growth_factor = o.number("growth_factor", 2.0, closed(1.0, 1e6));
+  ls.backoff_factor = o.number("backoff_factor", 0.5, left_open(0.0, 1.0));
+  ls.growth_interval = o.integer("growth_interval", 2000, closed(1, 1000000000));
+  o.finish();
+  r.resolve("loss_scale", resolved);
+  return ls;
+}
+
 }  // namespace
+
+bool AugmentConfig::random() const {
+  const auto has = [&](AugmentStep s) { return std::find(order.begin(), order.end(), s) != order.end(); };
+  const bool affine = rotation_range > 0 || width_shift_range > 0 || height_shift_range > 0 || shear_range > 0 ||
+                      zoom_range[0] != 1.0 || zoom_range[1] != 1.0;
+  const bool color = brightness > 0 || contrast > 0 || saturation > 0 || hue > 0 || channel_shift_range > 0;
+  return (has(AugmentStep::Crop) && random_resized_crop.enabled) || (has(AugmentStep::Affine) && affine) ||
+         (has(AugmentStep::Flip) && (horizontal_flip || vertical_flip)) || (has(AugmentStep::Color) && color);
+}
 
 RunConfig parse_run_config(const json& j, const std::string& source, const ParseOptions& options) {
   RunConfig c;
@@ -382,6 +450,9 @@ RunConfig parse_run_config(const json& j, const std::string& source, const Parse
     r.resolve("output_dir", c.output_dir);
     c.monitor = r.pick("monitor", Metric::ValAccuracy);
     c.micro_batch = r.integer("micro_batch", 0, closed(0, 65536));
+    c.precision = r.pick("precision", Precision::Fp32);
+    c.loss_scale = read_loss_scale(r);
+    c.distill = read_distill(r, j, {});
     c.data = read_data(r.object("data"));
     c.model = read_model(r.object("model"), !options.data_only);
     const json* stages = r.raw("stages");
@@ -394,7 +465,7 @@ RunConfig parse_run_config(const json& j, const std::string& source, const Parse
     } else {
       for (size_t i = 0; i < stages->size(); ++i) {
         json sr = json::object();
-        c.stages.push_back(read_stage((*stages)[i], sr, "stages[" + std::to_string(i) + "]", problems, i));
+        c.stages.push_back(read_stage((*stages)[i], sr, "stages[" + std::to_string(i) + "]", problems, i, c.precision, c.distill));
         stages_resolved.push_back(sr);
       }
     }
@@ -411,6 +482,18 @@ RunConfig parse_run_config(const json& j, const std::string& source, const Parse
     if (c.model.head.output == HeadOutput::MultiLabel && c.stages[i].class_weights_mode != StageConfig::ClassWeights::None)
       problems.error("stages[" + std::to_string(i) + "].class_weights",
                      "weighs single-label classes; with model.head.output \"multilabel\" an image has several, set it to null");
+    const std::string at = "stages[" + std::to_string(i) + "]";
+    // LBFGS's line search compares losses of one step: a skipped, rescaled step breaks it.
+    if (c.stages[i].optimizer.name == Optimizer::Lbfgs && c.loss_scale.on_for(c.stages[i].precision))
+      problems.error(at + ".precision", "\"lbfgs\" cannot train with loss scaling (its line search compares unscaled losses): "
+                                       "use precision \"fp32\" or \"bf16\" for this stage, or loss_scale false");
+    if (c.stages[i].precision == Precision::Fp16 && c.device == Device::Cpu)
+      problems.error(at + ".precision", "\"fp16\" autocast runs on CUDA only (LibTorch's CPU autocast computes in bf16): use "
+                                       "\"bf16\" on device \"cpu\"");
+    if (c.stages[i].distill.enabled() && c.model.head.output == HeadOutput::MultiLabel)
+      problems.error(at + ".distill", "matches one softmax over the classes; a \"multilabel\" head has a sigmoid each: set it to null");
+    if (c.stages[i].distill.enabled() && c.stages[i].loss == Loss::Hinge)
+      problems.error(at + ".distill", "adds a cross-entropy to the teacher's probabilities; loss \"hinge\" has none: use cross_entropy");
     const auto& es = c.stages[i].early_stopping;
     if (es.enabled && !has_val && (es.monitor == Metric::ValLoss || es.monitor == Metric::ValAccuracy))
       problems.error("stages[" + std::to_string(i) + "].early_stopping.monitor",

@@ -22,7 +22,7 @@ struct Loader::Impl {
   /// One batch being filled by the workers. Samples land in their final place, so finishing a
   /// batch needs no copy unless a bad image has to be left out.
   struct Slot {
-    torch::Tensor images;
+    torch::Tensor images, second;
     std::vector<char> ok;
     std::vector<std::string> reasons;  ///< per position, for failed samples
     std::exception_ptr error;          ///< first non-decode failure (a bug or out of memory)
@@ -31,6 +31,7 @@ struct Loader::Impl {
 
   std::vector<Sample> samples;
   Transform transform;
+  std::optional<Transform> second;  ///< LoaderOptions::second's pipeline
   Mode mode;
   LoaderOptions opts;
   DecodeOptions decode;
@@ -56,6 +57,10 @@ struct Loader::Impl {
       : samples(std::move(s)), transform(pre, aug, m), mode(m), opts(o) {
     decode.max_pixels = pre.max_pixels;
     decode.min_short_side = transform.min_decode_side();
+    if (opts.second) {
+      second.emplace(*opts.second, aug, m);
+      decode.min_short_side = std::max(decode.min_short_side, second->min_decode_side());  // one decode serves both
+    }
     // The workers are the parallelism: OpenCV's own pool inside each would oversubscribe the cores
     // (on 2 cores the difference was within noise; it matters with many workers).
     if (opts.threads != 1) cv::setNumThreads(1);
@@ -70,6 +75,7 @@ struct Loader::Impl {
     const auto& pre = transform.preprocess();
     int64_t n = batch_len(b);
     s.images = torch::empty({n, 3, pre.height, pre.width}, options);
+    if (second) s.second = torch::empty({n, 3, second->preprocess().height, second->preprocess().width}, options);
     s.ok.assign(static_cast<size_t>(n), 0);
     s.reasons.assign(static_cast<size_t>(n), {});
     s.remaining = n;
@@ -78,11 +84,13 @@ struct Loader::Impl {
   void work() {
     const auto& pre = transform.preprocess();
     const int64_t sample_floats = 3 * pre.height * pre.width;
+    const int64_t second_floats = second ? 3 * second->preprocess().height * second->preprocess().width : 0;
     std::string bytes;  // reused: one file's bytes at a time per worker
     try {
       for (;;) {
         int64_t pos, k;
         float* dst;
+        float* dst2 = nullptr;
         Slot* slot;
         {
           std::unique_lock<std::mutex> lk(mu);
@@ -97,6 +105,7 @@ struct Loader::Impl {
           if (!slot->images.defined()) allocate(*slot, b);
           k = pos - b * opts.batch_size;
           dst = slot->images.data_ptr<float>() + k * sample_floats;
+          if (second) dst2 = slot->second.data_ptr<float>() + k * second_floats;
         }
         const int64_t index = order[static_cast<size_t>(pos)];
         DecodeResult r;
@@ -106,6 +115,14 @@ struct Loader::Impl {
           SampleRng rng = SampleRng::for_sample(opts.seed, sample_epoch, index);
           if (!read_bytes(samples[static_cast<size_t>(index)].path, bytes)) {
             r.failure = DecodeFailure::Unreadable;
+          } else if (second) {
+            // Both views from one decode and the same draws: the same crop, flip and colours.
+            r = decode_image(bytes, decode);
+            SampleRng rng2 = rng;
+            if (r.ok()) {
+              transform.normalize_into(transform.apply(r.image, rng), dst);
+              second->normalize_into(second->apply(r.image, rng2), dst2);
+            }
           } else if (transform.crop_first()) {
             // Decode only what the crop keeps: the same pixels, about half the decoding work.
             r = decode_image_region(bytes, [&](int w, int h) { return transform.draw_crop(w, h, rng); }, decode);
@@ -252,6 +269,8 @@ std::optional<Batch> Loader::next() {
                      ? slot.images
                      : slot.images.index_select(0, torch::tensor(keep, torch::kLong));
     out.labels = targets(m.samples, indices, m.opts.multi_hot_classes);
+    if (m.second)
+      out.second_images = static_cast<int64_t>(keep.size()) == n ? slot.second : slot.second.index_select(0, torch::tensor(keep, torch::kLong));
     out.indices = std::move(indices);
     if (m.opts.pin_memory && out.images.is_pinned() == false && torch::cuda::is_available()) out.images = out.images.pin_memory();
     return out;

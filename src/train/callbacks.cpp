@@ -60,6 +60,7 @@ void ModelDiagram::on_run_begin(Run& run) {
 }
 
 void NanGuard::on_step_end(Run& run, const StepEnd& e) {
+  if (e.step.skipped > 0) return;  // loss scaling skipped it: an fp16 overflow, handled by backing off the scale
   const double loss = e.step.loss_sum;
   TLTRAIN_CHECK(std::isfinite(loss), ErrorKind::Runtime,
                 "the loss became " + std::string(std::isnan(loss) ? "NaN" : "infinite") + " in stage '" + run.stage().name +
@@ -158,6 +159,9 @@ void EpochSummary::on_epoch_end(Run& run, EpochEnd& e) {
     if (item.key().rfind("val_", 0) == 0 && item.key() != "val_loss" && item.key() != "val_accuracy" && item.value().is_number())
       line += " " + item.key() + " " + log::fixed(item.value().get<double>());
   line += "  lr " + log::fixed(metric_of(r, "lr"), 6) + "  " + log::fixed(metric_of(r, "images_per_s"), 1) + " img/s";
+  if (r.contains("skipped_steps") && metric_of(r, "skipped_steps") > 0)
+    line += "  " + log::fixed(metric_of(r, "skipped_steps"), 0) + " steps skipped (fp16 overflow; loss scale now " +
+            log::fixed(metric_of(r, "loss_scale"), 0) + ")";
   if (r.contains("allreduce_ms_per_step")) line += "  all-reduce " + log::fixed(metric_of(r, "allreduce_ms_per_step"), 2) + " ms/step";
   for (const auto& note : e.notes) line += "  (" + note + ")";
   log::info(line + (e.new_best ? "  *best*" : ""));

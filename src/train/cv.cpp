@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <tuple>
 #include <sstream>
 
 #include "tltrain/core/error.h"
@@ -33,7 +34,7 @@ class SharedFeatures final : public FeatureSource {
   }
 
   FeatureCache features(model::Classifier& m, const std::vector<data::Sample>& samples, const CacheRequest& r) override {
-    const std::pair<int64_t, int64_t> key{r.views, r.views == 0 ? 0 : r.epoch_base};  // un-augmented: no epoch
+    const Key key{r.views, r.views == 0 ? 0 : r.epoch_base, r.teacher ? r.teacher->path() : ""};  // un-augmented: no epoch
     auto it = built_.find(key);
     if (it == built_.end()) {
       log::info("cv: one feature cache for all folds (" + std::to_string(all_.size()) + " images)");
@@ -77,13 +78,15 @@ class SharedFeatures final : public FeatureSource {
     TLTRAIN_CHECK(!rows.empty(), ErrorKind::Data, "no image of this fold could be decoded");
     const auto idx = torch::tensor(rows, torch::kLong).to(m.device());
     for (const auto& v : b.cache.views) c.views.push_back(v.index_select(0, idx));
+    for (const auto& t : b.cache.teacher) c.teacher.push_back(t.index_select(0, idx));
     c.labels = data::targets(samples, c.sample_index, multi_hot_classes(m)).to(m.device());
     return c;
   }
 
   const std::vector<data::Sample>& all_;
   std::map<std::string, size_t> index_;
-  std::map<std::pair<int64_t, int64_t>, Built> built_;
+  using Key = std::tuple<int64_t, int64_t, std::string>;  ///< views, epoch base, teacher
+  std::map<Key, Built> built_;
 };
 
 /// Keeps the fold's validation probabilities of its best epoch (the weights of best.pt) in

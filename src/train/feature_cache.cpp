@@ -21,13 +21,13 @@ int64_t multi_hot_classes(model::Classifier& m) {
 FeatureCache build_cache(model::Classifier& m, const std::vector<data::Sample>& samples, const data::Preprocess& pre,
                          const config::AugmentConfig& aug, int64_t views, uint64_t seed, int64_t epoch_base,
                          int64_t batch_size, int64_t threads, int64_t micro, const std::function<bool()>& stop_requested,
-                         dist::ProcessGroup* group) {
+                         dist::ProcessGroup* group, Teacher* teacher) {
   torch::NoGradGuard no_grad;
   m.set_training(false, config::BatchNormPolicy::Frozen);
   FeatureCache c;
   const int64_t n = static_cast<int64_t>(samples.size());
   std::vector<int64_t> seen(static_cast<size_t>(n), 0);  // views in which each sample decoded
-  std::vector<torch::Tensor> full;
+  std::vector<torch::Tensor> full, full_teacher;
   // The backbone is frozen for the whole cache: run its inference-optimized copy.
   std::string why;
   torch::jit::Module fast = model::optimized_for_inference(
@@ -38,6 +38,7 @@ FeatureCache build_cache(model::Classifier& m, const std::vector<data::Sample>& 
     lo.batch_size = batch_size;
     lo.threads = threads;
     lo.seed = seed;
+    if (teacher) lo.second = teacher->preprocess();
     if (group) {
       lo.rank = group->rank();
       lo.world_size = group->world();
@@ -45,7 +46,7 @@ FeatureCache build_cache(model::Classifier& m, const std::vector<data::Sample>& 
     }
     data::Loader loader(samples, pre, aug, views == 0 ? data::Mode::Eval : data::Mode::Train, lo);
     loader.start_epoch(epoch_base + v);
-    torch::Tensor out;
+    torch::Tensor out, tout;
     while (auto b = loader.next()) {
       if (stop_requested()) TLTRAIN_FAIL(ErrorKind::Interrupted, "interrupted while computing the feature cache");
       auto x = b->images.to(m.device(), true);
@@ -53,6 +54,11 @@ FeatureCache build_cache(model::Classifier& m, const std::vector<data::Sample>& 
       if (!out.defined()) out = torch::zeros({n, f.size(1)}, f.options());
       auto idx = torch::tensor(b->indices, torch::kLong).to(m.device());
       out.index_copy_(0, idx, f);
+      if (teacher) {
+        auto t = teacher->logits(b->second_images.to(m.device(), true));
+        if (!tout.defined()) tout = torch::zeros({n, t.size(1)}, t.options());
+        tout.index_copy_(0, idx, t);
+      }
       for (int64_t i : b->indices) seen[static_cast<size_t>(i)]++;
       g_cached_image_views += static_cast<int64_t>(b->indices.size());
     }
@@ -65,9 +71,14 @@ FeatureCache build_cache(model::Classifier& m, const std::vector<data::Sample>& 
       if (!out.defined())
         out = torch::zeros({n, static_cast<int64_t>(std::llround(dim[0] / dim[1]))}, torch::TensorOptions(m.device()));
       std::vector<torch::Tensor> t{out};
+      if (teacher) {
+        if (!tout.defined()) tout = torch::zeros({n, m.num_classes()}, out.options());
+        t.push_back(tout);
+      }
       group->all_reduce_sum(t);
     }
     full.push_back(out);
+    if (teacher) full_teacher.push_back(tout);
   }
   if (group) {
     std::vector<double> s(seen.begin(), seen.end());
@@ -80,6 +91,7 @@ FeatureCache build_cache(model::Classifier& m, const std::vector<data::Sample>& 
   TLTRAIN_CHECK(!rows.empty(), ErrorKind::Data, "no training image could be decoded");
   auto idx = torch::tensor(rows, torch::kLong).to(m.device());
   for (auto& f : full) c.views.push_back(f.index_select(0, idx));
+  for (auto& t : full_teacher) c.teacher.push_back(t.index_select(0, idx));
   if (const std::string how = model::constant_rows(c.views[0]); !how.empty())
     TLTRAIN_FAIL(ErrorKind::Data, "the backbone's features are the same for every image (" + how + "): " + model::kConstantFeaturesFix);
   c.labels = data::targets(samples, rows, multi_hot_classes(m)).to(m.device());
@@ -89,7 +101,7 @@ FeatureCache build_cache(model::Classifier& m, const std::vector<data::Sample>& 
 
 FeatureCache FeatureSource::features(model::Classifier& m, const std::vector<data::Sample>& samples, const CacheRequest& r) {
   return build_cache(m, samples, r.pre, r.aug, r.views, r.seed, r.epoch_base, r.batch_size, r.threads, r.micro, r.stop_requested,
-                     r.group);
+                     r.group, r.teacher);
 }
 
 }  // namespace tltrain::train

@@ -107,8 +107,41 @@ config::json MultiLabelCrossEntropy::scores(const torch::Tensor& logits, const t
   return {{"map", score_or_null(m.mean_average_precision)}, {"f1_micro", m.micro_f1}, {"f1_macro", m.macro_f1}};
 }
 
-std::unique_ptr<Objective> make_objective(const config::StageConfig& st, const config::HeadConfig& head,
-                                          const std::vector<int64_t>& counts, const torch::Device& device) {
+namespace {
+/// A distillation batch's labels (column 0 of its targets); other targets as they are.
+torch::Tensor labels_of(const torch::Tensor& targets) {
+  return targets.dim() == 2 && targets.scalar_type() != torch::kLong ? targets.select(1, 0).to(torch::kLong) : targets;
+}
+}  // namespace
+
+Distill::Distill(std::unique_ptr<CrossEntropy> base, torch::Tensor class_weights, double temperature, double alpha)
+    : base_(std::move(base)), class_w_(std::move(class_weights)), t_(temperature), alpha_(alpha) {}
+
+LossSum Distill::loss_sum(const torch::Tensor& logits, const torch::Tensor& targets) const {
+  const auto y = labels_of(targets);
+  const auto teacher = targets.narrow(1, 1, targets.size(1) - 1).to(logits.dtype());
+  LossSum hard = base_->loss_sum(logits, y);
+  const auto log_p_student = torch::log_softmax(logits / t_, 1);
+  const auto log_p_teacher = torch::log_softmax(teacher / t_, 1);
+  auto kl = (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(1);
+  if (class_w_.defined()) kl = kl * class_w_.index_select(0, y).to(kl.dtype());
+  return {(1.0 - alpha_) * hard.sum + alpha_ * t_ * t_ * kl.sum(), hard.weight};
+}
+
+torch::Tensor Distill::weight(const torch::Tensor& targets) const { return base_->weight(labels_of(targets)); }
+int64_t Distill::correct(const torch::Tensor& logits, const torch::Tensor& targets) const {
+  return base_->correct(logits, labels_of(targets));
+}
+std::pair<double, double> Distill::validate(const torch::Tensor& logits, const torch::Tensor& targets) const {
+  return base_->validate(logits, labels_of(targets));
+}
+config::json Distill::scores(const torch::Tensor& logits, const torch::Tensor& targets) const {
+  return base_->scores(logits, labels_of(targets));
+}
+
+namespace {
+std::unique_ptr<Objective> plain_objective(const config::StageConfig& st, const config::HeadConfig& head,
+                                           const std::vector<int64_t>& counts, const torch::Device& device) {
   switch (head.output) {
     case config::HeadOutput::MultiLabel: return std::make_unique<MultiLabelCrossEntropy>(st.label_smoothing, head.threshold);
     case config::HeadOutput::Sigmoid:
@@ -117,6 +150,19 @@ std::unique_ptr<Objective> make_objective(const config::StageConfig& st, const c
   }
   if (st.loss == config::Loss::Hinge) return std::make_unique<Hinge>(class_weights(st, counts, device));
   return std::make_unique<CrossEntropy>(class_weights(st, counts, device), st.label_smoothing);
+}
+}  // namespace
+
+std::unique_ptr<Objective> make_objective(const config::StageConfig& st, const config::HeadConfig& head,
+                                          const std::vector<int64_t>& counts, const torch::Device& device) {
+  auto plain = plain_objective(st, head, counts, device);
+  if (!st.distill.enabled()) return plain;
+  // The config refuses distillation for the hinge loss and the multi-label head: a CrossEntropy.
+  auto* ce = dynamic_cast<CrossEntropy*>(plain.get());
+  TLTRAIN_ASSERT(ce != nullptr && st.loss != config::Loss::Hinge, "distillation over a non-softmax objective");
+  plain.release();
+  return std::make_unique<Distill>(std::unique_ptr<CrossEntropy>(ce), class_weights(st, counts, device), st.distill.temperature,
+                                   st.distill.alpha);
 }
 
 torch::Tensor class_weights(const config::StageConfig& st, const std::vector<int64_t>& counts, const torch::Device& device) {

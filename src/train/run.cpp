@@ -69,6 +69,10 @@ struct Run::Stage {
   std::vector<data::Sample> val_subset;            ///< validation_steps: the images validated
   std::unique_ptr<data::Loader> val_loader;        ///< over val_subset; null: the run's
   StepLoss step_loss;                              ///< what the optimizer's loss adds (LBFGS)
+  std::unique_ptr<LossScaler> scaler;              ///< fp16: loss scaling (the run's state carries over)
+  std::unique_ptr<Teacher> teacher;                ///< distillation
+  std::unique_ptr<TeacherTargets> teacher_targets; ///< distillation on the loader
+  torch::Tensor teacher_stack;                     ///< the cache's teacher logits, stacked as cache_stack
   model::FrozenInputs val_frozen;  ///< validation images after the frozen blocks, for this stage
   int64_t steps_per_epoch = 0, stage_step = 0;
   double lr = 0, lr_backbone = 0;  ///< the rates of the epoch's last step
@@ -103,6 +107,10 @@ Run::Run(const config::RunConfig& cfg, const FitOptions& opts, std::vector<std::
   TLTRAIN_CHECK(num_classes >= 2, ErrorKind::Data, "'" + cfg.data.train + "' has " + std::to_string(num_classes) +
                                                        " class; classification needs at least 2 class subfolders");
   check_labels(cfg, ds_);
+  for (size_t i = 0; i < cfg.stages.size(); ++i)
+    TLTRAIN_CHECK(cfg.stages[i].precision != config::Precision::Fp16 || device_.is_cuda(), ErrorKind::Usage,
+                  "stages[" + std::to_string(i) + "].precision is \"fp16\", which autocast runs on CUDA only, but the run is on " +
+                      device_.str() + ": use \"bf16\" on CPU (or device \"cuda\" with a CUDA build of LibTorch)");
   model::Backbone backbone = load_run_backbone(cfg, device_);
   const int64_t positions = flatten_positions(cfg, backbone);
   plan_ = plan_stages(cfg, backbone.meta, num_classes, model::head_in_features(cfg.model.head, backbone.meta.feature_channels, positions));
@@ -234,6 +242,10 @@ void Run::begin_stage() {
   if (resume_optimizer_ && resumed_stage_) s->optimizer->load(*resume_optimizer_);
   s->objective = make_objective(st, cfg_.model.head, ds_.train.class_counts(), device_);
   s->step_loss = step_loss(st.optimizer, model_->head_weights());
+  if (cfg_.loss_scale.on_for(st.precision))
+    s->scaler = std::make_unique<LossScaler>(cfg_.loss_scale, device_, ScalerState{state_.loss_scale, state_.loss_scale_good_steps});
+  if (st.distill.enabled() && state_.epoch < st.epochs)
+    s->teacher = std::make_unique<Teacher>(st.distill.teacher, device_, ds_.train.classes, s->micro);
   if (state_.epoch < st.epochs) build_stage_data(*s);  // else a resume that only ends the stage
   s->stage_step = state_.epoch * s->steps_per_epoch;
   stage_ = std::move(s);
@@ -252,10 +264,13 @@ void Run::build_stage_data(Stage& s) {
     const auto t0 = std::chrono::steady_clock::now();
     FeatureSource own;
     FeatureSource& source = opts_.features && backbone_as_loaded(state_.stage) ? *opts_.features : own;
-    CacheRequest r{pre_, cfg_.data.augment, st.cache_views, seed_, epoch_base_, batch, loader_threads_, s.micro, stop_requested, group()};
+    CacheRequest r{pre_, cfg_.data.augment, st.cache_views, seed_, epoch_base_, batch, loader_threads_, s.micro, stop_requested, group(),
+                   s.teacher.get()};
     s.cache = std::make_unique<FeatureCache>(source.features(*model_, ds_.train.samples, r));
+    if (s.teacher) s.teacher_stack = torch::cat(s.cache->teacher);
     if (ds_.has_val) {
       r.views = r.epoch_base = 0;
+      r.teacher = nullptr;  // validation measures the student alone
       s.val_cache = std::make_unique<FeatureCache>(source.features(*model_, s.val_loader ? s.val_subset : ds_.val.samples, r));
     }
     if (s.cache->views.size() > 1) s.cache_stack = torch::cat(s.cache->views);
@@ -267,7 +282,12 @@ void Run::build_stage_data(Stage& s) {
     s.steps_per_epoch = st.steps_per_epoch > 0 ? st.steps_per_epoch : sets_own_rate(st.optimizer) ? 1 : (n + batch - 1) / batch;
     return;
   }
-  s.train_loader = std::make_unique<data::Loader>(ds_.train.samples, pre_, cfg_.data.augment, data::Mode::Train, loader_options(true));
+  data::LoaderOptions lo = loader_options(true);
+  if (s.teacher) {
+    lo.second = s.teacher->preprocess();
+    s.teacher_targets = std::make_unique<TeacherTargets>(*s.teacher, !cfg_.data.augment.random());
+  }
+  s.train_loader = std::make_unique<data::Loader>(ds_.train.samples, pre_, cfg_.data.augment, data::Mode::Train, lo);
   s.steps_per_epoch = st.steps_per_epoch > 0 ? st.steps_per_epoch : s.train_loader->batches_per_epoch();
   const size_t cut = plan_[state_.stage].cut.block;
   if (cut > 0 && cut < model_->meta().blocks.size()) {
@@ -312,6 +332,10 @@ void Run::run_epoch() {
   if (ds_.has_val) val = validate(record);
   record["lr"] = stage_->lr;
   record["lr_backbone"] = stage_->has_backbone_group() ? json(stage_->lr_backbone) : json(nullptr);
+  if (stage_->scaler) {
+    record["loss_scale"] = state_.loss_scale;
+    record["skipped_steps"] = stats.skipped;
+  }
   record["images_per_s"] = train_secs > 0 ? static_cast<double>(stats.count) / train_secs : 0.0;
   if (group() && stage_->steps_per_epoch > 0)
     record["allreduce_ms_per_step"] = (group()->all_reduce_ms() - allreduce_ms0) / static_cast<double>(stage_->steps_per_epoch);
@@ -350,13 +374,14 @@ StepStats Run::train_epoch(int64_t epoch_id) {
       for (size_t i = 0; i < rows.size(); ++i) rows[i] += (epochs[i] % views) * m;
     const torch::Tensor& feats = views > 1 ? s.cache_stack : s.cache->views[0];
     auto rows_t = torch::tensor(rows, torch::kLong).to(device_);
-    const auto head = [&](const torch::Tensor& x) { return model_->head()->forward(x); };
+    const auto head = autocast_forward([&](const torch::Tensor& x) { return model_->head()->forward(x); }, st.precision, device_);
     const int64_t step_rows = sets_own_rate(st.optimizer) ? count : batch;
     for (int64_t start = 0; start < count; start += step_rows) {
       auto idx = rows_t.narrow(0, start, std::min<int64_t>(step_rows, count - start));
       set_lr();
-      auto step = gradient_step(head, feats.index_select(0, idx), s.cache->labels.index_select(0, views > 1 ? idx.remainder(m) : idx),
-                                *s.optimizer, *s.objective, 0, group(), s.step_loss);
+      auto y = s.cache->labels.index_select(0, views > 1 ? idx.remainder(m) : idx);
+      if (s.teacher) y = with_teacher(y, s.teacher_stack.index_select(0, idx));
+      auto step = gradient_step(head, feats.index_select(0, idx), y, *s.optimizer, *s.objective, {0, group(), s.step_loss, s.scaler.get()});
       after_step(step, epoch, ++done);
     }
     return epoch;
@@ -365,11 +390,11 @@ StepStats Run::train_epoch(int64_t epoch_id) {
     s.train_loader->start_stream(epoch_base_, state_.epoch * st.steps_per_epoch, st.steps_per_epoch);
   else
     s.train_loader->start_epoch(epoch_id);
-  const auto whole = [&](const torch::Tensor& x) { return model_->forward(x); };
+  const auto whole = autocast_forward([&](const torch::Tensor& x) { return model_->forward(x); }, st.precision, device_);
   while (auto b = s.train_loader->next()) {
     set_lr();
-    auto step = gradient_step(whole, b->images.to(device_, true), b->labels.to(device_, true), *s.optimizer, *s.objective, s.micro,
-                              group(), s.step_loss);
+    auto y = s.teacher_targets ? s.teacher_targets->targets(*b, device_) : b->labels.to(device_, true);
+    auto step = gradient_step(whole, b->images.to(device_, true), y, *s.optimizer, *s.objective, {s.micro, group(), s.step_loss, s.scaler.get()});
     after_step(step, epoch, ++done);
   }
   return epoch;
@@ -389,6 +414,11 @@ void Run::set_lr() {
 
 void Run::after_step(const StepStats& step, StepStats& epoch, int64_t done) {
   epoch.add(step);
+  if (stage_->scaler) {
+    const ScalerState sc = stage_->scaler->state();
+    state_.loss_scale = sc.scale;
+    state_.loss_scale_good_steps = sc.good_steps;
+  }
   ++stage_->stage_step;
   ++state_.global_step;
   const StepEnd end{done, stage_->steps_per_epoch, step, epoch, stage_->lr};

@@ -29,10 +29,12 @@ std::string fmt_duration(double s) {
 void write_logs(const std::string& dir, const json& history) {
   std::vector<std::string> cols{"stage", "stage_name", "epoch", "global_epoch", "step", "loss", "accuracy",
                                 "val_loss", "val_accuracy", "lr", "lr_backbone", "images_per_s", "seconds"};
-  // The objective's validation scores (val_roc_auc, val_map, ...) follow, in the order first met.
+  // The objective's validation scores (val_roc_auc, val_map, ...) and loss scaling's figures
+  // follow, in the order first met.
+  const auto optional = [](const std::string& key) { return key.rfind("val_", 0) == 0 || key == "loss_scale" || key == "skipped_steps"; };
   for (const auto& e : history)
     for (const auto& item : e.items())
-      if (item.key().rfind("val_", 0) == 0 && std::find(cols.begin(), cols.end(), item.key()) == cols.end()) cols.push_back(item.key());
+      if (optional(item.key()) && std::find(cols.begin(), cols.end(), item.key()) == cols.end()) cols.push_back(item.key());
   std::ostringstream csv, jsonl;
   for (size_t i = 0; i < cols.size(); ++i) csv << (i ? "," : "") << cols[i];
   csv << "\n";

@@ -110,9 +110,12 @@ class BucketReducer {
 
 }  // namespace
 
-StepStats gradient_step(const std::function<torch::Tensor(const torch::Tensor&)>& forward, const torch::Tensor& inputs,
-                        const torch::Tensor& targets, torch::optim::Optimizer& optimizer, const Objective& objective,
-                        int64_t micro, dist::ProcessGroup* group, const StepLoss& extra) {
+StepStats gradient_step(const Forward& forward, const torch::Tensor& inputs, const torch::Tensor& targets,
+                        torch::optim::Optimizer& optimizer, const Objective& objective, const StepOptions& options) {
+  int64_t micro = options.micro;
+  dist::ProcessGroup* group = options.group;
+  const StepLoss& extra = options.extra;
+  LossScaler* scaler = options.scaler;
   const int64_t n = inputs.size(0);
   if (micro <= 0 || micro > n) micro = n;
   torch::Tensor total_w = objective.weight(targets);
@@ -138,7 +141,8 @@ StepStats gradient_step(const std::function<torch::Tensor(const torch::Tensor&)>
       auto x = inputs.narrow(0, start, len), y = targets.narrow(0, start, len);
       auto logits = forward(x);
       auto [ls, ws] = objective.loss_sum(logits, y);
-      (ls / total_w.to(ls.dtype())).backward();
+      auto share = ls / total_w.to(ls.dtype());
+      (scaler ? scaler->scale(share) : share).backward();
       s.loss_sum += ls.item<double>();
       s.weight_sum += ws.item<double>();
       s.correct += objective.correct(logits, y);
@@ -166,7 +170,15 @@ StepStats gradient_step(const std::function<torch::Tensor(const torch::Tensor&)>
     }
     return torch::tensor(loss, torch::kDouble);
   };
-  optimizer.step(closure);
+  if (!scaler) {
+    optimizer.step(closure);
+    return first;
+  }
+  closure();  // one call: loss scaling is refused for optimizers that call it again (LBFGS)
+  if (scaler->unscale_and_update(trainable))
+    optimizer.step();
+  else
+    first.skipped = 1;
   return first;
 }
 
@@ -179,6 +191,7 @@ StepStats all_reduce_stats(const StepStats& stats, dist::ProcessGroup* group) {
   r.weight_sum = v[1];
   r.correct = static_cast<int64_t>(std::llround(v[2]));
   r.count = static_cast<int64_t>(std::llround(v[3]));
+  r.skipped = stats.skipped;  // every rank unscales the same summed gradients: the same steps skip
   return r;
 }
 

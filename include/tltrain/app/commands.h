@@ -4,6 +4,7 @@
 // box and none uses it.
 #include <functional>
 #include <ostream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,16 @@ struct FitRequest {
 /// `fit`: trains (on the ranks the environment describes), then evaluates the best checkpoint and
 /// writes report.html; the summary goes to OUT on rank 0.
 void fit(const FitRequest& request, std::ostream& out);
+
+struct DistillRequest {
+  FitRequest fit;
+  std::string teacher;                 ///< checkpoint or exported model
+  std::optional<double> temperature, alpha;  ///< unset: the config's (or the defaults)
+};
+
+/// `distill`: fit with every stage distilled from REQUEST's teacher (the config's run-level
+/// "distill" set from the options; a stage's own "distill" still wins).
+void distill(const DistillRequest& request, std::ostream& out);
 
 struct CvRequest {
   std::string config;

@@ -33,6 +33,8 @@ struct Progress {
   bool have_best = false;   ///< best_value holds a value
   double best_value = 0;    ///< the run's best value of its monitor (picks best.pt)
   StageProgress stage_state;
+  double loss_scale = 0;             ///< fp16 loss scaling's scale (0: not started)
+  int64_t loss_scale_good_steps = 0; ///< its clean steps in a row
 };
 config::json to_json(const Progress& p);
 /// PROGRESS read back; a Data error naming WHERE when a key is missing or of the wrong type.
@@ -56,7 +58,7 @@ void save(const std::string& path, model::Classifier& model, torch::optim::Optim
 Checkpoint load(const std::string& path, const torch::Device& device = torch::kCPU);
 
 /// Whether PATH is a TorchScript archive without backbone metadata at its top, as a checkpoint is
-/// (its backbone travels inside it); false for a backbone file or anything that is no archive.
+/// (its backbone travels inside it); false for a backbone file, an exported model or anything that is no archive.
 bool looks_like_checkpoint(const std::string& path);
 
 /// Builds the classifier a checkpoint holds, with its weights.

@@ -9,7 +9,7 @@
 #include "tltrain/config/json_reader.h"
 #include "tltrain/data/preprocess.h"
 
-namespace tltrain::ship {
+namespace tltrain::checkpoint {
 
 constexpr const char* kModelFileName = "tltrain_model.json";  ///< the extra file with the metadata
 constexpr const char* kModelFormat = "tltrain-model";
@@ -44,4 +44,4 @@ std::vector<int64_t> decided_classes(const ModelInfo& info, const float* probs, 
 /// a backbone, a checkpoint, or carries no tltrain model metadata.
 ModelFile load_model_file(const std::string& path, const torch::Device& device = torch::kCPU);
 
-}  // namespace tltrain::ship
+}  // namespace tltrain::checkpoint

@@ -23,6 +23,7 @@ enum class Interpolation { Backbone, Bilinear, Bicubic };
 enum class BatchNormPolicy { Frozen, Train };
 enum class Metric { ValLoss, ValAccuracy, Loss, Accuracy };
 enum class Device { Auto, Cpu, Cuda };
+enum class Precision { Fp32, Bf16, Fp16 };
 
 /// The names of one kind: WHAT names the kind in messages ("optimizer"), ENTRIES in the order
 /// the docs list them.
@@ -90,6 +91,7 @@ template <> const NameTable<Interpolation>& names<Interpolation>();
 template <> const NameTable<BatchNormPolicy>& names<BatchNormPolicy>();
 template <> const NameTable<Metric>& names<Metric>();
 template <> const NameTable<Device>& names<Device>();
+template <> const NameTable<Precision>& names<Precision>();
 
 }  // namespace tltrain::config
 

@@ -51,6 +51,8 @@ struct AugmentConfig {
   /// channel, clipped to the image's own range; drawn from a stream of its own.
   double channel_shift_range = 0.0;
   std::vector<AugmentStep> order{AugmentStep::Crop, AugmentStep::Affine, AugmentStep::Flip, AugmentStep::Color};
+  /// Whether training draws anything at random (else every epoch sees the same images).
+  bool random() const;
 };
 
 /// Per-channel statistics of the training images (RGB, pixels scaled to 0..1), for normalization "dataset".
@@ -129,6 +131,16 @@ struct EarlyStoppingConfig {
   bool restore_best = true;
 };
 
+/// Knowledge distillation (Hinton et al.): the loss A·T²·KL(softmax(t/T) ‖ softmax(s/T)) +
+/// (1−A)·CE(s, y) with the logits t of a fixed TEACHER on the same images. The defaults are the
+/// Keras tutorial's (temperature 10, its alpha 0.1 on the student loss).
+struct DistillConfig {
+  std::string teacher;       ///< a tltrain checkpoint or exported model; empty: no distillation
+  double temperature = 10.0;
+  double alpha = 0.9;        ///< the teacher term's weight
+  bool enabled() const { return !teacher.empty(); }
+};
+
 struct StageConfig {
   std::string name;                 ///< default "stage<i>"
   int64_t epochs = 1;
@@ -155,6 +167,21 @@ struct StageConfig {
   /// Validation measures the first N batches of the (unshuffled) validation set (0: all of it),
   /// the same images every epoch so that epochs stay comparable.
   int64_t validation_steps = 0;
+  /// The training forward's compute type (autocast; fp32 master weights): the run's unless set.
+  Precision precision = Precision::Fp32;
+  DistillConfig distill;  ///< the run's unless set; off for null/false
+};
+
+/// fp16 training multiplies the loss by a scale so small gradients survive, and adapts it as
+/// PyTorch's GradScaler: a step whose gradients overflow is skipped and the scale backs off;
+/// GROWTH_INTERVAL clean steps in a row grow it.
+struct LossScaleConfig {
+  enum class Mode { Auto, On, Off };
+  Mode mode = Mode::Auto;  ///< auto: on for the fp16 stages
+  bool dynamic = true;     ///< false: INIT stays the scale
+  double init = 65536.0, growth_factor = 2.0, backoff_factor = 0.5;
+  int64_t growth_interval = 2000;
+  bool on_for(Precision p) const { return mode == Mode::On || (mode == Mode::Auto && p == Precision::Fp16); }
 };
 
 struct RunConfig {
@@ -170,6 +197,9 @@ struct RunConfig {
   /// exact while backbone BatchNorm is frozen. 0: 8 on CPU (measured 3-4x faster per image
   /// than 32 there), the whole batch on CUDA or when a stage trains BatchNorm.
   int64_t micro_batch = 0;
+  Precision precision = Precision::Fp32;  ///< the stages' default
+  DistillConfig distill;                  ///< the stages' default
+  LossScaleConfig loss_scale;
   DataConfig data;
   ModelConfig model;
   std::vector<StageConfig> stages;

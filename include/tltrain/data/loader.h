@@ -28,12 +28,16 @@ struct LoaderOptions {
   int64_t rank = 0, world_size = 1;  ///< shard of each epoch's permutation (DistributedSampler)
   bool pad_shards = true;       ///< equal shards by wrapping (training); false: each sample once (evaluation)
   int64_t multi_hot_classes = 0;  ///< > 0: labels are multi-hot over this many classes (a multi-label set)
+  /// Also each sample's view under this Preprocess (another network's size and normalization,
+  /// e.g. a distillation teacher's): the same decoded image and the same random draws.
+  std::optional<Preprocess> second;
 };
 
 struct Batch {
   torch::Tensor images;          ///< float N×3×H×W, normalized
   torch::Tensor labels;          ///< int64 N, or float N×C multi-hot for a multi-label set (targets())
   std::vector<int64_t> indices;  ///< sample indices into the loader's samples
+  torch::Tensor second_images;   ///< with LoaderOptions::second: the same views at its size, normalized its way
 };
 
 /// The training targets of SAMPLES[INDICES]: their labels as int64 N, or with MULTI_HOT_CLASSES > 0

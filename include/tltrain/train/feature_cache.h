@@ -9,6 +9,7 @@
 #include "tltrain/data/loader.h"
 #include "tltrain/dist/context.h"
 #include "tltrain/model/classifier.h"
+#include "tltrain/train/distill.h"
 
 namespace tltrain::train {
 
@@ -17,6 +18,7 @@ struct FeatureCache {
   torch::Tensor labels;               ///< M targets, as data::targets gives them
   std::vector<int64_t> sample_index;  ///< row → dataset sample index
   std::vector<data::BadImage> bad;    ///< samples left out because they failed to decode (this rank's share)
+  std::vector<torch::Tensor> teacher; ///< with a teacher: its logits M×C per view, rows as in views
 };
 
 /// > 0 (the number of classes) when M's head is multi-label: its targets are multi-hot.
@@ -27,10 +29,11 @@ int64_t multi_hot_classes(model::Classifier& m);
 /// any view are left out (listed in bad). A Data error when the features do not vary across images
 /// (model::constant_rows): a head cannot learn from them. Throws Interrupted when a stop was requested. With GROUP each rank runs
 /// the backbone on its shard only and the ranks sum their rows, so every rank holds the full cache.
+/// With a TEACHER its logits of the same views are cached beside them: it runs once per image and view.
 FeatureCache build_cache(model::Classifier& m, const std::vector<data::Sample>& samples, const data::Preprocess& pre,
                          const config::AugmentConfig& aug, int64_t views, uint64_t seed, int64_t epoch_base,
                          int64_t batch_size, int64_t threads, int64_t micro, const std::function<bool()>& stop_requested,
-                         dist::ProcessGroup* group = nullptr);
+                         dist::ProcessGroup* group = nullptr, Teacher* teacher = nullptr);
 
 /// Images × views the backbone has run on in build_cache since the process started (this
 /// rank's share): what the tests count to see a cache shared instead of recomputed.
@@ -46,6 +49,7 @@ struct CacheRequest {
   int64_t batch_size = 32, threads = 0, micro = 0;
   std::function<bool()> stop_requested;
   dist::ProcessGroup* group = nullptr;
+  Teacher* teacher = nullptr;  ///< distillation: cache its logits too
 };
 
 /// Where a run's caches come from while its backbone is the one it started with. The default

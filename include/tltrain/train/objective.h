@@ -87,6 +87,26 @@ class MultiLabelCrossEntropy final : public Objective {
   double smoothing_, threshold_;
 };
 
+/// Knowledge distillation over a softmax (or the binary head's [0, z]) output: training targets
+/// are N×(1+C) rows [label, teacher logits] (train/distill.h) and the loss per image is
+/// A·T²·KL(softmax(t/T) ‖ softmax(s/T)) + (1−A)·BASE's loss, both weighted by the image's class
+/// weight; T² keeps the teacher term's gradient the size of the label term's (Hinton et al.).
+/// Accuracy, validation and scores are BASE's on the labels (validation has no teacher).
+class Distill final : public Objective {
+ public:
+  Distill(std::unique_ptr<CrossEntropy> base, torch::Tensor class_weights, double temperature, double alpha);
+  LossSum loss_sum(const torch::Tensor& logits, const torch::Tensor& targets) const override;
+  torch::Tensor weight(const torch::Tensor& targets) const override;
+  int64_t correct(const torch::Tensor& logits, const torch::Tensor& targets) const override;
+  std::pair<double, double> validate(const torch::Tensor& logits, const torch::Tensor& targets) const override;
+  config::json scores(const torch::Tensor& logits, const torch::Tensor& targets) const override;
+
+ private:
+  std::unique_ptr<CrossEntropy> base_;
+  torch::Tensor class_w_;
+  double t_, alpha_;
+};
+
 /// The objective stage ST trains HEAD with, given the training set's per-class COUNTS.
 std::unique_ptr<Objective> make_objective(const config::StageConfig& st, const config::HeadConfig& head,
                                           const std::vector<int64_t>& counts, const torch::Device& device);

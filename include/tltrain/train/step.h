@@ -11,13 +11,16 @@
 #include "tltrain/config/run_config.h"
 #include "tltrain/dist/context.h"
 #include "tltrain/train/objective.h"
+#include "tltrain/train/precision.h"
 
 namespace tltrain::train {
 
 struct StepStats {
   double loss_sum = 0, weight_sum = 0;
   int64_t correct = 0, count = 0;
+  int64_t skipped = 0;  ///< steps loss scaling skipped (a gradient overflowed)
   void add(const StepStats& o) {
+    skipped += o.skipped;
     loss_sum += o.loss_sum;
     weight_sum += o.weight_sum;
     correct += o.correct;
@@ -35,15 +38,23 @@ struct StepLoss {
   std::vector<torch::Tensor> params;
 };
 
+/// How a step runs beyond its batch.
+struct StepOptions {
+  int64_t micro = 0;                    ///< forward chunk rows (0: the whole batch)
+  dist::ProcessGroup* group = nullptr;  ///< data-parallel: this rank's share of a global batch
+  StepLoss extra;
+  LossScaler* scaler = nullptr;         ///< fp16: backward on the scaled loss, overflowing steps skipped
+};
+
 /// Zero, forward/backward in chunks of MICRO rows (0: all) with the loss normalised by the whole
 /// batch (so the gradient equals the full batch's), then one optimizer step. With GROUP the batch
 /// is this rank's share: the loss is normalised by the global batch's weight and the trainable
 /// gradients are summed over ranks before the step, so W ranks × B equal one process × W·B.
 /// All of it is the optimizer's closure: LBFGS calls it as often as its line search needs, the
 /// others once; the figures returned are those of the first call (the weights the step began at).
-StepStats gradient_step(const std::function<torch::Tensor(const torch::Tensor&)>& forward, const torch::Tensor& inputs,
-                        const torch::Tensor& targets, torch::optim::Optimizer& optimizer, const Objective& objective,
-                        int64_t micro, dist::ProcessGroup* group = nullptr, const StepLoss& extra = {});
+/// With a SCALER the optimizer steps only when the summed gradients are finite.
+StepStats gradient_step(const Forward& forward, const torch::Tensor& inputs, const torch::Tensor& targets,
+                        torch::optim::Optimizer& optimizer, const Objective& objective, const StepOptions& options = {});
 
 /// Sums STATS over the ranks of GROUP (no-op without one): epoch metrics count every rank's share.
 StepStats all_reduce_stats(const StepStats& stats, dist::ProcessGroup* group);
