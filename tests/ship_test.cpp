@@ -3,6 +3,7 @@
 // good, corrupt, empty, oversized and huge uploads, wrong methods, 32 concurrent clients).
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <torch/cuda.h>
 #include <torch/torch.h>
 
 #include <filesystem>
@@ -330,4 +331,34 @@ TEST(ShipServe, CliServesAndStopsCleanlyOnSigterm) {
   EXPECT_NE(r.output.find("stopped;"), std::string::npos) << r.output;
   // A fresh process can freeze the model: the fast path is the one that serves.
   EXPECT_NE(r.output.find("\"optimized\":true"), std::string::npos) << r.output;
+}
+
+TEST(ShipExport, HalfPrecisionFilesHalveTheWeightsAndStillTakeFloat32) {
+  const Shipped& s = shipped();
+  const std::string bf16 = s.dir / "model_bf16.pt", fp16 = s.dir / "model_fp16.pt";
+  ship::ExportOptions o{s.checkpoint, bf16};
+  o.precision = config::Precision::Bf16;
+  const auto summary = ship::export_model(o);
+  EXPECT_TRUE(summary.checked);
+  EXPECT_EQ(summary.metadata["precision"], "bf16");
+  auto full = checkpoint::load_model_file(s.model), half = checkpoint::load_model_file(bf16);
+  for (const auto& p : half.module.parameters()) EXPECT_EQ(p.scalar_type(), torch::kBFloat16);
+  torch::manual_seed(4);
+  auto x = torch::rand({3, 3, full.info.preprocess.height, full.info.preprocess.width});
+  auto want = full.module.forward({x}).toTensor(), got = half.module.forward({x}).toTensor();
+  EXPECT_EQ(got.scalar_type(), torch::kFloat);
+  EXPECT_FALSE(torch::equal(got, want)) << "the bf16 file computed in fp32";
+  EXPECT_LT((got - want).abs().max().item<double>(), 0.1 * std::max(1.0, want.abs().max().item<double>()));
+  EXPECT_EQ(got.argmax(1).equal(want.argmax(1)), true);
+
+  o.out = fp16;
+  o.precision = config::Precision::Fp16;
+  const auto f16 = ship::export_model(o);
+  EXPECT_EQ(f16.checked, torch::cuda::is_available()) << "fp16 runs on CUDA only: checked there, nowhere else";
+  auto h = checkpoint::load_model_file(fp16);
+  for (const auto& p : h.module.parameters()) EXPECT_EQ(p.scalar_type(), torch::kHalf);
+  EXPECT_LT(fs::file_size(fp16), fs::file_size(s.model));
+  auto cli = test::run_tltrain("export --checkpoint " + s.checkpoint + " --out " + (s.dir / "cli_bf16.pt") + " --precision bf16");
+  ASSERT_EQ(cli.exit_code, 0) << cli.output;
+  EXPECT_NE(cli.output.find("bf16 weights"), std::string::npos) << cli.output;
 }

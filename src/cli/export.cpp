@@ -11,12 +11,14 @@ void setup_export(CLI::App& app) {
   auto* sub = app.add_subcommand("export", "Write one standalone TorchScript model (backbone + head, classes and preprocessing inside)");
   sub->add_option("--checkpoint", o->checkpoint, "Checkpoint from fit (best.pt / last.pt)")->required();
   sub->add_option("--out", o->out, "Model file to write, e.g. model.pt")->required();
+  add_name_option(*sub, "--precision", o->precision, "Weights' type in the file (bf16/fp16 halve it for GPU serving; input and output stay float32)");
   sub->callback([o] {
     auto s = ship::export_model(*o);
     const auto& m = s.metadata;
     std::cout << "wrote " << s.out << ": " << m.at("backbone").value("arch", "?") << " + head, " << m.at("classes").size()
               << " classes, input " << m.at("preprocess").at("input_size").dump() << " " << m.at("preprocess").at("color_order").get<std::string>()
-              << " (self-check max |diff| " << s.check_max_abs_diff << ")\n"
+              << ", " << m.value("precision", "fp32") << " weights"
+              << (s.checked ? " (self-check max |diff| " + std::to_string(s.check_max_abs_diff) + ")" : " (self-check not run: fp16 needs CUDA)") << "\n"
               << "load it with torch.jit.load(\"" << s.out << "\"): forward(x) -> logits, predict_proba(x) -> probabilities, m.classes\n";
   });
 }

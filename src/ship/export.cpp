@@ -1,9 +1,11 @@
 #include "tltrain/ship/export.h"
 
+#include <torch/cuda.h>
 #include <torch/torch.h>
 
 #include <chrono>
 #include <ctime>
+#include <map>
 #include <sstream>
 
 #include "tltrain/core/error.h"
@@ -63,6 +65,35 @@ config::json training_summary(const config::json& info) {
   return s;
 }
 
+struct Check {
+  double diff = 0;
+  bool ran = true;
+};
+
+/// ROOT (converted to O's precision) against the checkpoint's logits WANT on X, relative to the
+/// logits' size: float32 keeps about 7 digits, bf16 about 3 and fp16 about 4, through every layer.
+Check check_file(torch::jit::Module& root, const torch::Tensor& x, const torch::Tensor& want, const ExportOptions& o) {
+  static const std::map<config::Precision, double> tolerance{
+      {config::Precision::Fp32, 0.0}, {config::Precision::Bf16, 0.1}, {config::Precision::Fp16, 0.02}};
+  const double allowed = std::max(o.check_tolerance, config::row_of(tolerance, o.precision));
+  torch::Device where = torch::kCPU;
+  if (o.precision == config::Precision::Bf16) root.to(torch::kBFloat16);
+  if (o.precision == config::Precision::Fp16) {
+    root.to(torch::kHalf);
+    if (!torch::cuda::is_available()) return {0.0, false};
+    where = torch::kCUDA;
+    root.to(where);
+  }
+  const double scale = std::max(1.0, want.abs().max().item<double>());
+  const double diff = (root.forward({x.to(where)}).toTensor().to(torch::kCPU) - want).abs().max().item<double>() / scale;
+  root.to(torch::kCPU);
+  TLTRAIN_CHECK(diff <= allowed, ErrorKind::Runtime,
+                "exported " + config::name_of(o.precision) + " module differs from the checkpoint by " + std::to_string(diff) +
+                    " (relative; allowed " + std::to_string(allowed) + ")" +
+                    (o.precision == config::Precision::Fp32 ? ": a bug in tltrain export" : ": export it in fp32 or the other half type"));
+  return {diff, true};
+}
+
 }  // namespace
 
 ExportSummary export_model(const ExportOptions& o) {
@@ -107,12 +138,15 @@ ExportSummary export_model(const ExportOptions& o) {
   root.register_attribute("arch", c10::StringType::get(), m.meta().arch);
   // A multi-label head's classes are independent: a sigmoid each, not one softmax over them.
   const bool multilabel = m.head()->cfg.output == config::HeadOutput::MultiLabel;
-  root.define(std::string(R"(
-def forward(self, x):
-    return self.head.forward(self.backbone.forward(x))
-
-def predict_proba(self, x):
-)") + (multilabel ? "    return torch.sigmoid(self.forward(x))\n" : "    return torch.softmax(self.forward(x), 1)\n"));
+  // A half-precision file takes and returns float32, so predict, serve and users' code need not know.
+  // TorchScript takes a dtype as its ScalarType number (the C++ frontend cannot resolve torch.bfloat16 here).
+  const auto to = [](at::ScalarType t) { return ".to(" + std::to_string(static_cast<int>(t)) + ")"; };
+  const std::string cast = o.precision == config::Precision::Bf16   ? to(at::kBFloat16)
+                           : o.precision == config::Precision::Fp16 ? to(at::kHalf)
+                                                                    : "";
+  const std::string body = "self.head.forward(self.backbone.forward(x" + cast + "))" + (cast.empty() ? "" : ".float()");
+  root.define("def forward(self, x):\n    return " + body + "\n\ndef predict_proba(self, x):\n" +
+              (multilabel ? "    return torch.sigmoid(self.forward(x))\n" : "    return torch.softmax(self.forward(x), 1)\n"));
 
   config::json bb = m.meta().raw;
   bb.erase("blocks");  // training-only detail
@@ -132,7 +166,8 @@ def predict_proba(self, x):
                                        "; x is N×3×H×W float32 preprocessed as 'preprocess' says"},
                        {"source_checkpoint", o.checkpoint},
                        {"exported_at", now_iso()},
-                       {"torch_version", TORCH_VERSION}};
+                       {"torch_version", TORCH_VERSION},
+                       {"precision", config::name_of(o.precision)}};
   root.register_attribute("metadata_json", c10::StringType::get(), meta.dump());
 
   // Self-check before writing: the file must compute what the checkpoint computes.
@@ -143,15 +178,13 @@ def predict_proba(self, x):
   TLTRAIN_CHECK(torch::isfinite(want).all().item<bool>(), ErrorKind::Data,
                 "'" + o.checkpoint + "' gives infinite or NaN logits for a random batch: its weights have diverged; export a checkpoint "
                 "from before that (best.pt, or an earlier run with a lower learning rate)");
-  // Relative to the logits' size: float32 keeps about 7 digits, whatever the scale.
-  const double scale = std::max(1.0, want.abs().max().item<double>());
-  double diff = (root.forward({x}).toTensor() - want).abs().max().item<double>() / scale;
-  TLTRAIN_CHECK(diff <= o.check_tolerance, ErrorKind::Runtime,
-                "exported module differs from the checkpoint by " + std::to_string(diff) + " (relative; a bug in tltrain export)");
+  const Check check = check_file(root, x, want, o);
+  meta["self_check"] = check.ran ? config::json(check.diff) : config::json("not run: fp16 needs CUDA");
+  root.setattr("metadata_json", meta.dump());
 
   torch::jit::ExtraFilesMap extra{{checkpoint::kModelFileName, meta.dump(2)}};
   write_atomically(o.out, [&](const std::string& tmp) { root.save(tmp, extra); });
-  return {o.out, meta, diff};
+  return {o.out, meta, check.diff, check.ran};
 }
 
 }  // namespace tltrain::ship

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "tltrain/config/json_reader.h"
+#include "tltrain/config/names.h"
 
 namespace tltrain::ship {
 
@@ -12,12 +13,17 @@ struct ExportOptions {
   std::string checkpoint;  ///< best.pt / last.pt from `tltrain fit`
   std::string out;         ///< model file to write (atomically)
   double check_tolerance = 1e-4;  ///< max |logits(file) - logits(checkpoint)| / max(1, max |logits|) on a random batch
+  /// The weights' type in the file: bf16 and fp16 halve it for GPU serving; the model still takes
+  /// and returns float32 (it converts inside). Half-precision files are checked against a
+  /// tolerance for their type; fp16 only where CUDA runs it (LibTorch's CPU has no fp16 convolution).
+  config::Precision precision = config::Precision::Fp32;
 };
 
 struct ExportSummary {
   std::string out;
   config::json metadata;   ///< what tltrain_model.json holds
   double check_max_abs_diff = 0;  ///< the self-check's difference, relative to the logits' size
+  bool checked = true;            ///< false: fp16 without CUDA, the self-check could not run
 };
 
 /// Writes the model file; a Data error for a bad checkpoint, Runtime when the self-check fails.
