@@ -17,6 +17,7 @@
 #include "tltrain/config/run_config.h"
 #include "tltrain/core/error.h"
 #include "tltrain/dist/context.h"
+#include "tltrain/model/classifier.h"
 #include "tltrain/checkpoint/checkpoint.h"
 
 namespace fs = std::filesystem;
@@ -267,4 +268,12 @@ TEST(Distributed, TwoRankCvMatchesOneProcessWithDoubleBatch) {
   EXPECT_EQ(pa.size(), 48u);
   ASSERT_EQ(pa.size(), pb.size());
   for (const auto& [path, p] : pa) EXPECT_NEAR(p, pb.at(path), 1e-4) << path;
+}
+
+TEST(Distributed, EachRankOfAMachineTakesItsOwnGpu) {
+  EXPECT_EQ(model::cuda_index(0, 4), 0);
+  EXPECT_EQ(model::cuda_index(3, 4), 3);
+  EXPECT_EQ(model::cuda_index(5, 4), 1) << "more ranks than GPUs share them round-robin";
+  EXPECT_EQ(model::cuda_index(2, 0), 0);
+  EXPECT_EQ(model::resolve_device(config::Device::Cpu, 3), torch::Device(torch::kCPU));
 }

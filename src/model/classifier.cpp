@@ -1,17 +1,23 @@
 #include "tltrain/model/classifier.h"
 
+#include <algorithm>
+
 #include "tltrain/core/error.h"
 #include "tltrain/model/inference.h"
 #include "tltrain/model/split.h"
 
 namespace tltrain::model {
 
-torch::Device resolve_device(config::Device d) {
+int64_t cuda_index(int local_rank, int64_t gpus) { return gpus > 0 ? std::max(local_rank, 0) % gpus : 0; }
+
+torch::Device resolve_device(config::Device d, int local_rank) {
   if (d == config::Device::Cpu) return torch::kCPU;
   bool cuda = torch::cuda::is_available();
   TLTRAIN_CHECK(cuda || d != config::Device::Cuda, ErrorKind::Usage,
                 "device is \"cuda\" but CUDA is not available (this LibTorch has no CUDA, or no GPU is visible); use \"auto\" or \"cpu\"");
-  return cuda ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+  if (!cuda) return torch::kCPU;
+  const auto index = cuda_index(local_rank, static_cast<int64_t>(torch::cuda::device_count()));
+  return torch::Device(torch::kCUDA, static_cast<torch::DeviceIndex>(index));
 }
 
 namespace {

@@ -79,7 +79,7 @@ struct Run::Stage {
 };
 
 Run::Run(const config::RunConfig& cfg, const FitOptions& opts, std::vector<std::unique_ptr<Callback>> callbacks)
-    : cfg_(cfg), opts_(opts), paths_(cfg.output_dir), device_(model::resolve_device(cfg.device)), callbacks_(std::move(callbacks)) {
+    : cfg_(cfg), opts_(opts), paths_(cfg.output_dir), device_(model::resolve_device(cfg.device, opts.group ? opts.group->context().local_rank : 0)), callbacks_(std::move(callbacks)) {
   // The profiling executor re-optimises the TorchScript graph on the fly; measured slower for
   // training on CPU than the plain interpreter (docs/benchmarks.md).
   torch::jit::setGraphExecutorOptimize(false);

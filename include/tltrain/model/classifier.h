@@ -33,8 +33,12 @@ struct HeadImpl : torch::nn::Module {
 TORCH_MODULE(Head);
 
 /// "auto" → CUDA when LibTorch has it and a GPU is visible, else CPU; "cpu"; "cuda" (a Usage
-/// error when CUDA is not available). The one place that picks the device.
-torch::Device resolve_device(config::Device device);
+/// error when CUDA is not available). The one place that picks the device. On CUDA the GPU is
+/// cuda_index(LOCAL_RANK, GPUs): each data-parallel rank of a machine takes its own, as torchrun.
+torch::Device resolve_device(config::Device device, int local_rank = 0);
+
+/// GPU LOCAL_RANK mod GPUS: ranks beyond the GPUs share them round-robin (0 with no GPU).
+int64_t cuda_index(int local_rank, int64_t gpus);
 
 /// H×W of BACKBONE's feature map for HEIGHT×WIDTH images (one forward of zeros, no gradient).
 int64_t feature_positions(Backbone& backbone, int64_t height, int64_t width);
