@@ -3,8 +3,9 @@
 # configs/hymenoptera.json (MobileNetV2 at 224, head then the top 20% fine-tuned); the student is
 # the same recipe at 112x112 (resize 128, about 4x cheaper), trained plain and distilled from the
 # teacher (tltrain distill, the defaults T 10 and alpha 0.9 unless DISTILL_ARGS says otherwise)
-# over SEEDS. Prints each run's best val accuracy, the means, and predict img/s of the three
-# exported models over the 397 hymenoptera images (decode included, best of 3, 2 threads).
+# over SEEDS (STUDENT_ARGS adds --set options to both students, e.g. a deeper fine-tune). Prints
+# each run's best val accuracy (its best.pt, picked over both stages), the means, and predict
+# img/s of the three exported models over the 397 hymenoptera images (decode included, best of 3).
 #   bench/distill_bench.sh [SEEDS...]      (default: 1 2 3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +16,8 @@ seeds=("$@")
 ((${#seeds[@]})) || seeds=(1 2 3)
 read -r -a kd_args <<< "${DISTILL_ARGS:-}"
 work=${WORK:-$(mktemp -d)}
-student=(--set data.image_size=112 --set data.resize=128)
+read -r -a student_args <<< "${STUDENT_ARGS:-}"
+student=(--set data.image_size=112 --set data.resize=128 ${student_args[@]+"${student_args[@]}"})
 acc() { grep -o 'best val_accuracy: [0-9.]*' "$1" | awk '{print $3}'; }
 run() {  # run LOG ARGS...: tltrain ARGS > LOG, failing loudly
   local log=$1; shift
@@ -29,7 +31,7 @@ plain=() kd=()
 for seed in "${seeds[@]}"; do
   rm -rf "$work/plain$seed" "$work/kd$seed"
   run "$work/plain$seed.log" fit --config configs/hymenoptera.json "${student[@]}" --set "seed=$seed" --set "output_dir=$work/plain$seed"
-  run "$work/kd$seed.log" distill --teacher "$work/teacher/checkpoints/best.pt" "${kd_args[@]}" --config configs/hymenoptera.json \
+  run "$work/kd$seed.log" distill --teacher "$work/teacher/checkpoints/best.pt" ${kd_args[@]+"${kd_args[@]}"} --config configs/hymenoptera.json \
     "${student[@]}" --set "seed=$seed" --set "output_dir=$work/kd$seed"
   plain+=("$(acc "$work/plain$seed.log")") kd+=("$(acc "$work/kd$seed.log")")
   echo "seed $seed: student (112) ${plain[-1]}, distilled student (112) ${kd[-1]}"

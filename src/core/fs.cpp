@@ -33,7 +33,12 @@ void write_atomically(const std::string& path, const std::function<void(const st
   TLTRAIN_CHECK(!ec, ErrorKind::Runtime, "cannot create directory '" + dir.string() + "': " + ec.message());
   // A random suffix keeps two writers (e.g. two ranks by mistake) from sharing a temp file.
   std::random_device rd;
-  fs::path tmp = dir / ("." + target.filename().string() + ".tmp" + std::to_string(rd()));
+  // Appended piece by piece: GCC 12 in C++20 mode (LibTorch 2.x) warns -Wrestrict, wrongly, on "." + std::string&&.
+  std::string tmp_name = ".";
+  tmp_name += target.filename().string();
+  tmp_name += ".tmp";
+  tmp_name += std::to_string(rd());
+  fs::path tmp = dir / tmp_name;
   try {
     write(tmp.string());
   } catch (...) {

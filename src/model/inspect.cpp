@@ -113,7 +113,10 @@ std::string list(const json& a) {
 std::string shape_text(const json& shape) {
   if (shape.is_null()) return "-";
   std::string out;
-  for (size_t i = 0; i < shape.size(); ++i) out += (i ? "x" : "") + std::to_string(shape[i].get<int64_t>());
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (i) out += 'x';
+    out += std::to_string(shape[i].get<int64_t>());
+  }
   return out;
 }
 

@@ -37,6 +37,7 @@ void set_autocast_dtype(torch::DeviceType t, at::ScalarType d) {
 }
 #endif
 
+#if TORCH_VERSION_MAJOR < 2
 // LibTorch 1.13 has no bf16 CPU kernel for hardtanh's backward (ReLU6: MobileNet V2/V3):
 // bf16 training stopped with '"hardshrink_backward_cpu" not implemented for BFloat16'. Under CPU
 // autocast a bf16 hardtanh runs as clamp, the same values, whose backward has the kernel; the
@@ -49,6 +50,7 @@ at::Tensor& hardtanh_inplace_autocast(at::Tensor& self, const at::Scalar& min, c
   c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::DispatchKey::AutocastCPU);
   return self.scalar_type() == at::kBFloat16 ? at::clamp_(self, min, max) : at::hardtanh_(self, min, max);
 }
+#endif
 
 }  // namespace
 
