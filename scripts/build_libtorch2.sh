@@ -15,7 +15,6 @@
 # without system site packages, and the tests keep using /usr/bin/python3 to export backbones.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-repo=$(pwd)
 
 run_tests=""
 case "${1:-}" in

@@ -1,0 +1,91 @@
+// CUDA checks (scripts/gpu_check.sh runs them on a GPU machine; without CUDA each skips with a
+// message): a training step on CUDA equals the CPU step, fp16 with loss scaling trains, and a
+// whole fp16 run on the squares reaches the CPU run's accuracy.
+#include <gtest/gtest.h>
+#include <torch/cuda.h>
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "test_util.h"
+#include "tltrain/train/objective.h"
+#include "tltrain/train/precision.h"
+#include "tltrain/train/step.h"
+#include "tltrain/train/trainer.h"
+
+using namespace tltrain;
+using config::json;
+
+namespace {
+
+#define SKIP_WITHOUT_CUDA() \
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA here (this LibTorch has none, or no GPU is visible): scripts/gpu_check.sh runs this on a GPU machine"
+
+/// A small conv net and a batch, seeded: the same weights on any device.
+struct Net {
+  torch::nn::Sequential seq{nullptr};
+  torch::Tensor x, y;
+  explicit Net(const torch::Device& d) {
+    torch::manual_seed(11);
+    seq = torch::nn::Sequential(torch::nn::Conv2d(torch::nn::Conv2dOptions(3, 8, 3).padding(1)), torch::nn::ReLU6(),
+                                torch::nn::AdaptiveAvgPool2d(1), torch::nn::Flatten(), torch::nn::Linear(8, 3));
+    x = torch::randn({16, 3, 12, 12});
+    y = torch::randint(0, 3, {16}, torch::kLong);
+    seq->to(d);
+    x = x.to(d);
+    y = y.to(d);
+  }
+};
+
+}  // namespace
+
+TEST(Cuda, AStepOnCudaEqualsTheCpuStep) {
+  SKIP_WITHOUT_CUDA();
+  train::CrossEntropy ce(torch::Tensor(), 0.0);
+  std::vector<torch::Tensor> after;
+  for (const torch::Device d : {torch::Device(torch::kCPU), torch::Device(torch::kCUDA)}) {
+    Net n(d);
+    torch::optim::SGD opt(n.seq->parameters(), torch::optim::SGDOptions(0.1).momentum(0.9));
+    for (int i = 0; i < 3; ++i) train::gradient_step([&](const torch::Tensor& t) { return n.seq->forward(t); }, n.x, n.y, opt, ce, {4});
+    after.push_back(torch::cat({n.seq->parameters()[0].flatten(), n.seq->parameters().back().flatten()}).to(torch::kCPU));
+  }
+  EXPECT_LT((after[0] - after[1]).abs().max().item<double>(), 1e-4);
+}
+
+TEST(Cuda, Fp16WithLossScalingTrains) {
+  SKIP_WITHOUT_CUDA();
+  Net n(torch::kCUDA);
+  train::CrossEntropy ce(torch::Tensor(), 0.0);
+  torch::optim::Adam opt(n.seq->parameters(), torch::optim::AdamOptions(0.01));
+  config::LossScaleConfig ls;
+  ls.mode = config::LossScaleConfig::Mode::On;
+  ls.growth_interval = 5;
+  train::LossScaler scaler(ls, torch::kCUDA);
+  const auto fwd = train::autocast_forward([&](const torch::Tensor& t) { return n.seq->forward(t); }, config::Precision::Fp16, torch::kCUDA);
+  double first = 0, last = 0;
+  for (int i = 0; i < 60; ++i) {
+    auto s = train::gradient_step(fwd, n.x, n.y, opt, ce, {0, nullptr, {}, &scaler});
+    if (i == 0) first = s.loss_sum / s.weight_sum;
+    last = s.loss_sum / s.weight_sum;
+  }
+  EXPECT_LT(last, 0.5 * first) << "fp16 training did not bring the loss down";
+  EXPECT_TRUE(std::isfinite(scaler.value()) && scaler.value() >= 1.0) << scaler.value();
+}
+
+TEST(Cuda, Fp16RunOnTheSquaresMatchesTheCpuRun) {
+  SKIP_WITHOUT_CUDA();
+  test::TempDir dir("cuda");
+  test::write_color_dataset(dir / "train", {"green", "red"}, 16);
+  test::write_color_dataset(dir / "val", {"green", "red"}, 6);
+  json cfg = {{"seed", 3},
+              {"device", "cuda"},
+              {"precision", "fp16"},
+              {"data", {{"train", dir / "train"}, {"val", dir / "val"}, {"batch_size", 8}}},
+              {"model", {{"backbone", test::tiny_backbone()}, {"head", {{"hidden", {8}}}}}},
+              {"output_dir", dir / "run"},
+              {"stages", json::array({{{"epochs", 3}, {"trainable", "head"}, {"optimizer", {{"name", "adam"}, {"lr", 0.02}}}},
+                                      {{"epochs", 2}, {"trainable", "all"}, {"optimizer", {{"name", "sgd"}, {"lr", 0.01}}}}})}};
+  auto r = train::fit(config::parse_run_config(cfg, "cuda.json"));
+  EXPECT_GE(r.history.back()["val_accuracy"].get<double>(), 0.95) << r.history.dump();
+  EXPECT_TRUE(r.history.back().contains("loss_scale")) << "fp16 ran without loss scaling";
+}
