@@ -82,15 +82,6 @@ json tune_stage(int epochs) {
   return {{"name", "tune"}, {"epochs", epochs}, {"trainable", "all"}, {"optimizer", {{"name", "sgd"}, {"lr", 0.01}, {"momentum", 0.9}}}};
 }
 
-std::string error_of(const json& cfg) {
-  try {
-    config::parse_run_config(cfg, "s.json");
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
 }  // namespace
 
 TEST(DistillLoss, MatchesAHandComputationWithAndWithoutClassWeights) {
@@ -259,18 +250,18 @@ TEST(DistillConfig, RefusesWhatItCannotDistill) {
   Project p;
   json c = p.config("r", json::array({head_stage(1, 0)}));
   c["distill"] = {{"teacher", "t.pt"}, {"alpha", 2}};
-  EXPECT_NE(error_of(c).find("distill.alpha"), std::string::npos) << error_of(c);
+  EXPECT_NE(test::config_error(c).find("distill.alpha"), std::string::npos) << test::config_error(c);
   c["distill"] = {{"temperature", 2}};
-  EXPECT_NE(error_of(c).find("distill.teacher"), std::string::npos) << error_of(c);
+  EXPECT_NE(test::config_error(c).find("distill.teacher"), std::string::npos) << test::config_error(c);
   c["distill"] = {{"teacher", "t.pt"}};
   c["model"]["head"]["output"] = "multilabel";
-  EXPECT_NE(error_of(c).find("stages[0].distill"), std::string::npos) << error_of(c);
+  EXPECT_NE(test::config_error(c).find("stages[0].distill"), std::string::npos) << test::config_error(c);
   c["model"]["head"].erase("output");
   c["stages"][0]["loss"] = "hinge";
-  EXPECT_NE(error_of(c).find("hinge"), std::string::npos) << error_of(c);
+  EXPECT_NE(test::config_error(c).find("hinge"), std::string::npos) << test::config_error(c);
   c["stages"][0].erase("loss");
   c["distill"] = "t.pt";
-  EXPECT_NE(error_of(c).find("distill"), std::string::npos) << error_of(c);
+  EXPECT_NE(test::config_error(c).find("distill"), std::string::npos) << test::config_error(c);
   c["distill"] = {{"teacher", "t.pt"}};
   auto ok = config::parse_run_config(c, "s.json");
   EXPECT_TRUE(ok.stages[0].distill.enabled());

@@ -181,15 +181,6 @@ struct Project {
   }
 };
 
-std::string error_of(const json& cfg) {
-  try {
-    config::parse_run_config(cfg, "p.json");
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
 }  // namespace
 
 TEST(MixedPrecision, Bf16RunTrainsTheSquaresAndDiffersFromFp32) {
@@ -239,14 +230,14 @@ TEST(MixedPrecision, ScaledRunSkipsOverflowsLogsThemAndResumesExactly) {
 
 TEST(MixedPrecision, ConfigRefusesFp16OnCpuScalingWithLbfgsAndBadScales) {
   Project p;
-  EXPECT_NE(error_of(p.config("r", {{"precision", "fp16"}})).find("stages[0].precision"), std::string::npos);
-  EXPECT_NE(error_of(p.config("r", {{"precision", "fp16"}})).find("bf16"), std::string::npos);
+  EXPECT_NE(test::config_error(p.config("r", {{"precision", "fp16"}})).find("stages[0].precision"), std::string::npos);
+  EXPECT_NE(test::config_error(p.config("r", {{"precision", "fp16"}})).find("bf16"), std::string::npos);
   json lbfgs = p.config("r", {{"loss_scale", true}});
   lbfgs["stages"][0]["optimizer"] = {{"name", "lbfgs"}, {"lr", 1.0}};
-  EXPECT_NE(error_of(lbfgs).find("lbfgs"), std::string::npos) << error_of(lbfgs);
-  EXPECT_NE(error_of(p.config("r", {{"loss_scale", {{"backoff_factor", 2}}}})).find("loss_scale.backoff_factor"), std::string::npos);
-  EXPECT_NE(error_of(p.config("r", {{"loss_scale", "yes"}})).find("loss_scale"), std::string::npos);
-  EXPECT_NE(error_of(p.config("r", {{"precision", "half"}})).find("precision"), std::string::npos);
+  EXPECT_NE(test::config_error(lbfgs).find("lbfgs"), std::string::npos) << test::config_error(lbfgs);
+  EXPECT_NE(test::config_error(p.config("r", {{"loss_scale", {{"backoff_factor", 2}}}})).find("loss_scale.backoff_factor"), std::string::npos);
+  EXPECT_NE(test::config_error(p.config("r", {{"loss_scale", "yes"}})).find("loss_scale"), std::string::npos);
+  EXPECT_NE(test::config_error(p.config("r", {{"precision", "half"}})).find("precision"), std::string::npos);
   // A stage may differ from the run, and a valid config parses.
   json mixed = p.config("r", {{"precision", "bf16"}});
   mixed["stages"][1]["precision"] = "fp32";

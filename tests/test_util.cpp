@@ -10,6 +10,8 @@
 #include <opencv2/imgcodecs.hpp>
 #include <random>
 
+#include "tltrain/config/run_config.h"
+#include "tltrain/core/error.h"
 #include "tltrain/model/backbone.h"
 
 namespace fs = std::filesystem;
@@ -87,5 +89,14 @@ CommandResult run_command(const std::string& cmd) {
 }
 
 CommandResult run_tltrain(const std::string& args) { return run_command(std::string(TLTRAIN_BIN) + " " + args); }
+
+std::string config_error(const config::json& cfg) {
+  try {
+    config::parse_run_config(cfg, "test.json");
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
 
 }  // namespace tltrain::test

@@ -4,6 +4,8 @@
 #include <string>
 #include <vector>
 
+#include "tltrain/config/json_reader.h"
+
 namespace tltrain::test {
 
 /// A fresh empty directory under the build's temp area, removed at destruction.
@@ -40,6 +42,9 @@ struct CommandResult {
 };
 /// Runs a shell command line, capturing its output.
 CommandResult run_command(const std::string& cmd);
+/// The message parse_run_config throws for CFG (its problems listed), or "" when CFG is valid.
+std::string config_error(const config::json& cfg);
+
 /// Runs the real tltrain binary with ARGS.
 CommandResult run_tltrain(const std::string& args);
 

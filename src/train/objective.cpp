@@ -155,14 +155,15 @@ std::unique_ptr<Objective> plain_objective(const config::StageConfig& st, const 
 
 std::unique_ptr<Objective> make_objective(const config::StageConfig& st, const config::HeadConfig& head,
                                           const std::vector<int64_t>& counts, const torch::Device& device) {
-  auto plain = plain_objective(st, head, counts, device);
-  if (!st.distill.enabled()) return plain;
-  // The config refuses distillation for the hinge loss and the multi-label head: a CrossEntropy.
-  auto* ce = dynamic_cast<CrossEntropy*>(plain.get());
-  TLTRAIN_ASSERT(ce != nullptr && st.loss != config::Loss::Hinge, "distillation over a non-softmax objective");
-  plain.release();
-  return std::make_unique<Distill>(std::unique_ptr<CrossEntropy>(ce), class_weights(st, counts, device), st.distill.temperature,
-                                   st.distill.alpha);
+  if (!st.distill.enabled()) return plain_objective(st, head, counts, device);
+  // The config refuses distillation for the hinge loss and the multi-label head: the labels'
+  // term is a softmax or binary cross-entropy, weighted as the teacher's term.
+  TLTRAIN_ASSERT(st.loss != config::Loss::Hinge && head.output != config::HeadOutput::MultiLabel, "distillation over a non-softmax objective");
+  auto cw = class_weights(st, counts, device);
+  std::unique_ptr<CrossEntropy> labels = head.output == config::HeadOutput::Sigmoid
+                                             ? std::make_unique<BinaryCrossEntropy>(cw, st.label_smoothing)
+                                             : std::make_unique<CrossEntropy>(cw, st.label_smoothing);
+  return std::make_unique<Distill>(std::move(labels), cw, st.distill.temperature, st.distill.alpha);
 }
 
 torch::Tensor class_weights(const config::StageConfig& st, const std::vector<int64_t>& counts, const torch::Device& device) {

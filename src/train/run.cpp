@@ -333,6 +333,10 @@ void Run::run_epoch() {
   record["lr"] = stage_->lr;
   record["lr_backbone"] = stage_->has_backbone_group() ? json(stage_->lr_backbone) : json(nullptr);
   if (stage_->scaler) {
+    // Read once per epoch, not per step (two device syncs): checkpoints are written at epoch ends.
+    const ScalerState sc = stage_->scaler->state();
+    state_.loss_scale = sc.scale;
+    state_.loss_scale_good_steps = sc.good_steps;
     record["loss_scale"] = state_.loss_scale;
     record["skipped_steps"] = stats.skipped;
   }
@@ -414,11 +418,6 @@ void Run::set_lr() {
 
 void Run::after_step(const StepStats& step, StepStats& epoch, int64_t done) {
   epoch.add(step);
-  if (stage_->scaler) {
-    const ScalerState sc = stage_->scaler->state();
-    state_.loss_scale = sc.scale;
-    state_.loss_scale_good_steps = sc.good_steps;
-  }
   ++stage_->stage_step;
   ++state_.global_step;
   const StepEnd end{done, stage_->steps_per_epoch, step, epoch, stage_->lr};
