@@ -1,6 +1,7 @@
 // CUDA checks (scripts/gpu_check.sh runs them on a GPU machine; without CUDA each skips with a
 // message): a training step on CUDA equals the CPU step, fp16 with loss scaling trains, and a
-// whole fp16 run on the squares reaches the CPU run's accuracy.
+// whole fp16 run on the squares reaches the CPU run's accuracy, and batches copied on the side stream
+// (pinned memory, non-blocking) arrive intact while the GPU computes.
 #include <gtest/gtest.h>
 #include <torch/cuda.h>
 #include <torch/torch.h>
@@ -8,6 +9,9 @@
 #include <cmath>
 
 #include "test_util.h"
+#include "tltrain/data/dataset.h"
+#include "tltrain/data/device_batches.h"
+#include "tltrain/data/loader.h"
 #include "tltrain/train/objective.h"
 #include "tltrain/train/precision.h"
 #include "tltrain/train/step.h"
@@ -88,4 +92,40 @@ TEST(Cuda, Fp16RunOnTheSquaresMatchesTheCpuRun) {
   auto r = train::fit(config::parse_run_config(cfg, "cuda.json"));
   EXPECT_GE(r.history.back()["val_accuracy"].get<double>(), 0.95) << r.history.dump();
   EXPECT_TRUE(r.history.back().contains("loss_scale")) << "fp16 ran without loss scaling";
+}
+
+TEST(Cuda, BatchesCopiedBesideComputeArriveIntact) {
+  SKIP_WITHOUT_CUDA();
+  test::TempDir dir("cuda");
+  test::write_color_dataset(dir / "root", {"a", "b"}, 12, 24);
+  const auto samples = data::scan_source(dir / "root").samples;
+  data::Preprocess pre;
+  pre.height = pre.width = 16;
+  pre.resize = 18;
+  config::AugmentConfig aug;
+  aug.horizontal_flip = true;
+  data::LoaderOptions o;
+  o.batch_size = 5;
+  o.shuffle = true;
+  o.seed = 2;
+  o.pin_memory = true;
+  data::Loader host(samples, pre, aug, data::Mode::Train, o), pinned(samples, pre, aug, data::Mode::Train, o);
+  host.start_epoch(0);
+  pinned.start_epoch(0);
+  data::DeviceBatches batches(pinned, torch::Device(torch::kCUDA, 0));
+  EXPECT_TRUE(batches.overlapping());
+  int64_t n = 0;
+  while (auto b = batches.next()) {
+    auto want = host.next();
+    ASSERT_TRUE(want.has_value());
+    EXPECT_TRUE(b->images.is_cuda());
+    // Work on the compute stream while the next batch copies: the values must still be this batch's.
+    auto busy = torch::matmul(torch::randn({1024, 1024}, b->images.options()), torch::randn({1024, 1024}, b->images.options()));
+    EXPECT_TRUE(torch::equal(b->images.cpu(), want->images)) << "batch " << n;
+    EXPECT_TRUE(torch::equal(b->labels.cpu(), want->labels));
+    EXPECT_GT(busy.abs().sum().item<double>(), 0);
+    ++n;
+  }
+  EXPECT_FALSE(host.next().has_value());
+  EXPECT_EQ(n, 5) << "24 images in batches of 5";
 }

@@ -11,6 +11,7 @@
 
 #include "test_util.h"
 #include "tltrain/core/error.h"
+#include "tltrain/data/device_batches.h"
 #include "tltrain/data/image_io.h"
 #include "tltrain/data/loader.h"
 #include "tltrain/data/transforms.h"
@@ -249,4 +250,29 @@ TEST(DataLoader, RegionDecodedJpegMatchesTheFullDecodePipeline) {
   Preprocess small = pre(32);
   small.resize = 30;
   EXPECT_FALSE(Transform(small, aug, Mode::Train).crop_first());
+}
+
+TEST(DataLoader, DeviceBatchesOnTheCpuAreTheLoadersBatches) {
+  TempDir dir;
+  auto samples = color_samples(dir, 4);
+  LoaderOptions o;
+  o.batch_size = 5;
+  o.shuffle = true;
+  o.seed = 7;
+  o.threads = 2;
+  Loader plain(samples, pre(8), all_augment(), Mode::Train, o), wrapped(samples, pre(8), all_augment(), Mode::Train, o);
+  auto want = epoch(plain, 1);
+  wrapped.start_epoch(1);
+  DeviceBatches batches(wrapped, torch::kCPU);
+  EXPECT_FALSE(batches.overlapping()) << "no side stream on the CPU";
+  size_t i = 0;
+  while (auto b = batches.next()) {
+    ASSERT_LT(i, want.size());
+    EXPECT_EQ(b->indices, want[i].indices);
+    EXPECT_TRUE(torch::equal(b->images, want[i].images)) << "batch " << i;
+    EXPECT_TRUE(torch::equal(b->labels, want[i].labels));
+    ++i;
+  }
+  EXPECT_EQ(i, want.size());
+  EXPECT_FALSE(batches.next()) << "the end stays the end";
 }

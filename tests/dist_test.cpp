@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <torch/cuda.h>
 #include <torch/torch.h>
 #include <unistd.h>
 
@@ -12,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <thread>
 
 #include "test_util.h"
 #include "tltrain/config/run_config.h"
@@ -45,10 +47,10 @@ struct Project {
     test::write_color_dataset(dir / "train", {"green", "red"}, 16);
     test::write_color_dataset(dir / "val", {"green", "red"}, 5);
   }
-  std::string write(const json& stages, const std::string& name, int64_t micro_batch = 0) const {
+  std::string write(const json& stages, const std::string& name, int64_t micro_batch = 0, const std::string& device = "cpu") const {
     json cfg = {{"seed", 5},
                 {"micro_batch", micro_batch},
-                {"device", "cpu"},
+                {"device", device},
                 {"threads", {{"intra_op", 1}, {"loader", 1}}},
                 {"data", {{"train", dir / "train"}, {"val", dir / "val"}, {"batch_size", 8},
                           {"augment", {{"random_resized_crop", {{"scale", {0.5, 1.0}}}}, {"horizontal_flip", true}}}}},
@@ -110,10 +112,13 @@ std::pair<test::CommandResult, test::CommandResult> two_by_hand(const std::strin
   return r;
 }
 
-void expect_same_as_one_process(const json& stages, const std::string& tag, int64_t micro_batch = 0) {
+/// DEVICE cuda: each rank on its own GPU over NCCL, equal within GPU arithmetic's tolerance.
+void expect_same_as_one_process(const json& stages, const std::string& tag, int64_t micro_batch = 0,
+                                const std::string& device = "cpu") {
   if (!dist::gloo_available()) GTEST_SKIP() << "this build has no c10d Gloo (install libgloo-dev)";
+  const double tol = device == "cpu" ? 1e-5 : 1e-4;
   Project p;
-  const std::string cfg = p.write(stages, tag + ".json", micro_batch);
+  const std::string cfg = p.write(stages, tag + ".json", micro_batch, device);
   auto one = test::run_tltrain(fit_args(cfg, p.dir / "one", 8));
   ASSERT_EQ(one.exit_code, 0) << one.output;
   EXPECT_EQ(one.output.find("data-parallel"), std::string::npos) << one.output;
@@ -121,6 +126,8 @@ void expect_same_as_one_process(const json& stages, const std::string& tag, int6
   auto launched = test::run_tltrain("launch --nproc 2 -- " + fit_args(cfg, p.dir / "launched", 4));
   ASSERT_EQ(launched.exit_code, 0) << launched.output;
   EXPECT_NE(launched.output.find("data-parallel: 2 ranks"), std::string::npos) << launched.output;
+  const std::string backend = device == "cpu" ? "gloo collectives" : "nccl collectives on cuda:";
+  EXPECT_NE(launched.output.find(backend), std::string::npos) << launched.output;
 
   auto [r0, r1] = two_by_hand(fit_args(cfg, p.dir / "by_hand", 4));
   ASSERT_EQ(r0.exit_code, 0) << r0.output;
@@ -128,8 +135,8 @@ void expect_same_as_one_process(const json& stages, const std::string& tag, int6
   EXPECT_EQ(r1.output.find("epoch"), std::string::npos) << "rank 1 should stay quiet:\n" << r1.output;
 
   auto w1 = weights_of(p.dir / "one/checkpoints/last.pt");
-  EXPECT_LE(max_abs_diff(w1, weights_of(p.dir / "launched/checkpoints/last.pt")), 1e-5);
-  EXPECT_LE(max_abs_diff(w1, weights_of(p.dir / "by_hand/checkpoints/last.pt")), 1e-5);
+  EXPECT_LE(max_abs_diff(w1, weights_of(p.dir / "launched/checkpoints/last.pt")), tol);
+  EXPECT_LE(max_abs_diff(w1, weights_of(p.dir / "by_hand/checkpoints/last.pt")), tol);
   // The comparison can fail: one process with the per-rank batch ends elsewhere.
   auto half = test::run_tltrain(fit_args(cfg, p.dir / "half", 4));
   ASSERT_EQ(half.exit_code, 0) << half.output;
@@ -140,7 +147,7 @@ void expect_same_as_one_process(const json& stages, const std::string& tag, int6
   ASSERT_EQ(h1.size(), h2.size());
   for (size_t e = 0; e < h1.size(); ++e)
     for (const char* k : {"loss", "accuracy", "val_loss", "val_accuracy"})
-      EXPECT_NEAR(h1[e].at(k).get<double>(), h2[e].at(k).get<double>(), 1e-5) << "epoch " << e << " " << k;
+      EXPECT_NEAR(h1[e].at(k).get<double>(), h2[e].at(k).get<double>(), tol) << "epoch " << e << " " << k;
 }
 
 }  // namespace
@@ -180,6 +187,12 @@ TEST(Distributed, TwoRanksMatchOneProcessWithDoubleBatch_LoaderAndFineTune) {
 }
 
 TEST(Distributed, TwoRanksMatchOneProcessWithDoubleBatch_FeatureCache) { expect_same_as_one_process(cache_stages(), "cache"); }
+
+TEST(Distributed, TwoRanksOnNcclMatchOneProcessWithDoubleBatch) {
+  if (!dist::nccl_available()) GTEST_SKIP() << "this build has no c10d NCCL (scripts/gpu_check.sh builds one with it)";
+  if (torch::cuda::device_count() < 2) GTEST_SKIP() << "NCCL needs a GPU per rank: " << torch::cuda::device_count() << " visible";
+  expect_same_as_one_process(loader_stages(), "nccl", 0, "cuda");
+}
 
 TEST(Distributed, KilledRankMakesTheSurvivorFailWithinTheTimeout) {
   if (!dist::gloo_available()) GTEST_SKIP() << "this build has no c10d Gloo (install libgloo-dev)";
@@ -276,4 +289,62 @@ TEST(Distributed, EachRankOfAMachineTakesItsOwnGpu) {
   EXPECT_EQ(model::cuda_index(5, 4), 1) << "more ranks than GPUs share them round-robin";
   EXPECT_EQ(model::cuda_index(2, 0), 0);
   EXPECT_EQ(model::resolve_device(config::Device::Cpu, 3), torch::Device(torch::kCPU));
+}
+
+TEST(Distributed, BackendIsNcclOnCudaWhenBuiltAndTheEnvironmentOverrides) {
+  ::unsetenv("TLTRAIN_DIST_BACKEND");
+  EXPECT_EQ(dist::choose_backend(false), dist::Backend::Gloo) << "CPU ranks always reduce over Gloo";
+  EXPECT_EQ(dist::choose_backend(true), dist::nccl_available() ? dist::Backend::Nccl : dist::Backend::Gloo);
+  ::setenv("TLTRAIN_DIST_BACKEND", "gloo", 1);
+  EXPECT_EQ(dist::choose_backend(true), dist::Backend::Gloo);
+  ::setenv("TLTRAIN_DIST_BACKEND", "mpi", 1);
+  test::expect_error([] { dist::choose_backend(true); }, ErrorKind::Usage, "TLTRAIN_DIST_BACKEND='mpi': expected gloo or nccl");
+  ::setenv("TLTRAIN_DIST_BACKEND", "nccl", 1);
+  test::expect_error([] { dist::choose_backend(false); }, ErrorKind::Usage,
+                     dist::nccl_available() ? "needs device cuda" : "this build has no c10d NCCL");
+  ::unsetenv("TLTRAIN_DIST_BACKEND");
+}
+
+// Two ranks as two threads of this process, each with its own group over one TCPStore: the
+// collectives the trainer's metrics use sum and gather tensors where they live and leave them there.
+TEST(Distributed, CollectivesSumTensorsInPlaceAndKeepTheirDevice) {
+  if (!dist::gloo_available()) GTEST_SKIP() << "this build has no c10d Gloo (install libgloo-dev)";
+  const int port = free_port();
+  std::vector<torch::Tensor> sums(2), doubles(2), gathered(2);
+  std::vector<std::string> failures(2);
+  auto rank = [&](int r) {
+    try {
+      dist::DistContext ctx;
+      ctx.rank = r;
+      ctx.world = 2;
+      ctx.master_port = port;
+      dist::GroupOptions o;
+      o.timeout = std::chrono::milliseconds(20000);
+      auto pg = dist::init_process_group(ctx, o);
+      EXPECT_EQ(pg->backend(), dist::Backend::Gloo);
+      auto t = torch::tensor({1.0, 2.0}, torch::kDouble) * (r == 0 ? 1 : 10);
+      const auto* before = t.data_ptr();
+      pg->all_reduce_sum(t);
+      EXPECT_EQ(t.data_ptr(), before) << "summed in place, not replaced";
+      sums[static_cast<size_t>(r)] = t;
+      std::vector<double> v{static_cast<double>(r + 1), 0.5};
+      pg->all_reduce_sum(v);
+      doubles[static_cast<size_t>(r)] = torch::tensor(v, torch::kDouble);
+      gathered[static_cast<size_t>(r)] = pg->all_gather(torch::full({3}, static_cast<float>(r)));
+      pg->barrier();
+    } catch (const std::exception& e) {
+      failures[static_cast<size_t>(r)] = e.what();
+    }
+  };
+  std::thread a(rank, 0), b(rank, 1);
+  a.join();
+  b.join();
+  ASSERT_EQ(failures[0], "");
+  ASSERT_EQ(failures[1], "");
+  for (int r = 0; r < 2; ++r) {
+    EXPECT_TRUE(torch::equal(sums[r], torch::tensor({11.0, 22.0}, torch::kDouble))) << sums[r];
+    EXPECT_TRUE(torch::equal(doubles[r], torch::tensor({3.0, 1.0}, torch::kDouble))) << doubles[r];
+    EXPECT_TRUE(torch::equal(gathered[r], torch::stack({torch::zeros({3}), torch::ones({3})}))) << gathered[r];
+    EXPECT_EQ(gathered[r].device(), torch::Device(torch::kCPU));
+  }
 }

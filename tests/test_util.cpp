@@ -1,5 +1,7 @@
 #include "test_util.h"
 
+#include <gtest/gtest.h>
+
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -97,6 +99,16 @@ std::string config_error(const config::json& cfg) {
     return e.what();
   }
   return "";
+}
+
+void expect_error(const std::function<void()>& f, ErrorKind kind, const std::string& fragment) {
+  try {
+    f();
+    ADD_FAILURE() << "no error; expected one containing: " << fragment;
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), kind) << e.what();
+    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what() << "\nexpected to contain: " << fragment;
+  }
 }
 
 }  // namespace tltrain::test

@@ -1,10 +1,12 @@
 #pragma once
 // Helpers shared by the tests: temp folders, the tiny backbone, synthetic images, and running
 // the real tltrain binary.
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "tltrain/config/json_reader.h"
+#include "tltrain/core/error.h"
 
 namespace tltrain::test {
 
@@ -44,6 +46,9 @@ struct CommandResult {
 CommandResult run_command(const std::string& cmd);
 /// The message parse_run_config throws for CFG (its problems listed), or "" when CFG is valid.
 std::string config_error(const config::json& cfg);
+
+/// Expects F to throw a tltrain::Error of KIND whose message contains FRAGMENT (gtest failures otherwise).
+void expect_error(const std::function<void()>& f, ErrorKind kind, const std::string& fragment);
 
 /// Runs the real tltrain binary with ARGS.
 CommandResult run_tltrain(const std::string& args);

@@ -5,6 +5,8 @@
 #include <optional>
 #include <sstream>
 
+#include "tltrain/data/device_batches.h"
+
 namespace tltrain::model {
 
 torch::Tensor in_chunks(const torch::Tensor& x, int64_t micro, const std::function<torch::Tensor(const torch::Tensor&)>& fn) {
@@ -67,8 +69,9 @@ Predictions predict(Classifier& model, data::Loader& loader, int64_t micro, int6
   if (keep) *keep = FrozenInputs{};
   std::optional<torch::jit::Module> fast;  // optimized on the first batch's shape
   loader.start_epoch(epoch);
-  while (auto batch = loader.next()) {
-    auto x = batch->images.to(model.device(), /*non_blocking=*/true);
+  data::DeviceBatches batches(loader, model.device());
+  while (auto batch = batches.next()) {
+    const auto& x = batch->images;
     if (split) {
       logits.push_back(in_chunks(x, micro, [&](const torch::Tensor& c) {
                          auto f = model.frozen_features(c);
@@ -90,7 +93,7 @@ Predictions predict(Classifier& model, data::Loader& loader, int64_t micro, int6
                          return model.head()->forward(model.head()->pool(fast->forward({c}).toTensor()));
                        }).to(torch::kCPU));
     }
-    labels.push_back(batch->labels);
+    labels.push_back(batch->labels.to(torch::kCPU));
     p.indices.insert(p.indices.end(), batch->indices.begin(), batch->indices.end());
   }
   if (storing) {

@@ -13,6 +13,7 @@
 #include "tltrain/core/threads.h"
 #include "tltrain/data/stats.h"
 #include "tltrain/model/backbone_meta.h"
+#include "tltrain/model/classifier.h"
 #include "tltrain/model/inference.h"
 #include "tltrain/train/callbacks.h"
 #include "tltrain/train/run.h"
@@ -301,7 +302,7 @@ CvResult cross_validate_on_ranks(const config::RunConfig& cfg, CvOptions o, doub
   const dist::DistContext ctx = dist::context_from_env();
   log::set_rank(ctx.rank);
   std::unique_ptr<dist::ProcessGroup> group;
-  if (ctx.distributed()) group = start_process_group(ctx, dist_timeout);
+  if (ctx.distributed()) group = start_process_group(ctx, dist_timeout, model::resolve_device(cfg.device, ctx.local_rank));
   o.group = group.get();
   try {
     auto r = cross_validate(cfg, o);

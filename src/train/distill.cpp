@@ -85,7 +85,7 @@ torch::Tensor TeacherTargets::targets(const data::Batch& b, const torch::Device&
   for (size_t i = 0; i < b.indices.size(); ++i)
     if (!kept_.count(b.indices[i])) missing.push_back(static_cast<int64_t>(i));
   if (!missing.empty()) {
-    const auto rows = torch::tensor(missing, torch::kLong);
+    const auto rows = torch::tensor(missing, torch::kLong).to(b.second_images.device());
     const auto fresh = teacher_.logits(b.second_images.index_select(0, rows).to(device, true));
     for (size_t k = 0; k < missing.size(); ++k) kept_[b.indices[static_cast<size_t>(missing[k])]] = fresh[static_cast<int64_t>(k)];
   }

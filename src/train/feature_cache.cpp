@@ -3,6 +3,7 @@
 #include <atomic>
 
 #include "tltrain/core/error.h"
+#include "tltrain/data/device_batches.h"
 #include "tltrain/core/log.h"
 #include "tltrain/model/inference.h"
 
@@ -47,15 +48,16 @@ FeatureCache build_cache(model::Classifier& m, const std::vector<data::Sample>& 
     data::Loader loader(samples, pre, aug, views == 0 ? data::Mode::Eval : data::Mode::Train, lo);
     loader.start_epoch(epoch_base + v);
     torch::Tensor out, tout;
-    while (auto b = loader.next()) {
+    data::DeviceBatches batches(loader, m.device());
+    while (auto b = batches.next()) {
       if (stop_requested()) TLTRAIN_FAIL(ErrorKind::Interrupted, "interrupted while computing the feature cache");
-      auto x = b->images.to(m.device(), true);
+      const auto& x = b->images;
       auto f = model::in_chunks(x, micro, [&](const torch::Tensor& t) { return m.head()->pool(fast.forward({t}).toTensor()); });
       if (!out.defined()) out = torch::zeros({n, f.size(1)}, f.options());
       auto idx = torch::tensor(b->indices, torch::kLong).to(m.device());
       out.index_copy_(0, idx, f);
       if (teacher) {
-        auto t = teacher->logits(b->second_images.to(m.device(), true));
+        auto t = teacher->logits(b->second_images);
         if (!tout.defined()) tout = torch::zeros({n, t.size(1)}, t.options());
         tout.index_copy_(0, idx, t);
       }

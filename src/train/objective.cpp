@@ -27,8 +27,8 @@ torch::Tensor CrossEntropy::weight(const torch::Tensor& y) const {
   return class_w_.defined() ? class_w_.index_select(0, y).sum() : torch::full({}, static_cast<double>(y.size(0)));
 }
 
-int64_t CrossEntropy::correct(const torch::Tensor& logits, const torch::Tensor& y) const {
-  return logits.argmax(1).eq(y).sum().item<int64_t>();
+torch::Tensor CrossEntropy::count_correct(const torch::Tensor& logits, const torch::Tensor& y) const {
+  return logits.argmax(1).eq(y).sum();
 }
 
 std::pair<double, double> CrossEntropy::validate(const torch::Tensor& logits, const torch::Tensor& y) const {
@@ -87,9 +87,9 @@ torch::Tensor MultiLabelCrossEntropy::weight(const torch::Tensor& y) const {
   return torch::full({}, static_cast<double>(y.size(0)));
 }
 
-int64_t MultiLabelCrossEntropy::correct(const torch::Tensor& logits, const torch::Tensor& y) const {
+torch::Tensor MultiLabelCrossEntropy::count_correct(const torch::Tensor& logits, const torch::Tensor& y) const {
   const auto decided = torch::sigmoid(logits).gt(threshold_);
-  return decided.eq(y.gt(0.5)).all(1).sum().item<int64_t>();
+  return decided.eq(y.gt(0.5)).all(1).sum();
 }
 
 std::pair<double, double> MultiLabelCrossEntropy::validate(const torch::Tensor& logits, const torch::Tensor& y) const {
@@ -129,8 +129,8 @@ LossSum Distill::loss_sum(const torch::Tensor& logits, const torch::Tensor& targ
 }
 
 torch::Tensor Distill::weight(const torch::Tensor& targets) const { return base_->weight(labels_of(targets)); }
-int64_t Distill::correct(const torch::Tensor& logits, const torch::Tensor& targets) const {
-  return base_->correct(logits, labels_of(targets));
+torch::Tensor Distill::count_correct(const torch::Tensor& logits, const torch::Tensor& targets) const {
+  return base_->count_correct(logits, labels_of(targets));
 }
 std::pair<double, double> Distill::validate(const torch::Tensor& logits, const torch::Tensor& targets) const {
   return base_->validate(logits, labels_of(targets));

@@ -11,6 +11,7 @@
 #include "tltrain/core/fs.h"
 #include "tltrain/core/log.h"
 #include "tltrain/core/threads.h"
+#include "tltrain/data/device_batches.h"
 #include "tltrain/data/stats.h"
 #include "tltrain/train/schedule.h"
 
@@ -122,6 +123,8 @@ Run::Run(const config::RunConfig& cfg, const FitOptions& opts, std::vector<std::
   if (ds_.has_val && !ds_.val_is_split) skipped_.add_scan("val", ds_.val.skipped);
   start_or_resume();
   if (group) log::info("data-parallel: " + std::to_string(world_) + " ranks (" + group->context().source + "), " +
+                       dist::backend_name(group->backend()) + " collectives" +
+                       (group->backend() == dist::Backend::Nccl ? " on " + device_.str() : std::string()) + ", " +
                        std::to_string(intra) + " intra-op threads each; batch_size " + std::to_string(cfg.data.batch_size) +
                        " per rank, " + std::to_string(cfg.data.batch_size * world_) + " per step");
   if (ds_.has_val)
@@ -395,10 +398,11 @@ StepStats Run::train_epoch(int64_t epoch_id) {
   else
     s.train_loader->start_epoch(epoch_id);
   const auto whole = autocast_forward([&](const torch::Tensor& x) { return model_->forward(x); }, st.precision, device_);
-  while (auto b = s.train_loader->next()) {
+  data::DeviceBatches batches(*s.train_loader, device_);
+  while (auto b = batches.next()) {
     set_lr();
-    auto y = s.teacher_targets ? s.teacher_targets->targets(*b, device_) : b->labels.to(device_, true);
-    auto step = gradient_step(whole, b->images.to(device_, true), y, *s.optimizer, *s.objective, {s.micro, group(), s.step_loss, s.scaler.get()});
+    auto y = s.teacher_targets ? s.teacher_targets->targets(*b, device_) : b->labels;
+    auto step = gradient_step(whole, b->images, y, *s.optimizer, *s.objective, {s.micro, group(), s.step_loss, s.scaler.get()});
     after_step(step, epoch, ++done);
   }
   return epoch;

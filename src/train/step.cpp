@@ -1,6 +1,7 @@
 #include "tltrain/train/step.h"
 
 #include <algorithm>
+#include <cmath>
 #include <functional>
 #include <map>
 
@@ -120,9 +121,10 @@ StepStats gradient_step(const Forward& forward, const torch::Tensor& inputs, con
   if (micro <= 0 || micro > n) micro = n;
   torch::Tensor total_w = objective.weight(targets);
   if (group) {
-    std::vector<double> w{total_w.item<double>()};
-    group->all_reduce_sum(w);  // the global batch's weight: every rank's loss is a share of one mean
-    total_w = torch::full({}, w[0], total_w.options());
+    // The global batch's weight: every rank's loss is a share of one mean. Summed where it lives
+    // (on the GPU under NCCL), so the step does not wait for the host here.
+    total_w = total_w.to(torch::kDouble).clone();
+    group->all_reduce_sum(total_w);
   }
   std::vector<torch::Tensor> trainable;  // frozen parameters have no gradient and cost nothing
   for (auto& g : optimizer.param_groups())
@@ -135,6 +137,7 @@ StepStats gradient_step(const Forward& forward, const torch::Tensor& inputs, con
     std::unique_ptr<BucketReducer> reducer;
     if (group) reducer = std::make_unique<BucketReducer>(trainable, *group, 4 << 20);
     StepStats s;
+    torch::Tensor sums;  // [loss, weight, correct] on the device: read once a step, not per micro-batch
     for (int64_t start = 0; start < n; start += micro) {
       int64_t len = std::min(micro, n - start);
       if (reducer && start + len >= n) reducer->arm();  // the last backward of the step starts the sums
@@ -143,12 +146,17 @@ StepStats gradient_step(const Forward& forward, const torch::Tensor& inputs, con
       auto [ls, ws] = objective.loss_sum(logits, y);
       auto share = ls / total_w.to(ls.dtype());
       (scaler ? scaler->scale(share) : share).backward();
-      s.loss_sum += ls.item<double>();
-      s.weight_sum += ws.item<double>();
-      s.correct += objective.correct(logits, y);
+      torch::NoGradGuard no_grad;
+      auto part = torch::stack({ls.detach().to(torch::kDouble), ws.to(torch::kDouble),
+                                objective.count_correct(logits.detach(), y).to(torch::kDouble)});
+      sums = sums.defined() ? sums + part : part;
       s.count += len;
     }
     if (reducer) reducer->finish();
+    const auto host = sums.defined() ? sums.to(torch::kCPU) : torch::zeros({3}, torch::kDouble);
+    s.loss_sum = host[0].item<double>();
+    s.weight_sum = host[1].item<double>();
+    s.correct = static_cast<int64_t>(std::llround(host[2].item<double>()));
     if (!have_first) {
       first = s;
       have_first = true;

@@ -25,8 +25,13 @@ class Objective {
   virtual LossSum loss_sum(const torch::Tensor& logits, const torch::Tensor& targets) const = 0;
   /// The summed weight of TARGETS: the divisor a batch's loss is normalised by before any forward.
   virtual torch::Tensor weight(const torch::Tensor& targets) const = 0;
-  /// How many of LOGITS' predictions are right.
-  virtual int64_t correct(const torch::Tensor& logits, const torch::Tensor& targets) const = 0;
+  /// How many of LOGITS' predictions are right, as a 0-dim tensor where LOGITS are: the step adds
+  /// it up on the device and reads it once with the loss (no host sync per micro-batch on a GPU).
+  virtual torch::Tensor count_correct(const torch::Tensor& logits, const torch::Tensor& targets) const = 0;
+  /// count_correct read to the host.
+  int64_t correct(const torch::Tensor& logits, const torch::Tensor& targets) const {
+    return count_correct(logits, targets).item<int64_t>();
+  }
   /// Validation's (loss, accuracy) over a whole set's LOGITS.
   virtual std::pair<double, double> validate(const torch::Tensor& logits, const torch::Tensor& targets) const = 0;
   /// Further scores of a whole validation set for the epoch's log, e.g. {"roc_auc": 0.97}; none by default.
@@ -41,7 +46,7 @@ class CrossEntropy : public Objective {
   CrossEntropy(torch::Tensor class_weights, double smoothing);
   LossSum loss_sum(const torch::Tensor& logits, const torch::Tensor& targets) const override;
   torch::Tensor weight(const torch::Tensor& targets) const override;
-  int64_t correct(const torch::Tensor& logits, const torch::Tensor& targets) const override;
+  torch::Tensor count_correct(const torch::Tensor& logits, const torch::Tensor& targets) const override;
   std::pair<double, double> validate(const torch::Tensor& logits, const torch::Tensor& targets) const override;
 
  protected:
@@ -79,7 +84,7 @@ class MultiLabelCrossEntropy final : public Objective {
   MultiLabelCrossEntropy(double smoothing, double threshold);
   LossSum loss_sum(const torch::Tensor& logits, const torch::Tensor& targets) const override;
   torch::Tensor weight(const torch::Tensor& targets) const override;
-  int64_t correct(const torch::Tensor& logits, const torch::Tensor& targets) const override;
+  torch::Tensor count_correct(const torch::Tensor& logits, const torch::Tensor& targets) const override;
   std::pair<double, double> validate(const torch::Tensor& logits, const torch::Tensor& targets) const override;
   config::json scores(const torch::Tensor& logits, const torch::Tensor& targets) const override;
 
@@ -97,7 +102,7 @@ class Distill final : public Objective {
   Distill(std::unique_ptr<CrossEntropy> base, torch::Tensor class_weights, double temperature, double alpha);
   LossSum loss_sum(const torch::Tensor& logits, const torch::Tensor& targets) const override;
   torch::Tensor weight(const torch::Tensor& targets) const override;
-  int64_t correct(const torch::Tensor& logits, const torch::Tensor& targets) const override;
+  torch::Tensor count_correct(const torch::Tensor& logits, const torch::Tensor& targets) const override;
   std::pair<double, double> validate(const torch::Tensor& logits, const torch::Tensor& targets) const override;
   config::json scores(const torch::Tensor& logits, const torch::Tensor& targets) const override;
 

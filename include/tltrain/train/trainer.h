@@ -4,6 +4,8 @@
 #include <memory>
 #include <string>
 
+#include <c10/core/Device.h>
+
 #include "tltrain/config/run_config.h"
 #include "tltrain/dist/context.h"
 
@@ -46,8 +48,10 @@ void request_stop();
 /// Whether a stop was asked for since the current fit began.
 bool stop_requested();
 
-/// The c10d group of CTX's ranks (Gloo); a Usage error when this build has no Gloo.
-std::unique_ptr<dist::ProcessGroup> start_process_group(const dist::DistContext& ctx, double dist_timeout);
+/// The c10d group of CTX's ranks training on DEVICE: NCCL on CUDA when the build has it, else Gloo
+/// (dist::choose_backend); a Usage error when this build has no Gloo.
+std::unique_ptr<dist::ProcessGroup> start_process_group(const dist::DistContext& ctx, double dist_timeout,
+                                                        const c10::Device& device);
 
 /// train::fit on the ranks the environment describes (torchrun, SLURM, tltrain launch; none: one
 /// process): sets the output rank, starts the process group, and tells the others if this rank fails.
