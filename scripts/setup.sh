@@ -20,6 +20,7 @@ PACKAGES=(
   dataset-fashion-mnist              # the quick start's offline data
   chromium                           # the report test renders report.html headless (~290 MB, ~20 s to install)
   graphviz                           # tltrain inspect --diagram renders SVG with dot (without it: the .dot file)
+  python3-onnx                       # tltrain export --format onnx (scripts/export_onnx.py) and its checker
   python3-sklearn                    # the features test reads tltrain features' .npy files with numpy and scikit-learn
 )
 

@@ -75,6 +75,7 @@ TEST(Names, EveryTableRoundTripsAndRejectsOtherNames) {
   expect_round_trip<config::Metric>();
   expect_round_trip<config::Device>();
   expect_round_trip<config::Precision>();
+  expect_round_trip<config::ModelFormat>();
 }
 
 TEST(Names, EveryNameHasItsBehaviour) {

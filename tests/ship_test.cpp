@@ -1,6 +1,7 @@
 // Shipping a model: export (parity with the checkpoint and with Python's torch.jit.load),
 // predict (parity with eval, error rows for bad files) and serve (real HTTP on an ephemeral port:
-// good, corrupt, empty, oversized and huge uploads, wrong methods, 32 concurrent clients).
+// good, corrupt, empty, oversized and huge uploads, wrong methods, 32 concurrent clients); ONNX
+// export run by OpenCV DNN against the TorchScript logits, its metadata and refusals.
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <torch/cuda.h>
@@ -17,6 +18,7 @@
 #include "tltrain/model/inference.h"
 #include "tltrain/serve/server.h"
 #include "tltrain/ship/export.h"
+#include "tltrain/ship/onnx.h"
 #include "tltrain/checkpoint/model_file.h"
 #include "tltrain/ship/predict.h"
 #include "tltrain/checkpoint/checkpoint.h"
@@ -160,6 +162,66 @@ TEST(ShipExport, ModelLoaderRefusesBackbonesAndCheckpointsWithTheFix) {
   }
   auto r = test::run_tltrain("predict --model " + test::tiny_backbone() + " " + (s.dir / "val"));
   EXPECT_EQ(r.exit_code, exit_code::data) << r.output;
+}
+
+bool python_has_onnx() { return test::run_command("/usr/bin/python3 -c 'import torch, onnx'").exit_code == 0; }
+
+TEST(ShipOnnx, OpenCvDnnRunsTheFileAndMatchesTheTorchScriptLogitsOnRealImages) {
+  if (!python_has_onnx()) GTEST_SKIP() << "/usr/bin/python3 lacks torch or onnx (scripts/setup.sh installs python3-onnx)";
+  const auto& s = shipped();
+  const std::string onnx_path = s.dir / "model.onnx";
+  auto r = test::run_tltrain("export --checkpoint " + s.checkpoint + " --out " + onnx_path + " --format onnx");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("ONNX opset 10, batch axis dynamic; OpenCV DNN matches"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(onnx_path + ".torchscript.tmp")) << "the intermediate TorchScript file is left behind";
+
+  // The val images through the eval loader, in one batch of 12 (export checked a batch of 2).
+  auto mf = checkpoint::load_model_file(s.model);
+  auto ds = data::scan_source(s.dir / "val");
+  data::LoaderOptions lo;
+  lo.batch_size = 64;
+  data::Loader loader(ds.samples, mf.info.preprocess, {}, data::Mode::Eval, lo);
+  loader.start_epoch(0);
+  auto batch = loader.next();
+  ASSERT_TRUE(batch);
+  torch::NoGradGuard ng;
+  const auto x = batch->images.contiguous();
+  const auto want = mf.module.forward({x}).toTensor();
+  ship::OnnxNet net(onnx_path);
+  int64_t classes = 0;
+  const auto got = net.forward(x.data_ptr<float>(), x.size(0), x.size(2), x.size(3), &classes);
+  ASSERT_EQ(classes, 3);
+  ASSERT_EQ(x.size(0), 12);
+  const auto got_t = torch::from_blob(const_cast<float*>(got.data()), want.sizes(), torch::kFloat);
+  EXPECT_LE((got_t - want).abs().max().item<double>(), 1e-4) << got_t << want;
+  EXPECT_TRUE(torch::equal(got_t.argmax(1), want.argmax(1)));
+
+  // Metadata round-trip: what the model file says travels in metadata_props; onnx's checker passes.
+  auto props = ship::onnx_metadata(onnx_path);
+  ASSERT_TRUE(props.count("tltrain_model")) << "no tltrain_model in metadata_props";
+  const auto meta = json::parse(props.at("tltrain_model"));
+  EXPECT_EQ(meta.at("classes"), json(s.classes));
+  EXPECT_EQ(meta.at("preprocess"), mf.info.raw.at("preprocess"));
+  EXPECT_EQ(meta.at("onnx").at("opset"), 10);
+  EXPECT_EQ(json::parse(props.at("classes")), json(s.classes));
+  auto check = test::run_command("/usr/bin/python3 -c \"import onnx; onnx.checker.check_model(onnx.load('" + onnx_path + "'))\"");
+  EXPECT_EQ(check.exit_code, 0) << check.output;
+}
+
+TEST(ShipOnnx, RefusesHalfPrecisionMissingPythonAndFilesThatAreNotOnnx) {
+  const auto& s = shipped();
+  auto half = test::run_tltrain("export --checkpoint " + s.checkpoint + " --out " + (s.dir / "h.onnx") + " --format onnx --precision bf16");
+  EXPECT_EQ(half.exit_code, exit_code::usage) << half.output;
+  EXPECT_NE(half.output.find("--format onnx writes fp32 weights: drop --precision bf16"), std::string::npos) << half.output;
+  auto nopy = test::run_command("TLTRAIN_PYTHON=/nonexistent/python3 " + std::string(TLTRAIN_BIN) + " export --checkpoint " + s.checkpoint +
+                                " --out " + (s.dir / "n.onnx") + " --format onnx");
+  EXPECT_EQ(nopy.exit_code, exit_code::usage) << nopy.output;
+  EXPECT_NE(nopy.output.find("/nonexistent/python3 is missing"), std::string::npos) << nopy.output;
+  EXPECT_FALSE(fs::exists(s.dir / "n.onnx"));
+  test::write_text(s.dir / "not.onnx", "hello, I am text");
+  test::expect_error([&] { ship::onnx_metadata(s.dir / "not.onnx"); }, ErrorKind::Data, "not.onnx' is");
+  test::expect_error([&] { ship::onnx_metadata(s.model); }, ErrorKind::Data, "model.pt' is");
+  test::expect_error([&] { ship::OnnxNet net(s.dir / "not.onnx"); }, ErrorKind::Data, "OpenCV DNN cannot read");
 }
 
 TEST(ShipPredict, PredictionsEqualEvalsAndBadFilesGetErrorRows) {

@@ -12,14 +12,19 @@ void setup_export(CLI::App& app) {
   sub->add_option("--checkpoint", o->checkpoint, "Checkpoint from fit (best.pt / last.pt)")->required();
   sub->add_option("--out", o->out, "Model file to write, e.g. model.pt")->required();
   add_name_option(*sub, "--precision", o->precision, "Weights' type in the file (bf16/fp16 halve it for GPU serving; input and output stay float32)");
+  add_name_option(*sub, "--format", o->format, "File format (onnx: for other runtimes, converted by scripts/export_onnx.py and checked with OpenCV DNN)");
   sub->callback([o] {
     auto s = ship::export_model(*o);
     const auto& m = s.metadata;
     std::cout << "wrote " << s.out << ": " << m.at("backbone").value("arch", "?") << " + head, " << m.at("classes").size()
               << " classes, input " << m.at("preprocess").at("input_size").dump() << " " << m.at("preprocess").at("color_order").get<std::string>()
               << ", " << m.value("precision", "fp32") << " weights"
-              << (s.checked ? " (self-check max |diff| " + std::to_string(s.check_max_abs_diff) + ")" : " (self-check not run: fp16 needs CUDA)") << "\n"
-              << "load it with torch.jit.load(\"" << s.out << "\"): forward(x) -> logits, predict_proba(x) -> probabilities, m.classes\n";
+              << (s.checked ? " (self-check max |diff| " + std::to_string(s.check_max_abs_diff) + ")" : " (self-check not run: fp16 needs CUDA)") << "\n";
+    if (o->format == config::ModelFormat::Onnx)
+      std::cout << "ONNX opset " << s.onnx_opset << ", batch axis dynamic; OpenCV DNN matches the TorchScript logits (max |diff| "
+                << s.onnx_max_abs_diff << "); classes and preprocessing in metadata_props[\"tltrain_model\"]\n";
+    else
+      std::cout << "load it with torch.jit.load(\"" << s.out << "\"): forward(x) -> logits, predict_proba(x) -> probabilities, m.classes\n";
   });
 }
 

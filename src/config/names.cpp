@@ -117,4 +117,10 @@ const NameTable<Precision>& names<Precision>() {
   return t;
 }
 
+template <>
+const NameTable<ModelFormat>& names<ModelFormat>() {
+  static const NameTable<ModelFormat> t{"format", {{"torchscript", ModelFormat::TorchScript}, {"onnx", ModelFormat::Onnx}}};
+  return t;
+}
+
 }  // namespace tltrain::config

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <ctime>
+#include <filesystem>
 #include <map>
 #include <sstream>
 
@@ -12,6 +13,7 @@
 #include "tltrain/core/fs.h"
 #include "tltrain/checkpoint/model_file.h"
 #include "tltrain/checkpoint/checkpoint.h"
+#include "tltrain/ship/onnx.h"
 
 namespace tltrain::ship {
 
@@ -94,10 +96,44 @@ Check check_file(torch::jit::Module& root, const torch::Tensor& x, const torch::
   return {diff, true};
 }
 
+/// The ONNX file for O: ROOT saved as a TorchScript file beside O.out, converted by the script,
+/// then run by OpenCV DNN on X against ROOT's logits (relative to their size, as check_file).
+ExportSummary export_onnx(const ExportOptions& o, torch::jit::Module& root, const torch::jit::ExtraFilesMap& extra,
+                          const torch::Tensor& x, ExportSummary summary) {
+  const std::string pt = o.out + ".torchscript.tmp";
+  struct Remove {
+    std::string path;
+    ~Remove() { std::filesystem::remove(path); }
+  } remove{pt};
+  root.save(pt, extra);
+  const OnnxExport onnx = convert_to_onnx(pt, o.out);
+  const auto want = root.forward({x}).toTensor().contiguous();
+  const auto in = x.contiguous();
+  int64_t classes = 0;
+  OnnxNet net(o.out);
+  const auto got = net.forward(in.data_ptr<float>(), in.size(0), in.size(2), in.size(3), &classes);
+  TLTRAIN_CHECK(classes == want.size(1), ErrorKind::Runtime, "OpenCV DNN gives " + std::to_string(classes) + " logits per image for '" +
+                                                                 o.out + "', the model " + std::to_string(want.size(1)));
+  const auto got_t = torch::from_blob(const_cast<float*>(got.data()), want.sizes(), torch::kFloat);
+  const double diff = (got_t - want).abs().max().item<double>() / std::max(1.0, want.abs().max().item<double>());
+  if (diff > o.check_tolerance) {
+    std::filesystem::remove(o.out);
+    TLTRAIN_FAIL(ErrorKind::Runtime, "'" + o.out + "' under OpenCV DNN differs from the TorchScript model by " + std::to_string(diff) +
+                                         " (relative; allowed " + std::to_string(o.check_tolerance) +
+                                         "): an operator OpenCV reads differently; the TorchScript file (--format torchscript) is exact");
+  }
+  summary.onnx_max_abs_diff = diff;
+  summary.onnx_opset = onnx.opset;
+  return summary;
+}
+
 }  // namespace
 
 ExportSummary export_model(const ExportOptions& o) {
   TLTRAIN_CHECK(!o.out.empty(), ErrorKind::Usage, "--out is required");
+  TLTRAIN_CHECK(o.format != config::ModelFormat::Onnx || o.precision == config::Precision::Fp32, ErrorKind::Usage,
+                "--format onnx writes fp32 weights: drop --precision " + config::name_of(o.precision) +
+                    " (ONNX runtimes convert to half precision themselves)");
   auto ck = checkpoint::load(o.checkpoint, torch::kCPU);
   const config::RunConfig& cfg = ck.config;
   const std::vector<std::string>& classes = ck.classes;
@@ -183,6 +219,7 @@ ExportSummary export_model(const ExportOptions& o) {
   root.setattr("metadata_json", meta.dump());
 
   torch::jit::ExtraFilesMap extra{{checkpoint::kModelFileName, meta.dump(2)}};
+  if (o.format == config::ModelFormat::Onnx) return export_onnx(o, root, extra, x, {o.out, meta, check.diff, check.ran});
   write_atomically(o.out, [&](const std::string& tmp) { root.save(tmp, extra); });
   return {o.out, meta, check.diff, check.ran};
 }

@@ -24,6 +24,7 @@ enum class BatchNormPolicy { Frozen, Train };
 enum class Metric { ValLoss, ValAccuracy, Loss, Accuracy };
 enum class Device { Auto, Cpu, Cuda };
 enum class Precision { Fp32, Bf16, Fp16 };
+enum class ModelFormat { TorchScript, Onnx };  ///< what `tltrain export --format` writes
 
 /// The names of one kind: WHAT names the kind in messages ("optimizer"), ENTRIES in the order
 /// the docs list them.
@@ -92,6 +93,7 @@ template <> const NameTable<BatchNormPolicy>& names<BatchNormPolicy>();
 template <> const NameTable<Metric>& names<Metric>();
 template <> const NameTable<Device>& names<Device>();
 template <> const NameTable<Precision>& names<Precision>();
+template <> const NameTable<ModelFormat>& names<ModelFormat>();
 
 }  // namespace tltrain::config
 

@@ -17,6 +17,9 @@ struct ExportOptions {
   /// and returns float32 (it converts inside). Half-precision files are checked against a
   /// tolerance for their type; fp16 only where CUDA runs it (LibTorch's CPU has no fp16 convolution).
   config::Precision precision = config::Precision::Fp32;
+  /// torchscript: the model file; onnx: that file converted to ONNX (ship/onnx.h, fp32 only), then
+  /// run by OpenCV DNN on the self-check's batch against the TorchScript logits.
+  config::ModelFormat format = config::ModelFormat::TorchScript;
 };
 
 struct ExportSummary {
@@ -24,6 +27,8 @@ struct ExportSummary {
   config::json metadata;   ///< what tltrain_model.json holds
   double check_max_abs_diff = 0;  ///< the self-check's difference, relative to the logits' size
   bool checked = true;            ///< false: fp16 without CUDA, the self-check could not run
+  double onnx_max_abs_diff = 0;   ///< onnx: OpenCV DNN's logits against the TorchScript file's, relative
+  int onnx_opset = 0;             ///< onnx: the opset written
 };
 
 /// Writes the model file; a Data error for a bad checkpoint, Runtime when the self-check fails.
