@@ -5,11 +5,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <opencv2/dnn.hpp>
 
 #include "tltrain/config/json_reader.h"
 #include "tltrain/core/error.h"
+#include "tltrain/core/fs.h"
 
 #ifndef TLTRAIN_SCRIPTS_DIR
 #define TLTRAIN_SCRIPTS_DIR "scripts"
@@ -110,9 +110,7 @@ OnnxExport convert_to_onnx(const std::string& model_pt, const std::string& out, 
 }
 
 std::map<std::string, std::string> onnx_metadata(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  TLTRAIN_CHECK(in.good(), ErrorKind::Data, "cannot read '" + path + "'");
-  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string bytes = read_file(path, "ONNX file");
   std::map<std::string, std::string> props;
   bool graph = false;
   fields(bytes, path, [&](int field, const std::string& value) {
