@@ -1,7 +1,8 @@
 // Shipping a model: export (parity with the checkpoint and with Python's torch.jit.load),
 // predict (parity with eval, error rows for bad files) and serve (real HTTP on an ephemeral port:
 // good, corrupt, empty, oversized and huge uploads, wrong methods, 32 concurrent clients); ONNX
-// export run by OpenCV DNN against the TorchScript logits, its metadata and refusals.
+// export run by OpenCV DNN against the TorchScript logits, its metadata and refusals, and the
+// ONNX file through predict and serve.
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <torch/cuda.h>
@@ -222,6 +223,73 @@ TEST(ShipOnnx, RefusesHalfPrecisionMissingPythonAndFilesThatAreNotOnnx) {
   test::expect_error([&] { ship::onnx_metadata(s.dir / "not.onnx"); }, ErrorKind::Data, "not.onnx' is");
   test::expect_error([&] { ship::onnx_metadata(s.model); }, ErrorKind::Data, "model.pt' is");
   test::expect_error([&] { ship::OnnxNet net(s.dir / "not.onnx"); }, ErrorKind::Data, "OpenCV DNN cannot read");
+}
+
+TEST(ShipOnnx, PredictAndServeRunTheOnnxFileAsTheTorchScriptOne) {
+  if (!python_has_onnx()) GTEST_SKIP() << "/usr/bin/python3 lacks torch or onnx (scripts/setup.sh installs python3-onnx)";
+  const auto& s = shipped();
+  const std::string onnx_path = s.dir / "predict.onnx";
+  auto r = test::run_tltrain("export --checkpoint " + s.checkpoint + " --out " + onnx_path + " --format onnx");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto mf = checkpoint::load_model_file(onnx_path);
+  ASSERT_TRUE(mf.is_onnx());
+  EXPECT_EQ(mf.info.classes, s.classes);
+  test::expect_error([&] { checkpoint::load_model_file(onnx_path, torch::Device(torch::kCUDA)); }, ErrorKind::Usage, "OpenCV DNN on the CPU");
+
+  // predict: every image's probabilities as the TorchScript file's, batches that do not divide the set.
+  ship::PredictOptions o;
+  o.inputs = {s.dir / "val"};
+  o.topk = 3;
+  o.batch_size = 5;
+  o.model = s.model;
+  const auto want = ship::predict_images(o);
+  o.model = onnx_path;
+  const auto got = ship::predict_images(o);
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    ASSERT_EQ(got[i].path, want[i].path);
+    ASSERT_EQ(got[i].top.size(), 3u) << got[i].error;
+    for (size_t j = 0; j < 3; ++j) {
+      EXPECT_EQ(got[i].top[j].index, want[i].top[j].index) << got[i].path;
+      EXPECT_NEAR(got[i].top[j].probability, want[i].top[j].probability, 1e-4) << got[i].path;
+    }
+  }
+  r = test::run_tltrain("predict --model " + onnx_path + " --format csv --topk 1 " + want[0].path);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find(",1," + want[0].top[0].name + ","), std::string::npos) << r.output;
+
+  // serve: concurrent forwards share one OpenCV net; each answer is predict's.
+  serve::ServeOptions so;
+  so.model = onnx_path;
+  so.port = 0;
+  so.forward_workers = 2;
+  so.max_batch = 4;
+  serve::Server server(so);
+  const int port = server.start();
+  ASSERT_GT(port, 0);
+  std::vector<std::thread> clients;
+  std::vector<std::string> answers(8);
+  for (size_t c = 0; c < answers.size(); ++c)
+    clients.emplace_back([&, c] {
+      httplib::Client cli("127.0.0.1", port);
+      cli.set_read_timeout(30, 0);
+      auto res = cli.Post("/predict?topk=1", read_bytes(want[c % want.size()].path), "image/png");
+      answers[c] = res && res->status == 200 ? json::parse(res->body)["predictions"][0]["class"].get<std::string>()
+                                             : "failed: " + (res ? res->body : std::string("no response"));
+    });
+  for (auto& t : clients) t.join();
+  for (size_t c = 0; c < answers.size(); ++c) EXPECT_EQ(answers[c], want[c % want.size()].top[0].name) << c;
+  httplib::Client cli("127.0.0.1", port);
+  auto meta = cli.Get("/metadata");
+  ASSERT_TRUE(meta);
+  EXPECT_EQ(json::parse(meta->body).at("serving").at("runtime"), "opencv-dnn");
+  server.stop();
+
+  // An ONNX file from elsewhere (a graph, no tltrain metadata) and text are Data errors naming the fix.
+  test::write_text(s.dir / "foreign.onnx", std::string("\x3a\x00", 2));  // ModelProto with an empty graph
+  test::expect_error([&] { checkpoint::load_model_file(s.dir / "foreign.onnx"); }, ErrorKind::Data, "without tltrain_model metadata");
+  test::write_text(s.dir / "text.onnx", "hello, I am text");
+  test::expect_error([&] { checkpoint::load_model_file(s.dir / "text.onnx"); }, ErrorKind::Data, "is not a TorchScript file nor ONNX");
 }
 
 TEST(ShipPredict, PredictionsEqualEvalsAndBadFilesGetErrorRows) {

@@ -1,8 +1,11 @@
 #include "tltrain/checkpoint/model_file.h"
 
-#include <algorithm>
+#include <ATen/Context.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <fstream>
+#include <map>
 
 #include "tltrain/core/error.h"
 #include "tltrain/model/backbone_meta.h"
@@ -50,9 +53,58 @@ data::Preprocess preprocess_from_json(const config::json& j, const std::string& 
   return p;
 }
 
-ModelFile load_model_file(const std::string& path, const torch::Device& device) {
-  std::error_code ec;
-  TLTRAIN_CHECK(std::filesystem::is_regular_file(path, ec), ErrorKind::Data, "model file '" + path + "' does not exist");
+namespace {
+
+/// ModelInfo from the tltrain_model.json text TEXT of the file PATH.
+ModelInfo info_from_json(const std::string& text, const std::string& path) {
+  ModelInfo info;
+  config::json j;
+  try {
+    j = config::json::parse(text);
+  } catch (const config::json::exception& e) {
+    TLTRAIN_FAIL(ErrorKind::Data, "'" + path + "': " + kModelFileName + " is not valid JSON (" + e.what() + ")");
+  }
+  TLTRAIN_CHECK(j.is_object() && j.value("format", "") == kModelFormat && j.value("format_version", 0) == 1, ErrorKind::Data,
+                "'" + path + "' is not a tltrain model of format version 1; re-export it with this tltrain");
+  try {
+    info.classes = j.at("classes").get<std::vector<std::string>>();
+    info.arch = j.at("backbone").value("arch", "");
+    if (j.contains("head")) {  // files from before the binary and multi-label heads have softmax
+      info.output = j["head"].value("output", std::string("softmax"));
+      info.threshold = j["head"].value("threshold", 0.5);
+    }
+  } catch (const config::json::exception& e) {
+    TLTRAIN_FAIL(ErrorKind::Data, "'" + path + "': bad " + kModelFileName + " (" + e.what() + ")");
+  }
+  TLTRAIN_CHECK(!info.classes.empty(), ErrorKind::Data, "'" + path + "' lists no classes");
+  config::HeadOutput output;
+  TLTRAIN_CHECK(config::parse_name(info.output, output), ErrorKind::Data,
+                "'" + path + "': head.output \"" + info.output + "\" is not one of " + config::choices<config::HeadOutput>() +
+                    "; re-export it with this tltrain");
+  TLTRAIN_CHECK(j.contains("preprocess"), ErrorKind::Data, "'" + path + "': " + kModelFileName + " has no preprocess; re-export it with this tltrain");
+  info.preprocess = preprocess_from_json(j.at("preprocess"), path);
+  info.raw = std::move(j);
+  return info;
+}
+
+/// An int8 file's kernels are those of the quantized engine it was calibrated for
+/// (scripts/quantize_int8.py): select it, as Python's torch.backends.quantized.engine would.
+void select_quantized_engine(const ModelInfo& info, const std::string& path) {
+  if (!info.raw.contains("quantization")) return;
+  static const std::map<std::string, at::QEngine> engines{
+      {"fbgemm", at::QEngine::FBGEMM}, {"qnnpack", at::QEngine::QNNPACK}, {"onednn", at::QEngine::ONEDNN}, {"x86", at::QEngine::X86}};
+  const std::string name = info.raw["quantization"].value("backend", "");
+  const auto it = engines.find(name);
+  TLTRAIN_CHECK(it != engines.end(), ErrorKind::Data,
+                "'" + path + "': quantization.backend \"" + name + "\" is not fbgemm, qnnpack, onednn or x86; re-export it with this tltrain");
+  const auto& have = at::globalContext().supportedQEngines();
+  TLTRAIN_CHECK(std::find(have.begin(), have.end(), it->second) != have.end(), ErrorKind::Data,
+                "'" + path + "' is int8 for the " + name + " engine, which this LibTorch lacks; quantize it again on this machine (" +
+                    "tltrain export --quantize int8) or serve the fp32 model file");
+  at::globalContext().setQEngine(it->second);
+}
+
+ModelFile load_torchscript(const std::string& path, const torch::Device& device) {
   torch::jit::ExtraFilesMap extra{{kModelFileName, ""}, {model::kMetaFileName, ""}};
   torch::jit::Module module;
   try {
@@ -67,34 +119,49 @@ ModelFile load_model_file(const std::string& path, const torch::Device& device) 
                   "'" + path + "' is a checkpoint; turn it into a model file with `tltrain export --checkpoint " + path + " --out model.pt`");
     TLTRAIN_FAIL(ErrorKind::Data, "'" + path + "' has no " + kModelFileName + ": it was not written by `tltrain export`");
   }
-  ModelFile mf{module, {}};
-  config::json j;
-  try {
-    j = config::json::parse(extra[kModelFileName]);
-  } catch (const config::json::exception& e) {
-    TLTRAIN_FAIL(ErrorKind::Data, "'" + path + "': " + kModelFileName + " is not valid JSON (" + e.what() + ")");
-  }
-  TLTRAIN_CHECK(j.value("format", "") == kModelFormat && j.value("format_version", 0) == 1, ErrorKind::Data,
-                "'" + path + "' is not a tltrain model of format version 1; re-export it with this tltrain");
-  try {
-    mf.info.classes = j.at("classes").get<std::vector<std::string>>();
-    mf.info.arch = j.at("backbone").value("arch", "");
-    if (j.contains("head")) {  // files from before the binary and multi-label heads have softmax
-      mf.info.output = j["head"].value("output", std::string("softmax"));
-      mf.info.threshold = j["head"].value("threshold", 0.5);
-    }
-  } catch (const config::json::exception& e) {
-    TLTRAIN_FAIL(ErrorKind::Data, "'" + path + "': bad " + kModelFileName + " (" + e.what() + ")");
-  }
-  TLTRAIN_CHECK(!mf.info.classes.empty(), ErrorKind::Data, "'" + path + "' lists no classes");
-  config::HeadOutput output;
-  TLTRAIN_CHECK(config::parse_name(mf.info.output, output), ErrorKind::Data,
-                "'" + path + "': head.output \"" + mf.info.output + "\" is not one of " + config::choices<config::HeadOutput>() +
-                    "; re-export it with this tltrain");
-  mf.info.preprocess = preprocess_from_json(j.at("preprocess"), path);
-  mf.info.raw = std::move(j);
+  ModelFile mf{module, nullptr, info_from_json(extra[kModelFileName], path)};
+  select_quantized_engine(mf.info, path);
   mf.module.eval();
   return mf;
+}
+
+ModelFile load_onnx(const std::string& path, const torch::Device& device) {
+  std::map<std::string, std::string> props;
+  try {
+    props = onnx_metadata(path);
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::Data) throw;
+    TLTRAIN_FAIL(ErrorKind::Data, "'" + path + "' is not a TorchScript file nor ONNX; make a model file with `tltrain export --checkpoint best.pt --out model.pt`");
+  }
+  const auto it = props.find("tltrain_model");
+  TLTRAIN_CHECK(it != props.end(), ErrorKind::Data,
+                "'" + path + "' is an ONNX file without tltrain_model metadata: it was not written by `tltrain export --format onnx`");
+  TLTRAIN_CHECK(device.is_cpu(), ErrorKind::Usage,
+                "'" + path + "' is ONNX, which tltrain runs with OpenCV DNN on the CPU; give the TorchScript model file for " + device.str());
+  return {torch::jit::Module(), std::make_shared<OnnxNet>(path), info_from_json(it->second, path)};
+}
+
+}  // namespace
+
+torch::Tensor ModelFile::logits(const torch::Tensor& x) {
+  if (!onnx) return module.forward({x}).toTensor();
+  const auto in = x.to(torch::kCPU, torch::kFloat).contiguous();
+  int64_t classes = 0;
+  auto out = onnx->forward(in.data_ptr<float>(), in.size(0), in.size(2), in.size(3), &classes);
+  TLTRAIN_CHECK(classes == static_cast<int64_t>(info.classes.size()), ErrorKind::Data,
+                "the ONNX network gives " + std::to_string(classes) + " logits per image but its metadata lists " +
+                    std::to_string(info.classes.size()) + " classes; re-export it");
+  return torch::from_blob(out.data(), {in.size(0), classes}, torch::kFloat).clone();
+}
+
+ModelFile load_model_file(const std::string& path, const torch::Device& device) {
+  std::error_code ec;
+  TLTRAIN_CHECK(std::filesystem::is_regular_file(path, ec), ErrorKind::Data, "model file '" + path + "' does not exist");
+  std::ifstream in(path, std::ios::binary);
+  char magic[2] = {0, 0};
+  in.read(magic, 2);
+  // TorchScript files are zip archives; anything else is read as ONNX, whose errors name the file.
+  return magic[0] == 'P' && magic[1] == 'K' ? load_torchscript(path, device) : load_onnx(path, device);
 }
 
 torch::Tensor probabilities(const ModelInfo& info, const torch::Tensor& logits) {

@@ -25,7 +25,7 @@ void run_predict(const PredictCliOptions& o) {
 void setup_predict(CLI::App& app) {
   auto o = std::make_shared<PredictCliOptions>();
   auto* sub = app.add_subcommand("predict", "Classify image files and folders with an exported model");
-  sub->add_option("--model", o->predict.model, "Model file from `tltrain export`")->required()->check(CLI::ExistingFile);
+  sub->add_option("--model", o->predict.model, "Model file from `tltrain export` (TorchScript, or ONNX run by OpenCV DNN)")->required()->check(CLI::ExistingFile);
   sub->add_option("inputs", o->predict.inputs, "Image files and folders (searched recursively)")->required();
   sub->add_option("--topk", o->predict.topk, "Classes per image (default 5)")->check(CLI::PositiveNumber);
   sub->add_option("--format", o->format, "table|json|csv")->check(CLI::IsMember({"table", "json", "csv"}));

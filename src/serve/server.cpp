@@ -72,7 +72,7 @@ struct Server::Impl {
     workers = threads_or_cores(opts.forward_workers);
     const int64_t threads = threads_or_cores(opts.torch_threads, workers);
     torch::set_num_threads(static_cast<int>(threads));  // the workers start with this many
-    if (opts.optimize) optimize();
+    if (opts.optimize && !model.is_onnx()) optimize();  // OpenCV DNN optimises an ONNX net itself
     warm_up();
     BatcherOptions bo;
     bo.max_batch = opts.max_batch;
@@ -81,7 +81,7 @@ struct Server::Impl {
     bo.fill = opts.micro;
     bo.workers = workers;
     batcher = std::make_unique<Batcher>(bo, [this](const torch::Tensor& x) {
-      return checkpoint::probabilities(model.info, model.module.forward({x}).toTensor());
+      return checkpoint::probabilities(model.info, model.logits(x));
     });
     routes();
   }
@@ -104,7 +104,7 @@ struct Server::Impl {
     torch::InferenceMode guard;
     const auto& pre = model.info.preprocess;
     for (int64_t n : {int64_t{1}, std::max<int64_t>(1, std::min(opts.micro, opts.max_batch))})
-      for (int i = 0; i < 2; ++i) model.module.forward({torch::zeros({n, 3, pre.height, pre.width})});
+      for (int i = 0; i < 2; ++i) model.logits(torch::zeros({n, 3, pre.height, pre.width}));
   }
 
   json metadata() const {
@@ -119,6 +119,7 @@ struct Server::Impl {
             {"serving", {{"max_batch", opts.max_batch}, {"max_wait_ms", opts.max_wait_ms}, {"queue_capacity", opts.queue_capacity},
                          {"max_body_bytes", opts.max_body_bytes}, {"max_pixels", decode.max_pixels},
                          {"timeout_ms", opts.timeout_ms}, {"topk", opts.topk}, {"optimized", optimized},
+                         {"runtime", model.is_onnx() ? "opencv-dnn" : "libtorch"},
                          {"workers", workers}, {"intra_op_threads", torch::get_num_threads()}}}};
   }
 

@@ -60,7 +60,7 @@ std::vector<PredictRow> predict_images(const PredictOptions& o) {
   loader.start_epoch(0);
   while (auto batch = loader.next()) {
     auto logits = model::in_chunks(batch->images, o.micro,
-                                   [&](const torch::Tensor& x) { return mf.module.forward({x}).toTensor(); });
+                                   [&](const torch::Tensor& x) { return mf.logits(x); });
     const auto probs = checkpoint::probabilities(mf.info, logits).contiguous();
     auto [p, idx] = probs.topk(k, 1);
     auto pa = p.accessor<float, 2>();

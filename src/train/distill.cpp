@@ -49,6 +49,8 @@ Teacher::Teacher(const std::string& path, const torch::Device& device, const std
     if (!why.empty()) log::debug("teacher runs its backbone as saved: " + why);
   } else {
     checkpoint::ModelFile mf = checkpoint::load_model_file(path, device);
+    TLTRAIN_CHECK(!mf.is_onnx(), ErrorKind::Data,
+                  "distill.teacher '" + path + "' is ONNX; give the teacher's TorchScript model file or its checkpoint (the teacher runs in LibTorch)");
     net_->backbone = mf.module;
     pre_ = mf.info.preprocess;
     teacher_classes = mf.info.classes;

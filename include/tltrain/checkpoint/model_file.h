@@ -3,9 +3,11 @@
 // metadata. Includes torch: only translation units that run the network include this header.
 #include <torch/script.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "tltrain/checkpoint/onnx_file.h"
 #include "tltrain/config/json_reader.h"
 #include "tltrain/data/preprocess.h"
 
@@ -24,8 +26,14 @@ struct ModelInfo {
 };
 
 struct ModelFile {
-  torch::jit::Module module;  ///< eval mode; forward(x) -> logits, predict_proba(x) -> probabilities
+  torch::jit::Module module;     ///< TorchScript files, eval mode; forward(x) -> logits, predict_proba(x) -> probabilities
+  std::shared_ptr<OnnxNet> onnx;  ///< ONNX files (`tltrain export --format onnx`), run by OpenCV DNN on the CPU
   ModelInfo info;
+
+  bool is_onnx() const { return onnx != nullptr; }
+  /// Logits N×C (float32) of the preprocessed batch X (N×3×H×W float32), on X's device for
+  /// TorchScript, on the CPU for ONNX.
+  torch::Tensor logits(const torch::Tensor& x);
 };
 
 /// Preprocess ↔ the "preprocess" object of tltrain_model.json.
@@ -40,8 +48,11 @@ torch::Tensor probabilities(const ModelInfo& info, const torch::Tensor& logits);
 /// else the most probable class.
 std::vector<int64_t> decided_classes(const ModelInfo& info, const float* probs, size_t classes);
 
-/// Loads PATH; a Data error naming the file and the fix when it is missing, not TorchScript,
-/// a backbone, a checkpoint, or carries no tltrain model metadata.
+/// Loads PATH: a TorchScript model file, or an ONNX one (told apart by content: TorchScript is a
+/// zip archive), with its tltrain metadata. An int8 file selects the quantized engine it was
+/// calibrated for. A Data error naming the file and the fix when it is missing, not a model
+/// file, a backbone, a checkpoint, carries no tltrain model metadata, or needs a quantized engine
+/// this LibTorch lacks. ONNX files run on the CPU only: a Usage error for another DEVICE.
 ModelFile load_model_file(const std::string& path, const torch::Device& device = torch::kCPU);
 
 }  // namespace tltrain::checkpoint

@@ -1,13 +1,13 @@
 #pragma once
 // ONNX for other runtimes (docs/model-format.md): LibTorch's C++ API has no ONNX exporter, so a
 // tltrain model file (TorchScript) is converted by scripts/export_onnx.py under Debian's Python
-// torch, and the result is proven by a C++ runtime, OpenCV's DNN module, which also runs
-// `tltrain predict --model model.onnx`. No torch here.
+// torch, and the result is proven by a C++ runtime, OpenCV's DNN module (checkpoint/onnx_file.h),
+// which also runs `tltrain predict --model model.onnx` and `tltrain serve`. No torch here.
 #include <cstdint>
-#include <map>
-#include <memory>
 #include <string>
 #include <vector>
+
+#include "tltrain/checkpoint/onnx_file.h"
 
 namespace tltrain::ship {
 
@@ -29,24 +29,8 @@ struct OnnxExport {
 /// interpreter, torch or onnx and how to install it, a Data error for a file it cannot convert.
 OnnxExport convert_to_onnx(const std::string& model_pt, const std::string& out, int opset = kOnnxOpset);
 
-/// The metadata_props of the ONNX file PATH (key → value), read from its protobuf directly; a Data
-/// error naming the file when it is not ONNX.
-std::map<std::string, std::string> onnx_metadata(const std::string& path);
-
-/// An ONNX file loaded into OpenCV DNN (CPU): a C++ runtime other than LibTorch.
-class OnnxNet {
- public:
-  /// Loads PATH; a Data error naming it when OpenCV cannot read it.
-  explicit OnnxNet(const std::string& path);
-  ~OnnxNet();
-  OnnxNet(const OnnxNet&) = delete;
-  OnnxNet& operator=(const OnnxNet&) = delete;
-  /// Logits N×C (row-major) of a float32 N×3×H×W batch BATCH (row-major); C goes to *CLASSES.
-  std::vector<float> forward(const float* batch, int64_t n, int64_t h, int64_t w, int64_t* classes);
-
- private:
-  struct Impl;
-  std::unique_ptr<Impl> impl_;
-};
+// Read back through checkpoint/onnx_file.h.
+using checkpoint::OnnxNet;
+using checkpoint::onnx_metadata;
 
 }  // namespace tltrain::ship
