@@ -473,7 +473,7 @@ def main():
         try:
             int8 = torch.cat([scripted(xb) for xb in batches(calib)])
         except Exception as e:
-            fail(4, f"the int8 {arch} module does not run ({type(e).__name__}: {first_line(e)})")
+            fail(4, f"the int8 {arch} module does not run ({type(e).__name__}: {first_line(e)})" + str(e)[-1500:])
     if int8.shape != fp32.shape:
         fail(2, f"the int8 module gives logits of shape {list(int8.shape)}, the fp32 model {list(fp32.shape)}: "
                 "not written; export fp32")

@@ -1,10 +1,12 @@
 // TensorBoard event files written by hand: CRC-32C against its published check values, and the
-// file read back record by record (framing, masked CRCs, protobuf fields) as TensorBoard reads it.
+// file read back record by record (framing, masked CRCs, protobuf fields) as TensorBoard reads it,
+// and by TensorBoard's own EventAccumulator (scripts/test_tools.sh's venv).
 #include <gtest/gtest.h>
 
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "test_util.h"
@@ -166,4 +168,40 @@ TEST(EventFile, FitWithTensorboardWritesEveryEpochsScalars) {
       EXPECT_FLOAT_EQ(e.value, r.history[static_cast<size_t>(e.step - 1)]["val_accuracy"].get<float>()) << "epoch " << e.step;
     }
   EXPECT_EQ(val_acc, 3);
+}
+
+TEST(EventFile, TensorBoardsOwnReaderReadsFitsScalars) {
+  const std::string py = test::tools_python("tensorboard");
+  if (py.empty()) GTEST_SKIP() << "no TensorBoard: scripts/test_tools.sh installs it from PyPI into its venv (scripts/test.sh runs it)";
+  test::TempDir d("tbread");
+  test::write_color_dataset(d / "train", {"green", "red"}, 8);
+  test::write_color_dataset(d / "val", {"green", "red"}, 3);
+  json cfg = {{"seed", 2},
+              {"device", "cpu"},
+              {"threads", {{"intra_op", 1}, {"loader", 1}}},
+              {"data", {{"train", d / "train"}, {"val", d / "val"}, {"batch_size", 8}}},
+              {"model", {{"backbone", test::tiny_backbone()}}},
+              {"output_dir", d / "run"},
+              {"stages", json::array({{{"epochs", 2}, {"trainable", "head"}}, {{"epochs", 1}, {"trainable", "all"}}})}};
+  train::FitOptions fo;
+  fo.tensorboard = true;
+  auto r = train::fit(config::parse_run_config(cfg, "tb.json"), fo);
+  auto tb = test::run_command(py + " " + TLTRAIN_SOURCE_DIR + "/tests/tools/tensorboard_scalars.py " + (d / "run/tb"));
+  ASSERT_EQ(tb.exit_code, 0) << tb.output;
+  const auto j = json::parse(tb.output.substr(tb.output.rfind("{\"tags\"")));
+  EXPECT_EQ(j.at("files"), 1);
+  const auto& tags = j.at("tags");
+  for (const char* tag : {"loss/train", "loss/val", "accuracy/train", "accuracy/val"}) {
+    ASSERT_TRUE(tags.contains(tag)) << tag << " missing from what TensorBoard read: " << tags.dump();
+    ASSERT_EQ(tags[tag].size(), 3u) << tag;
+  }
+  const std::map<std::string, std::string> history_key{{"loss/train", "loss"}, {"loss/val", "val_loss"},
+                                                       {"accuracy/train", "accuracy"}, {"accuracy/val", "val_accuracy"}};
+  for (const auto& [tag, key] : history_key)
+    for (const auto& point : tags[tag]) {
+      const auto step = point[0].get<int64_t>();
+      ASSERT_GE(step, 1);
+      ASSERT_LE(step, 3);
+      EXPECT_FLOAT_EQ(point[1].get<float>(), r.history[static_cast<size_t>(step - 1)][key].get<float>()) << tag << " epoch " << step;
+    }
 }

@@ -2,7 +2,7 @@
 // predict (parity with eval, error rows for bad files) and serve (real HTTP on an ephemeral port:
 // good, corrupt, empty, oversized and huge uploads, wrong methods, 32 concurrent clients); ONNX
 // export run by OpenCV DNN against the TorchScript logits, its metadata and refusals, and the
-// ONNX file through predict and serve.
+// ONNX file through predict and serve, and through ONNX Runtime.
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <torch/cuda.h>
@@ -14,6 +14,7 @@
 
 #include "test_util.h"
 #include "tltrain/core/error.h"
+#include "tltrain/core/npy.h"
 #include "tltrain/data/dataset.h"
 #include "tltrain/data/loader.h"
 #include "tltrain/model/inference.h"
@@ -290,6 +291,40 @@ TEST(ShipOnnx, PredictAndServeRunTheOnnxFileAsTheTorchScriptOne) {
   test::expect_error([&] { checkpoint::load_model_file(s.dir / "foreign.onnx"); }, ErrorKind::Data, "without tltrain_model metadata");
   test::write_text(s.dir / "text.onnx", "hello, I am text");
   test::expect_error([&] { checkpoint::load_model_file(s.dir / "text.onnx"); }, ErrorKind::Data, "is not a TorchScript file nor ONNX");
+}
+
+TEST(ShipOnnx, OnnxRuntimeGivesTheTorchScriptLogitsToo) {
+  if (!python_has_onnx()) GTEST_SKIP() << "/usr/bin/python3 lacks torch or onnx (scripts/setup.sh installs python3-onnx)";
+  const std::string py = test::tools_python("onnxruntime");
+  if (py.empty()) GTEST_SKIP() << "no ONNX Runtime: scripts/test_tools.sh installs it from PyPI into its venv (scripts/test.sh runs it)";
+  const auto& s = shipped();
+  const std::string onnx_path = s.dir / "ort.onnx";
+  auto r = test::run_tltrain("export --checkpoint " + s.checkpoint + " --out " + onnx_path + " --format onnx");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto mf = checkpoint::load_model_file(s.model);
+  auto ds = data::scan_source(s.dir / "val");
+  data::LoaderOptions lo;
+  lo.batch_size = 64;
+  data::Loader loader(ds.samples, mf.info.preprocess, {}, data::Mode::Eval, lo);
+  loader.start_epoch(0);
+  auto batch = loader.next();
+  ASSERT_TRUE(batch);
+  torch::NoGradGuard ng;
+  const auto x = batch->images.contiguous();
+  const auto want = mf.module.forward({x}).toTensor().contiguous();
+  write_npy(s.dir / "ort_in.npy", "<f4", x.sizes().vec(), x.data_ptr<float>(), x.numel() * sizeof(float));
+  r = test::run_command(py + " " + TLTRAIN_SOURCE_DIR + "/tests/tools/onnxruntime_logits.py " + onnx_path + " " + (s.dir / "ort_in.npy") +
+                        " " + (s.dir / "ort_out.npy"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto info = json::parse(r.output.substr(r.output.rfind('{')));
+  EXPECT_EQ(info.at("inputs"), json({"input"}));
+  EXPECT_EQ(info.at("input_shape"), json({"batch", 3, 32, 32}));  // the dynamic batch axis, as exported
+  EXPECT_EQ(info.at("logits_shape"), json({x.size(0), 3}));
+  EXPECT_EQ(info.at("metadata"), json({"classes", "tltrain_model"}));
+  const auto out = read_npy(s.dir / "ort_out.npy");
+  ASSERT_EQ(out.data.size(), static_cast<size_t>(want.numel()) * sizeof(float)) << out.header;
+  const auto got = torch::from_blob(const_cast<char*>(out.data.data()), want.sizes(), torch::kFloat);
+  EXPECT_LE((got - want).abs().max().item<double>(), 1e-4) << got << want;
 }
 
 TEST(ShipPredict, PredictionsEqualEvalsAndBadFilesGetErrorRows) {

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
@@ -48,6 +49,18 @@ const std::string& tiny_backbone() {
 std::string shared_dir() {
   std::string d = TLTRAIN_SHARED_DIR;
   return fs::exists(d + "/README.md") ? d : std::string();
+}
+
+std::string tools_python(const std::string& module) {
+  const char* venv = std::getenv("TLTRAIN_TOOLS_VENV");
+  const char* cache = std::getenv("XDG_CACHE_HOME");
+  const char* home = std::getenv("HOME");
+  const std::string dir = venv && *venv ? venv
+                          : cache && *cache ? std::string(cache) + "/tltrain/venv-tools"
+                                            : std::string(home ? home : "") + "/.cache/tltrain/venv-tools";
+  const std::string py = dir + "/bin/python";
+  if (!fs::exists(py)) return "";
+  return run_command(py + " -c 'import " + module + "'").exit_code == 0 ? py : "";
 }
 
 void write_solid_image(const std::string& path, int width, int height, int b, int g, int r) {

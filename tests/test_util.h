@@ -28,6 +28,11 @@ const std::string& tiny_backbone();
 /// ../shared beside the checkout, or "" when absent (tests then GTEST_SKIP with a message).
 std::string shared_dir();
 
+/// The interpreter of scripts/test_tools.sh's venv (ONNX Runtime, TensorBoard) with MODULE
+/// importable: TLTRAIN_TOOLS_VENV/bin/python (default ~/.cache/tltrain/venv-tools), or "" when
+/// absent (tests then GTEST_SKIP naming the script).
+std::string tools_python(const std::string& module);
+
 /// Writes a W×H image of one BGR colour to PATH (format from the extension).
 void write_solid_image(const std::string& path, int width, int height, int b, int g, int r);
 
