@@ -19,29 +19,38 @@ calibration clamps at 6 too, so the observers see the trained activations. Befor
 rebuilt float backbone must reproduce the file's backbone (1e-4 relative), fused and clamped too.
 
 CALIB.npy is float32 N x 3 x H x W (npy, C order) of images preprocessed as the model's
-"preprocess" says, H x W its input size. After converting, the script runs the int8 and the fp32
-model on those images and reports their top-1 agreement and max_rel_diff (the largest logit
-difference over max(1, the largest |fp32 logit|)). It refuses only non-finite logits or a wrong
-output shape: how much agreement is enough is the caller's decision.
+"preprocess" says, H x W its input size (float64 or Fortran order are converted). After
+converting, the script runs the int8 and the fp32 model on those images and reports their top-1
+agreement and max_rel_diff (the largest logit difference over max(1, the largest |fp32 logit|)).
+It refuses only non-finite logits or a wrong output shape: how much agreement is enough is the
+caller's decision. It also checks that the written file loads and computes the checked logits,
+and that an image's logits do not depend on its batch.
+
+Architectures: mobilenet_v2, mobilenet_v3_large/small, resnet18/34/50/101/152, resnext50_32x4d,
+resnext101_32x8d/64x4d, wide_resnet50_2/101_2, inception_v3, googlenet, shufflenet_v2_x0_5 ..
+x2_0, whole or cut at model.features_from; any other is refused (exit 4).
 
 Usage:
   /usr/bin/python3 scripts/quantize_int8.py --model MODEL.pt --calibration CALIB.npy --out OUT.pt
                                             [--backend auto|fbgemm|onednn|qnnpack]
-  --backend  auto (default): fbgemm where this torch has it, else onednn on x86, qnnpack on ARM
+  --backend  auto (default): fbgemm where this torch has it, else onednn on x86 (qnnpack for
+             resnext under torch 1.x, whose onednn grouped int8 convolution fails), qnnpack on ARM
 The last stdout line is a JSON summary: {"out", "arch", "backend", "calibration", "bytes",
 "fp32_bytes", "top1_agreement", "max_rel_diff"}.
 Exit codes: 0 written; 2 bad arguments or input file (the message names it and the fix), or int8
-logits that are not finite / of the wrong shape; 3 torch, torchvision or numpy-free npy reading
-impossible (torch missing); 4 quantisation failed (a bug here, or a torch build without the kernels).
+logits that are not finite or of the wrong shape (nothing written); 3 torch, torchvision or numpy
+missing; 4 a request refused: an architecture without a quantisable form, or a backend this torch
+lacks or cannot run for it; 5 quantisation failed (a bug here, or a defect of this torch's int8
+kernels). tltrain export reports 2 as a data error, 3 and 4 as usage errors, 5 as a runtime error.
 """
 import argparse
-import ast
 import datetime
 import json
 import os
 import platform
 import sys
 import tempfile
+import warnings
 from collections import OrderedDict
 
 BATCH = 16  # calibration and check batch: the histogram observers' cost grows with it, memory too
@@ -243,52 +252,37 @@ def capped_qconfig(qconfig, cap, torch):
 # Inputs
 
 
-def read_npy(path, torch):
-    """CALIB.npy as a float32 tensor: with numpy when this Python has it, else from the npy header."""
+def read_npy(path, np, torch):
+    """CALIB.npy as a float32 tensor (numpy is there: torchvision needs it)."""
     try:
-        import numpy as np
-    except ImportError:
-        np = None
-    if np is not None:
-        try:
-            a = np.load(path, mmap_mode="r", allow_pickle=False)
-        except Exception as e:
-            fail(2, f"{path}: not an npy file ({first_line(e)}); write float32 N x 3 x H x W with numpy.save")
-        if not np.issubdtype(a.dtype, np.floating):
-            fail(2, f"{path}: dtype {a.dtype}, not float32: store the preprocessed images (after mean/std), "
-                    "not raw pixels")
-        return torch.from_numpy(np.array(a, dtype=np.float32, order="C"))  # a copy: the map is read-only
-    with open(path, "rb") as f:
-        magic = f.read(8)
-        if magic[:6] != b"\x93NUMPY" or magic[6] not in (1, 2, 3):
-            fail(2, f"{path}: not an npy file (no npy magic); write float32 N x 3 x H x W with numpy.save")
-        size = int.from_bytes(f.read(2 if magic[6] == 1 else 4), "little")
-        header = ast.literal_eval(f.read(size).decode("latin1"))
-        if header.get("descr") != "<f4" or header.get("fortran_order"):
-            fail(2, f"{path}: {header.get('descr')}{' Fortran order' if header.get('fortran_order') else ''}, "
-                    "not little-endian float32 in C order; write it with numpy.save(path, x.astype('float32'))")
-        data = bytearray(f.read())
-    shape = tuple(header["shape"])
-    count = 1
-    for s in shape:
-        count *= s
-    if len(data) != 4 * count:
-        fail(2, f"{path}: {len(data)} data bytes for shape {list(shape)}: truncated file")
-    return torch.frombuffer(data, dtype=torch.float32).reshape(shape)
+        a = np.load(path, mmap_mode="r", allow_pickle=False)
+    except Exception as e:
+        fail(2, f"{path}: not an npy file ({first_line(e)}); write float32 N x 3 x H x W with numpy.save")
+    if not np.issubdtype(a.dtype, np.floating):
+        fail(2, f"{path}: dtype {a.dtype}, not float32: store the preprocessed images (after mean/std), "
+                "not raw pixels")
+    return torch.from_numpy(np.array(a, dtype=np.float32, order="C"))  # a copy: the map is read-only
 
 
-def resolve_backend(choice, torch):
+def resolve_backend(choice, arch, torch):
     engines = [e for e in torch.backends.quantized.supported_engines if e != "none"]
+    # Measured with Debian's torch 1.13: onednn's int8 grouped convolution (resnext's, 32 channels a
+    # group) fails from its second call on ("Trying to create tensor with negative dimension").
+    grouped = arch in RESNETS and RESNETS[arch][2] > 1
+    onednn_ok = not (grouped and torch.__version__.startswith("1."))
     if choice == "auto":
         x86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
         order = ("fbgemm", "onednn", "qnnpack") if x86 else ("qnnpack", "fbgemm", "onednn")
         for e in order:
-            if e in engines:
+            if e in engines and (e != "onednn" or onednn_ok):
                 return e
-        fail(4, f"this torch ({torch.__version__}) has no quantised engine (supported: {engines})")
+        fail(4, f"this torch ({torch.__version__}) has no quantised engine for {arch} (supported: {engines})")
     if choice not in engines:
-        fail(2, f"--backend {choice}: this torch ({torch.__version__}) has only {', '.join(engines) or 'none'}; "
+        fail(4, f"--backend {choice}: this torch ({torch.__version__}) has only {', '.join(engines) or 'none'}; "
                 "pick one of those, or auto")
+    if choice == "onednn" and not onednn_ok:
+        fail(4, f"--backend onednn: torch {torch.__version__}'s onednn int8 grouped convolution ({arch}'s) fails on "
+                "repeated calls; use --backend qnnpack (auto picks it)")
     return choice
 
 
@@ -349,12 +343,13 @@ def main():
     ap.add_argument("--backend", default="auto", choices=BACKENDS, help="quantised engine (default auto)")
     args = ap.parse_args()
     try:
+        import numpy as np
         import torch
         import torchvision
         from torch import nn
     except ImportError as e:
-        fail(3, f"{sys.executable} has no torch/torchvision ({e}): run with /usr/bin/python3 or install Debian's "
-                "python3-torch python3-torchvision (scripts/setup.sh does)")
+        fail(3, f"{sys.executable} has no torch/torchvision/numpy ({e}): run with /usr/bin/python3 or install "
+                "Debian's python3-torch python3-torchvision (scripts/setup.sh does)")
 
     # ---- validate everything before any work
     if not os.path.isfile(args.model):
@@ -386,9 +381,9 @@ def main():
         fail(2, f"{args.model}: {meta['precision']} weights; quantise an fp32 model file (tltrain export without "
                 "--precision)")
     if arch not in QUANTISABLE:
-        fail(2, f"{args.model}: backbone {arch} has no quantisable form in torchvision; int8 needs one of: "
+        fail(4, f"{args.model}: backbone {arch} has no quantisable form in torchvision; int8 needs one of: "
                 + ", ".join(QUANTISABLE) + "; export fp32 or train one of these")
-    calib = read_npy(args.calibration, torch)
+    calib = read_npy(args.calibration, np, torch)
     if calib.dim() != 4 or calib.shape[1] != 3 or tuple(calib.shape[2:]) != (h, w):
         fail(2, f"{args.calibration}: shape {list(calib.shape)}, the model takes N x 3 x {h} x {w}; write the images "
                 f"preprocessed to its input size {h} x {w}")
@@ -397,8 +392,11 @@ def main():
         fail(2, f"{args.calibration}: no images (N = 0); calibration needs at least one, typically 100 or more")
     if not bool(torch.isfinite(calib).all()):
         fail(2, f"{args.calibration}: holds NaN or infinite values; write finite preprocessed images")
-    backend = resolve_backend(args.backend, torch)
+    backend = resolve_backend(args.backend, arch, torch)
     torch.backends.quantized.engine = backend
+    # Observers of modules the forward skips (the residual add of a block without a shortcut) never
+    # run; convert warns for each, and those modules do nothing.
+    warnings.filterwarnings("ignore", message="must run observer before calling calculate_qparams")
 
     # ---- the float twin, checked against the file's backbone
     module.eval()
@@ -411,7 +409,7 @@ def main():
         paths = unit_paths(backbone)
         chain = chain_of(wrap(model), paths, nn)
     except Exception as e:
-        fail(4, f"cannot build torchvision's quantisable {arch} ({type(e).__name__}: {first_line(e)})")
+        fail(5, f"cannot build torchvision's quantisable {arch} ({type(e).__name__}: {first_line(e)})")
     check_structure(backbone, chain, args.model)
     load_strict(chain, backbone.state_dict(), args.model, arch)
     first = calib[:BATCH]
@@ -423,7 +421,7 @@ def main():
         want = backbone(first)
         diff = rel(chain(first), want)
     if diff > 1e-4:
-        fail(4, f"torchvision's quantisable {arch} with {args.model}'s backbone tensors differs from that backbone by "
+        fail(5, f"torchvision's quantisable {arch} with {args.model}'s backbone tensors differs from that backbone by "
                 f"{diff:g} (relative): a bug in the name mapping here")
 
     # ---- fuse, observe, calibrate, convert
@@ -450,7 +448,7 @@ def main():
                         raise RuntimeError(f"the fused float backbone differs from the trained one by {diff:g}")
         torch.ao.quantization.convert(features, inplace=True)
     except Exception as e:
-        fail(4, f"quantising {arch} with {backend} failed ({type(e).__name__}: {first_line(e)})")
+        fail(5, f"quantising {arch} with {backend} failed ({type(e).__name__}: {first_line(e)})")
 
     # ---- the output module
     attrs = root_attributes(module, torch)
@@ -473,13 +471,19 @@ def main():
         try:
             int8 = torch.cat([scripted(xb) for xb in batches(calib)])
         except Exception as e:
-            fail(4, f"the int8 {arch} module does not run ({type(e).__name__}: {first_line(e)})" + str(e)[-1500:])
+            fail(5, f"the int8 {arch} module does not run ({type(e).__name__}: {first_line(e)})")
     if int8.shape != fp32.shape:
         fail(2, f"the int8 module gives logits of shape {list(int8.shape)}, the fp32 model {list(fp32.shape)}: "
                 "not written; export fp32")
     if not bool(torch.isfinite(int8).all()):
         fail(2, "the int8 module gives NaN or infinite logits on the calibration images: not written; "
                 "check the calibration images' preprocessing, or export fp32")
+    with torch.no_grad():  # an image's logits must not depend on its batch, nor on earlier calls
+        alone = torch.cat([scripted(first[i:i + 1]) for i in range(min(4, first.shape[0]))])
+    batch_diff = rel(alone, int8[:alone.shape[0]])
+    if batch_diff > 1e-4:
+        fail(5, f"the int8 module gives other logits for an image alone than in a batch (by {batch_diff:g}): "
+                f"a defect of this torch's {backend} kernels; try another --backend")
     agreement = float((int8.argmax(1) == fp32.argmax(1)).double().mean())
     max_rel = rel(int8, fp32)
 
@@ -511,7 +515,7 @@ def main():
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp's file is private; the result is an ordinary file
         os.replace(tmp, args.out)
     except Exception as e:
-        fail(4, f"writing {args.out} failed ({type(e).__name__}: {first_line(e)})")
+        fail(5, f"writing {args.out} failed ({type(e).__name__}: {first_line(e)})")
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

@@ -1,6 +1,7 @@
 #include "tltrain/checkpoint/model_file.h"
 
 #include <ATen/Context.h>
+#include <caffe2/serialize/inline_container.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -104,25 +105,49 @@ void select_quantized_engine(const ModelInfo& info, const std::string& path) {
   at::globalContext().setQEngine(it->second);
 }
 
+/// What ModelInfo::min_batch says, for an int8 file of ENGINE. Measured with Debian's torch 1.13
+/// at 2 threads: batches 8 then 1 fail, 1 then 8 fail, 8 then 2, 3 or 7 run; at 1 thread all run.
+int64_t min_batch_for(const ModelInfo& info) {
+  return info.raw.contains("quantization") && info.raw["quantization"].value("backend", "") == "onednn" ? 2 : 1;
+}
+
+/// The extra file NAME of the TorchScript archive PATH, read without loading the module (an int8
+/// module's weights are packed for the quantized engine when it loads), "" when absent.
+std::string torchscript_extra_file(const std::string& path, const std::string& name) {
+  try {
+    caffe2::serialize::PyTorchStreamReader reader(path);
+    if (!reader.hasRecord("extra/" + name)) return "";
+    auto [data, size] = reader.getRecord("extra/" + name);
+    return std::string(static_cast<const char*>(data.get()), size);
+  } catch (const c10::Error&) {
+    TLTRAIN_FAIL(ErrorKind::Data, "'" + path + "' is not a TorchScript file; make a model file with `tltrain export --checkpoint best.pt --out model.pt`");
+  }
+}
+
 ModelFile load_torchscript(const std::string& path, const torch::Device& device) {
-  torch::jit::ExtraFilesMap extra{{kModelFileName, ""}, {model::kMetaFileName, ""}};
+  const std::string meta = torchscript_extra_file(path, kModelFileName);
+  ModelInfo info;
+  if (!meta.empty()) {
+    info = info_from_json(meta, path);
+    select_quantized_engine(info, path);  // before loading: the engine packs the int8 weights
+    info.min_batch = min_batch_for(info);
+  }
+  torch::jit::ExtraFilesMap extra{{model::kMetaFileName, ""}};
   torch::jit::Module module;
   try {
     module = torch::jit::load(path, device, extra);
   } catch (const c10::Error&) {
     TLTRAIN_FAIL(ErrorKind::Data, "'" + path + "' is not a TorchScript file; make a model file with `tltrain export --checkpoint best.pt --out model.pt`");
   }
-  if (extra[kModelFileName].empty()) {
+  if (meta.empty()) {
     TLTRAIN_CHECK(extra[model::kMetaFileName].empty(), ErrorKind::Data,
                   "'" + path + "' is a backbone, not a trained model; train it with `tltrain fit`, then `tltrain export --checkpoint RUN/checkpoints/best.pt --out model.pt`");
     TLTRAIN_CHECK(!module.hasattr("info") && !module.hasattr("backbone_pt"), ErrorKind::Data,
                   "'" + path + "' is a checkpoint; turn it into a model file with `tltrain export --checkpoint " + path + " --out model.pt`");
     TLTRAIN_FAIL(ErrorKind::Data, "'" + path + "' has no " + kModelFileName + ": it was not written by `tltrain export`");
   }
-  ModelFile mf{module, nullptr, info_from_json(extra[kModelFileName], path)};
-  select_quantized_engine(mf.info, path);
-  mf.module.eval();
-  return mf;
+  module.eval();
+  return {module, nullptr, std::move(info)};
 }
 
 ModelFile load_onnx(const std::string& path, const torch::Device& device) {
@@ -144,7 +169,11 @@ ModelFile load_onnx(const std::string& path, const torch::Device& device) {
 }  // namespace
 
 torch::Tensor ModelFile::logits(const torch::Tensor& x) {
-  if (!onnx) return module.forward({x}).toTensor();
+  if (!onnx && x.size(0) >= info.min_batch) return module.forward({x}).toTensor();
+  if (!onnx) {  // repeat the first image up to min_batch; only the real rows come back
+    const auto pad = x.narrow(0, 0, 1).expand({info.min_batch - x.size(0), x.size(1), x.size(2), x.size(3)});
+    return module.forward({torch::cat({x, pad})}).toTensor().narrow(0, 0, x.size(0)).contiguous();
+  }
   const auto in = x.to(torch::kCPU, torch::kFloat).contiguous();
   int64_t classes = 0;
   auto out = onnx->forward(in.data_ptr<float>(), in.size(0), in.size(2), in.size(3), &classes);

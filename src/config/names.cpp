@@ -123,4 +123,10 @@ const NameTable<ModelFormat>& names<ModelFormat>() {
   return t;
 }
 
+template <>
+const NameTable<Quantize>& names<Quantize>() {
+  static const NameTable<Quantize> t{"quantization", {{"none", Quantize::None}, {"int8", Quantize::Int8}}};
+  return t;
+}
+
 }  // namespace tltrain::config

@@ -75,4 +75,9 @@ std::string read_file(const std::string& path, const std::string& what) {
   return ss.str();
 }
 
+RemoveOnExit::~RemoveOnExit() {
+  std::error_code ec;
+  std::filesystem::remove(path, ec);  // a destructor must not throw; a file already gone is fine
+}
+
 }  // namespace tltrain

@@ -14,6 +14,7 @@
 #include "tltrain/checkpoint/model_file.h"
 #include "tltrain/checkpoint/checkpoint.h"
 #include "tltrain/ship/onnx.h"
+#include "tltrain/ship/quantize.h"
 
 namespace tltrain::ship {
 
@@ -101,10 +102,7 @@ Check check_file(torch::jit::Module& root, const torch::Tensor& x, const torch::
 ExportSummary export_onnx(const ExportOptions& o, torch::jit::Module& root, const torch::jit::ExtraFilesMap& extra,
                           const torch::Tensor& x, ExportSummary summary) {
   const std::string pt = o.out + ".torchscript.tmp";
-  struct Remove {
-    std::string path;
-    ~Remove() { std::filesystem::remove(path); }
-  } remove{pt};
+  RemoveOnExit remove{pt};
   root.save(pt, extra);
   const OnnxExport onnx = convert_to_onnx(pt, o.out);
   const auto want = root.forward({x}).toTensor().contiguous();
@@ -127,6 +125,27 @@ ExportSummary export_onnx(const ExportOptions& o, torch::jit::Module& root, cons
   return summary;
 }
 
+/// The int8 file for O: ROOT saved as a TorchScript file beside O.out, quantized on calibration
+/// images, then loaded as predict and serve will load it and run on X: N×C finite logits.
+ExportSummary export_int8(const ExportOptions& o, torch::jit::Module& root, const torch::jit::ExtraFilesMap& extra,
+                          const config::RunConfig& cfg, const data::Preprocess& pre, const torch::Tensor& x, ExportSummary summary) {
+  const auto calibration = calibration_images(cfg, pre, o.calibration, o.calibration_data);
+  const std::string pt = o.out + ".fp32.tmp";
+  RemoveOnExit remove{pt};
+  root.save(pt, extra);
+  summary.quantization = quantize_int8(pt, calibration, o.out);
+  auto mf = checkpoint::load_model_file(o.out);
+  const auto got = mf.module.forward({x}).toTensor();
+  const int64_t classes = static_cast<int64_t>(mf.info.classes.size());
+  if (got.dim() != 2 || got.size(0) != x.size(0) || got.size(1) != classes || !torch::isfinite(got).all().item<bool>()) {
+    std::filesystem::remove(o.out);
+    TLTRAIN_FAIL(ErrorKind::Runtime, "the int8 file '" + o.out + "' does not give finite " + std::to_string(classes) +
+                                         "-class logits when loaded back: a bug in scripts/quantize_int8.py; the fp32 file (no --quantize) is exact");
+  }
+  summary.metadata = mf.info.raw;
+  return summary;
+}
+
 }  // namespace
 
 ExportSummary export_model(const ExportOptions& o) {
@@ -134,6 +153,8 @@ ExportSummary export_model(const ExportOptions& o) {
   TLTRAIN_CHECK(o.format != config::ModelFormat::Onnx || o.precision == config::Precision::Fp32, ErrorKind::Usage,
                 "--format onnx writes fp32 weights: drop --precision " + config::name_of(o.precision) +
                     " (ONNX runtimes convert to half precision themselves)");
+  TLTRAIN_CHECK(o.quantize == config::Quantize::None || (o.format == config::ModelFormat::TorchScript && o.precision == config::Precision::Fp32),
+                ErrorKind::Usage, "--quantize int8 quantizes the fp32 TorchScript model: drop --precision and --format");
   auto ck = checkpoint::load(o.checkpoint, torch::kCPU);
   const config::RunConfig& cfg = ck.config;
   const std::vector<std::string>& classes = ck.classes;
@@ -220,6 +241,7 @@ ExportSummary export_model(const ExportOptions& o) {
 
   torch::jit::ExtraFilesMap extra{{checkpoint::kModelFileName, meta.dump(2)}};
   if (o.format == config::ModelFormat::Onnx) return export_onnx(o, root, extra, x, {o.out, meta, check.diff, check.ran});
+  if (o.quantize == config::Quantize::Int8) return export_int8(o, root, extra, cfg, pre, x, {o.out, meta, check.diff, check.ran});
   write_atomically(o.out, [&](const std::string& tmp) { root.save(tmp, extra); });
   return {o.out, meta, check.diff, check.ran};
 }

@@ -22,6 +22,10 @@ struct ModelInfo {
   std::string arch;                  ///< backbone architecture
   std::string output = "softmax";    ///< the head: softmax, sigmoid (binary) or multilabel
   double threshold = 0.5;            ///< sigmoid, multilabel: a class is decided above this probability
+  /// Smallest batch the module is run on (ModelFile::logits pads a smaller one): 2 for int8 on
+  /// the onednn engine, whose torch 1.13 kernels fail when the batch changes between 1 and more
+  /// on several threads ("could not create a primitive descriptor for a reorder primitive").
+  int64_t min_batch = 1;
   config::json raw;                  ///< tltrain_model.json as stored
 };
 

@@ -25,6 +25,7 @@ enum class Metric { ValLoss, ValAccuracy, Loss, Accuracy };
 enum class Device { Auto, Cpu, Cuda };
 enum class Precision { Fp32, Bf16, Fp16 };
 enum class ModelFormat { TorchScript, Onnx };  ///< what `tltrain export --format` writes
+enum class Quantize { None, Int8 };            ///< `tltrain export --quantize`
 
 /// The names of one kind: WHAT names the kind in messages ("optimizer"), ENTRIES in the order
 /// the docs list them.
@@ -94,6 +95,7 @@ template <> const NameTable<Metric>& names<Metric>();
 template <> const NameTable<Device>& names<Device>();
 template <> const NameTable<Precision>& names<Precision>();
 template <> const NameTable<ModelFormat>& names<ModelFormat>();
+template <> const NameTable<Quantize>& names<Quantize>();
 
 }  // namespace tltrain::config
 

@@ -12,6 +12,12 @@ void write_atomically(const std::string& path, const std::function<void(const st
 /// write_atomically for a string's bytes.
 void write_file_atomically(const std::string& path, const std::string& content);
 
+/// Removes PATH when it goes out of scope: an intermediate file, however its scope is left.
+struct RemoveOnExit {
+  std::string path;
+  ~RemoveOnExit();
+};
+
 /// Whole file as bytes; a Data error naming PATH when it cannot be read.
 std::string read_file(const std::string& path, const std::string& what);
 

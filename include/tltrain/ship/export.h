@@ -20,6 +20,11 @@ struct ExportOptions {
   /// torchscript: the model file; onnx: that file converted to ONNX (ship/onnx.h, fp32 only), then
   /// run by OpenCV DNN on the self-check's batch against the TorchScript logits.
   config::ModelFormat format = config::ModelFormat::TorchScript;
+  /// int8: post-training static quantisation (ship/quantize.h) of the fp32 model on CALIBRATION
+  /// images from the run's training data (or CALIBRATION_DATA's); a TorchScript file.
+  config::Quantize quantize = config::Quantize::None;
+  int64_t calibration = 256;
+  std::string calibration_data;
 };
 
 struct ExportSummary {
@@ -29,6 +34,7 @@ struct ExportSummary {
   bool checked = true;            ///< false: fp16 without CUDA, the self-check could not run
   double onnx_max_abs_diff = 0;   ///< onnx: OpenCV DNN's logits against the TorchScript file's, relative
   int onnx_opset = 0;             ///< onnx: the opset written
+  config::json quantization = config::json::object();  ///< int8: scripts/quantize_int8.py's summary (backend, agreement with fp32, sizes)
 };
 
 /// Writes the model file; a Data error for a bad checkpoint, Runtime when the self-check fails.

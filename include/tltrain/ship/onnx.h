@@ -13,11 +13,6 @@ namespace tltrain::ship {
 
 constexpr int kOnnxOpset = 10;  ///< what OpenCV DNN 4.6 and ONNX Runtime both read (scripts/export_onnx.py says why)
 
-/// The interpreter and script that convert: TLTRAIN_PYTHON (default /usr/bin/python3, Debian's,
-/// which has torch) and TLTRAIN_SCRIPTS_DIR/export_onnx.py (default: the checkout's scripts/).
-std::string onnx_python();
-std::string onnx_script();
-
 struct OnnxExport {
   std::string out;
   int opset = kOnnxOpset;
@@ -25,8 +20,9 @@ struct OnnxExport {
   std::vector<std::string> ops;  ///< the graph's operator types
 };
 
-/// Converts the model file MODEL_PT to ONNX at OUT (atomically); a Usage error naming the missing
-/// interpreter, torch or onnx and how to install it, a Data error for a file it cannot convert.
+/// Converts the model file MODEL_PT to ONNX at OUT (atomically) with scripts/export_onnx.py
+/// (python_script.h); a Usage error naming the missing interpreter, torch or onnx and how to
+/// install it, a Data error for a file it cannot convert.
 OnnxExport convert_to_onnx(const std::string& model_pt, const std::string& out, int opset = kOnnxOpset);
 
 // Read back through checkpoint/onnx_file.h.

@@ -1,0 +1,134 @@
+// int8 post-training quantisation (tltrain export --quantize int8, scripts/quantize_int8.py) on real
+// architectures from the export_backbones fixture: each quantisable family runs through predict
+// and serve, the others are refused naming those that have a form, and MobileNetV2 with ImageNet
+// weights keeps its hymenoptera accuracy within one point of fp32 in a file a third the size.
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "test_util.h"
+#include "tltrain/checkpoint/model_file.h"
+#include "tltrain/config/run_config.h"
+#include "tltrain/core/error.h"
+#include "tltrain/serve/server.h"
+#include "tltrain/ship/predict.h"
+#include "tltrain/train/trainer.h"
+
+namespace fs = std::filesystem;
+using namespace tltrain;
+using config::json;
+
+namespace {
+
+std::string exported(const std::string& name) { return std::string(TLTRAIN_EXPORT_DIR) + "/" + name; }
+
+bool python_has_torchvision() { return test::run_command("/usr/bin/python3 -c 'import torch, torchvision, numpy'").exit_code == 0; }
+
+/// One step on coloured squares at 64×64 over BACKBONE (random weights): a checkpoint to ship, in
+/// seconds. BatchNorm on batch statistics, as in EveryArch: random weights under inference-mode
+/// BatchNorm give features that are the same for every image.
+std::string train_step(const test::TempDir& dir, const std::string& backbone) {
+  test::write_color_dataset(dir / "train", {"green", "red"}, 4);
+  json cfg = {{"seed", 1}, {"device", "cpu"}, {"threads", {{"intra_op", 2}, {"loader", 2}}}, {"monitor", "loss"},
+              {"data", {{"train", dir / "train"}, {"batch_size", 8}, {"image_size", {64, 64}}, {"resize", 64}}},
+              {"model", {{"backbone", backbone}}}, {"output_dir", dir / "run"},
+              {"stages", json::array({{{"epochs", 1}, {"trainable", "all"}, {"feature_cache", false}, {"batch_norm", "train"},
+                                       {"optimizer", {{"name", "sgd"}, {"lr", 1e-3}}}}})}};
+  return train::fit(config::parse_run_config(cfg, "int8.json")).last_checkpoint;
+}
+
+/// Top-1 accuracy of ROWS against the folder each image is in.
+double folder_accuracy(const std::vector<ship::PredictRow>& rows) {
+  size_t ok = 0;
+  for (const auto& r : rows) ok += !r.top.empty() && r.top[0].name == fs::path(r.path).parent_path().filename().string();
+  return static_cast<double>(ok) / static_cast<double>(rows.size());
+}
+
+}  // namespace
+
+TEST(ExportedInt8, EachQuantisableFamilyLoadsInPredictAndServe) {
+  if (!python_has_torchvision()) GTEST_SKIP() << "/usr/bin/python3 lacks torch, torchvision or numpy (scripts/setup.sh installs them)";
+  for (const std::string arch : {"resnet18", "shufflenet_v2_x0_5", "mobilenet_v3_small"}) {
+    SCOPED_TRACE(arch);
+    ASSERT_TRUE(fs::exists(exported(arch + ".pt"))) << "run through ctest: the export_backbones fixture makes it";
+    test::TempDir dir("int8_" + arch);
+    const std::string ck = train_step(dir, exported(arch + ".pt"));
+    auto r = test::run_tltrain("export --checkpoint " + ck + " --out " + (dir / "int8.pt") + " --quantize int8 --calibration 6");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("int8 weights"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("calibrated on 6 images"), std::string::npos) << r.output;
+    EXPECT_FALSE(fs::exists(dir / "int8.pt.fp32.tmp")) << "an intermediate file is left behind";
+    EXPECT_FALSE(fs::exists(dir / "int8.pt.calibration.tmp.npy")) << "an intermediate file is left behind";
+    ASSERT_EQ(test::run_tltrain("export --checkpoint " + ck + " --out " + (dir / "fp32.pt")).exit_code, 0);
+    EXPECT_LT(fs::file_size(dir / "int8.pt") * 2, fs::file_size(dir / "fp32.pt")) << "int8 weights are a quarter of fp32's";
+
+    auto mf = checkpoint::load_model_file(dir / "int8.pt");
+    EXPECT_EQ(mf.info.raw.at("precision"), "int8");
+    EXPECT_EQ(mf.info.raw.at("quantization").at("calibration_images"), 6);
+    auto p = test::run_tltrain("predict --topk 1 --format csv --model " + (dir / "int8.pt") + " " + (dir / "train"));
+    ASSERT_EQ(p.exit_code, 0) << p.output;
+    EXPECT_NE(p.output.find("/green/0.png,1,"), std::string::npos) << p.output;
+
+    serve::ServeOptions so;
+    so.model = dir / "int8.pt";
+    so.port = 0;
+    serve::Server server(so);
+    httplib::Client cli("127.0.0.1", server.start());
+    cli.set_read_timeout(60, 0);
+    std::ifstream in(dir / "train/red/0.png", std::ios::binary);
+    const std::string body((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    auto res = cli.Post("/predict?topk=2", body, "image/png");
+    ASSERT_TRUE(res);
+    ASSERT_EQ(res->status, 200) << res->body;
+    EXPECT_EQ(json::parse(res->body).at("predictions").size(), 2u);
+    server.stop();
+  }
+}
+
+TEST(ExportedInt8, ArchitecturesWithoutAQuantisableFormAndOtherFormatsAreRefused) {
+  if (!python_has_torchvision()) GTEST_SKIP() << "/usr/bin/python3 lacks torch, torchvision or numpy (scripts/setup.sh installs them)";
+  test::TempDir dir("int8_refused");
+  const std::string ck = train_step(dir, exported("efficientnet_b0.pt"));
+  auto r = test::run_tltrain("export --checkpoint " + ck + " --out " + (dir / "int8.pt") + " --quantize int8 --calibration 4");
+  EXPECT_EQ(r.exit_code, exit_code::usage) << r.output;
+  EXPECT_NE(r.output.find("backbone efficientnet_b0 has no quantisable form in torchvision"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("mobilenet_v2"), std::string::npos) << "the message lists the quantisable architectures: " << r.output;
+  EXPECT_FALSE(fs::exists(dir / "int8.pt"));
+  EXPECT_FALSE(fs::exists(dir / "int8.pt.fp32.tmp"));
+  r = test::run_tltrain("export --checkpoint " + ck + " --out " + (dir / "int8.onnx") + " --quantize int8 --format onnx");
+  EXPECT_EQ(r.exit_code, exit_code::usage) << r.output;
+  EXPECT_NE(r.output.find("--quantize int8 quantizes the fp32 TorchScript model"), std::string::npos) << r.output;
+  r = test::run_tltrain("export --checkpoint " + ck + " --out " + (dir / "int8.pt") + " --quantize int8 --calibration-data " + (dir / "nowhere"));
+  EXPECT_EQ(r.exit_code, exit_code::data) << r.output;
+  EXPECT_NE(r.output.find("nowhere"), std::string::npos) << r.output;
+}
+
+TEST(ExportedImagenet, Int8KeepsHymenopteraAccuracyWithinOnePointOfFp32) {
+  if (test::shared_dir().empty()) GTEST_SKIP() << "../shared is absent: no ImageNet weights or hymenoptera";
+  if (!python_has_torchvision()) GTEST_SKIP() << "/usr/bin/python3 lacks torch, torchvision or numpy (scripts/setup.sh installs them)";
+  test::TempDir dir("hym_int8");
+  const std::string data = test::shared_dir() + "/data/hymenoptera";
+  json cfg = {{"seed", 3}, {"device", "cpu"}, {"threads", {{"intra_op", 2}, {"loader", 2}}},
+              {"data", {{"train", data + "/train"}, {"val", data + "/val"}, {"batch_size", 32}}},
+              {"model", {{"backbone", exported("mobilenet_v2_imagenet.pt")}}}, {"output_dir", dir / "run"},
+              {"stages", json::array({{{"epochs", 10}, {"trainable", "head"}, {"optimizer", {{"name", "adam"}, {"lr", 3e-3}}}}})}};
+  const auto run = train::fit(config::parse_run_config(cfg, "hymenoptera_int8.json"));  // cached features: seconds
+  ASSERT_EQ(test::run_tltrain("export --checkpoint " + run.best_checkpoint + " --out " + (dir / "fp32.pt")).exit_code, 0);
+  // The default calibration (256) takes every one of the 244 training images.
+  auto r = test::run_tltrain("export --checkpoint " + run.best_checkpoint + " --out " + (dir / "int8.pt") + " --quantize int8");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("calibrated on 244 images"), std::string::npos) << r.output;
+
+  ship::PredictOptions o;
+  o.inputs = {data + "/val"};
+  o.topk = 1;
+  o.model = dir / "fp32.pt";
+  const double fp32 = folder_accuracy(ship::predict_images(o));
+  o.model = dir / "int8.pt";
+  const double int8 = folder_accuracy(ship::predict_images(o));
+  EXPECT_GE(fp32, 0.9) << "the fp32 head is not what a frozen ImageNet MobileNetV2 reaches here";
+  EXPECT_LE(std::abs(int8 - fp32), 0.01) << "int8 " << int8 << " vs fp32 " << fp32 << " on 153 val images";
+  EXPECT_LT(fs::file_size(dir / "int8.pt") * 3, fs::file_size(dir / "fp32.pt"));
+}
