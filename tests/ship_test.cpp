@@ -226,6 +226,22 @@ TEST(ShipOnnx, RefusesHalfPrecisionMissingPythonAndFilesThatAreNotOnnx) {
   test::expect_error([&] { ship::OnnxNet net(s.dir / "not.onnx"); }, ErrorKind::Data, "OpenCV DNN cannot read");
 }
 
+TEST(ShipOnnx, AFileOpenCvCannotRunIsRemovedNamingTheManualPath) {
+  const auto& s = shipped();
+  // A converter that writes what no runtime reads, standing in for an operator OpenCV DNN lacks.
+  test::TempDir scripts("fake_scripts");
+  test::write_text(scripts / "export_onnx.py", "import json, sys\nout = sys.argv[sys.argv.index('--out') + 1]\n"
+                                               "open(out, 'w').write('not onnx')\n"
+                                               "print(json.dumps({'out': out, 'opset': 10, 'bytes': 8, 'ops': []}))\n");
+  const std::string out = s.dir / "unrunnable.onnx";
+  auto r = test::run_command("TLTRAIN_SCRIPTS_DIR=" + scripts.path() + " " + std::string(TLTRAIN_BIN) + " export --checkpoint " +
+                             s.checkpoint + " --out " + out + " --format onnx");
+  EXPECT_EQ(r.exit_code, exit_code::runtime) << r.output;
+  EXPECT_NE(r.output.find("unrunnable.onnx' removed: OpenCV DNN cannot run it"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("run /usr/bin/python3 scripts/export_onnx.py --model model.pt"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(out));
+}
+
 TEST(ShipOnnx, PredictAndServeRunTheOnnxFileAsTheTorchScriptOne) {
   if (!python_has_onnx()) GTEST_SKIP() << "/usr/bin/python3 lacks torch or onnx (scripts/setup.sh installs python3-onnx)";
   const auto& s = shipped();

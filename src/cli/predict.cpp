@@ -31,6 +31,7 @@ void setup_predict(CLI::App& app) {
   sub->add_option("--format", o->format, "table|json|csv")->check(CLI::IsMember({"table", "json", "csv"}));
   sub->add_option("--batch-size", o->predict.batch_size, "Images per batch (default 32)")->check(CLI::PositiveNumber);
   sub->add_option("--threads", o->predict.threads, "Decode threads (default: one per core)");
+  sub->add_flag("!--no-optimize", o->predict.optimize, "Run the file as saved, without freezing and oneDNN folding (slower; exact logits)");
   sub->callback([o] { run_predict(*o); });
 }
 

@@ -17,6 +17,9 @@ struct PredictOptions {
   int64_t batch_size = 32;
   int64_t threads = 0;              ///< decode workers; 0: one per core
   int64_t micro = 8;                ///< rows per forward on CPU (small chunks are faster per image)
+  /// Run a TorchScript file frozen with BatchNorm folded into oneDNN convolutions, as serve does
+  /// (model::optimized_for_inference; probabilities differ from the file's by float rounding).
+  bool optimize = true;
 };
 
 struct ClassScore {
