@@ -1,7 +1,8 @@
 // int8 post-training quantisation (tltrain export --quantize int8, scripts/quantize_int8.py) on real
 // architectures from the export_backbones fixture: each quantisable family runs through predict
 // and serve, the others are refused naming those that have a form, and MobileNetV2 with ImageNet
-// weights keeps its hymenoptera accuracy within one point of fp32 in a file a third the size.
+// weights keeps its hymenoptera accuracy within one point of fp32 in a file a third the size; its
+// ONNX file gives the TorchScript file's probabilities on every val image.
 #include <gtest/gtest.h>
 #include <httplib.h>
 
@@ -131,4 +132,21 @@ TEST(ExportedImagenet, Int8KeepsHymenopteraAccuracyWithinOnePointOfFp32) {
   EXPECT_GE(fp32, 0.9) << "the fp32 head is not what a frozen ImageNet MobileNetV2 reaches here";
   EXPECT_LE(std::abs(int8 - fp32), 0.01) << "int8 " << int8 << " vs fp32 " << fp32 << " on 153 val images";
   EXPECT_LT(fs::file_size(dir / "int8.pt") * 3, fs::file_size(dir / "fp32.pt"));
+
+  // The same model as ONNX (MobileNetV2's ReLU6 is the Clip that pins opset 10) through OpenCV DNN:
+  // every val image's probabilities as the TorchScript file's, run as saved.
+  r = test::run_tltrain("export --checkpoint " + run.best_checkpoint + " --out " + (dir / "model.onnx") + " --format onnx");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  o.topk = 2;
+  o.optimize = false;
+  o.model = dir / "fp32.pt";
+  const auto want = ship::predict_images(o);
+  o.model = dir / "model.onnx";
+  const auto got = ship::predict_images(o);
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    ASSERT_EQ(got[i].top.size(), 2u) << got[i].path << ": " << got[i].error;
+    EXPECT_EQ(got[i].top[0].index, want[i].top[0].index) << got[i].path;
+    EXPECT_NEAR(got[i].top[0].probability, want[i].top[0].probability, 1e-4) << got[i].path;
+  }
 }
