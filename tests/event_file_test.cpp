@@ -139,11 +139,13 @@ TEST(EventFile, ScalarsReadBackWithFileVersionFirst) {
   EXPECT_EQ(ev[2].value, 0.875f);
 }
 
-TEST(EventFile, FitWithTensorboardWritesEveryEpochsScalars) {
-  test::TempDir d("tbfit");
+namespace {
+
+/// Three epochs over two stages on coloured squares with --tensorboard, into D/run (events in D/run/tb).
+train::FitResult fit_with_tensorboard(const test::TempDir& d, int seed) {
   test::write_color_dataset(d / "train", {"green", "red"}, 8);
   test::write_color_dataset(d / "val", {"green", "red"}, 3);
-  json cfg = {{"seed", 1},
+  json cfg = {{"seed", seed},
               {"device", "cpu"},
               {"threads", {{"intra_op", 1}, {"loader", 1}}},
               {"data", {{"train", d / "train"}, {"val", d / "val"}, {"batch_size", 8}}},
@@ -152,7 +154,14 @@ TEST(EventFile, FitWithTensorboardWritesEveryEpochsScalars) {
               {"stages", json::array({{{"epochs", 2}, {"trainable", "head"}}, {{"epochs", 1}, {"trainable", "all"}}})}};
   train::FitOptions fo;
   fo.tensorboard = true;
-  auto r = train::fit(config::parse_run_config(cfg, "tb.json"), fo);
+  return train::fit(config::parse_run_config(cfg, "tb.json"), fo);
+}
+
+}  // namespace
+
+TEST(EventFile, FitWithTensorboardWritesEveryEpochsScalars) {
+  test::TempDir d("tbfit");
+  auto r = fit_with_tensorboard(d, 1);
   std::vector<fs::path> files;
   for (const auto& e : fs::directory_iterator(d / "run/tb")) files.push_back(e.path());
   ASSERT_EQ(files.size(), 1u);
@@ -174,18 +183,7 @@ TEST(EventFile, TensorBoardsOwnReaderReadsFitsScalars) {
   const std::string py = test::tools_python("tensorboard");
   if (py.empty()) GTEST_SKIP() << "no TensorBoard: scripts/test_tools.sh installs it from PyPI into its venv (scripts/test.sh runs it)";
   test::TempDir d("tbread");
-  test::write_color_dataset(d / "train", {"green", "red"}, 8);
-  test::write_color_dataset(d / "val", {"green", "red"}, 3);
-  json cfg = {{"seed", 2},
-              {"device", "cpu"},
-              {"threads", {{"intra_op", 1}, {"loader", 1}}},
-              {"data", {{"train", d / "train"}, {"val", d / "val"}, {"batch_size", 8}}},
-              {"model", {{"backbone", test::tiny_backbone()}}},
-              {"output_dir", d / "run"},
-              {"stages", json::array({{{"epochs", 2}, {"trainable", "head"}}, {{"epochs", 1}, {"trainable", "all"}}})}};
-  train::FitOptions fo;
-  fo.tensorboard = true;
-  auto r = train::fit(config::parse_run_config(cfg, "tb.json"), fo);
+  auto r = fit_with_tensorboard(d, 2);
   auto tb = test::run_command(py + " " + TLTRAIN_SOURCE_DIR + "/tests/tools/tensorboard_scalars.py " + (d / "run/tb"));
   ASSERT_EQ(tb.exit_code, 0) << tb.output;
   const auto j = json::parse(tb.output.substr(tb.output.rfind("{\"tags\"")));

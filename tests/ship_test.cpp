@@ -166,6 +166,17 @@ TEST(ShipExport, ModelLoaderRefusesBackbonesAndCheckpointsWithTheFix) {
   EXPECT_EQ(r.exit_code, exit_code::data) << r.output;
 }
 
+/// Every val image of the shipped run through the eval loader as MF preprocesses it, in one batch.
+torch::Tensor val_batch(const checkpoint::ModelFile& mf) {
+  auto ds = data::scan_source(shipped().dir / "val");
+  data::LoaderOptions lo;
+  lo.batch_size = 64;
+  data::Loader loader(ds.samples, mf.info.preprocess, {}, data::Mode::Eval, lo);
+  loader.start_epoch(0);
+  auto batch = loader.next();
+  return batch ? batch->images.contiguous() : torch::Tensor(torch::zeros({0}));
+}
+
 bool python_has_onnx() { return test::run_command("/usr/bin/python3 -c 'import torch, onnx'").exit_code == 0; }
 
 TEST(ShipOnnx, OpenCvDnnRunsTheFileAndMatchesTheTorchScriptLogitsOnRealImages) {
@@ -179,15 +190,9 @@ TEST(ShipOnnx, OpenCvDnnRunsTheFileAndMatchesTheTorchScriptLogitsOnRealImages) {
 
   // The val images through the eval loader, in one batch of 12 (export checked a batch of 2).
   auto mf = checkpoint::load_model_file(s.model);
-  auto ds = data::scan_source(s.dir / "val");
-  data::LoaderOptions lo;
-  lo.batch_size = 64;
-  data::Loader loader(ds.samples, mf.info.preprocess, {}, data::Mode::Eval, lo);
-  loader.start_epoch(0);
-  auto batch = loader.next();
-  ASSERT_TRUE(batch);
   torch::NoGradGuard ng;
-  const auto x = batch->images.contiguous();
+  const auto x = val_batch(mf);
+  ASSERT_GT(x.size(0), 0);
   const auto want = mf.module.forward({x}).toTensor();
   ship::OnnxNet net(onnx_path);
   int64_t classes = 0;
@@ -318,15 +323,9 @@ TEST(ShipOnnx, OnnxRuntimeGivesTheTorchScriptLogitsToo) {
   auto r = test::run_tltrain("export --checkpoint " + s.checkpoint + " --out " + onnx_path + " --format onnx");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   auto mf = checkpoint::load_model_file(s.model);
-  auto ds = data::scan_source(s.dir / "val");
-  data::LoaderOptions lo;
-  lo.batch_size = 64;
-  data::Loader loader(ds.samples, mf.info.preprocess, {}, data::Mode::Eval, lo);
-  loader.start_epoch(0);
-  auto batch = loader.next();
-  ASSERT_TRUE(batch);
   torch::NoGradGuard ng;
-  const auto x = batch->images.contiguous();
+  const auto x = val_batch(mf);
+  ASSERT_GT(x.size(0), 0);
   const auto want = mf.module.forward({x}).toTensor().contiguous();
   write_npy(s.dir / "ort_in.npy", "<f4", x.sizes().vec(), x.data_ptr<float>(), x.numel() * sizeof(float));
   r = test::run_command(py + " " + TLTRAIN_SOURCE_DIR + "/tests/tools/onnxruntime_logits.py " + onnx_path + " " + (s.dir / "ort_in.npy") +

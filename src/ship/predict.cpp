@@ -46,7 +46,7 @@ std::vector<PredictRow> predict_images(const PredictOptions& o) {
   auto files = collect_images(o.inputs, &skipped);
   auto mf = checkpoint::load_model_file(o.model);
   if (o.optimize && !mf.is_onnx()) {
-    // Measured ~6x on MobileNetV2 (docs/benchmarks.md, Deploy); a module LibTorch cannot freeze runs as saved.
+    // Measured 2.3x on MobileNetV2 (docs/benchmarks.md, Deploy); a module LibTorch cannot freeze runs as saved.
     std::string why;
     torch::InferenceMode guard;
     mf.module = model::optimized_for_inference(mf.module, {std::max<int64_t>(2, o.micro), 3, mf.info.preprocess.height, mf.info.preprocess.width}, &why);
