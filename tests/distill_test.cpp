@@ -222,6 +222,18 @@ TEST(Distill, AnExportedTeacherGivesItsCheckpointsLogits) {
     EXPECT_NE(std::string(e.what()).find("[green, red]"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("[blue, green, red]"), std::string::npos) << e.what();
   }
+  // A file that is not TorchScript (an ONNX export, say) is refused as bad data on every device:
+  // the check reads its first bytes before any runtime sees it.
+  test::write_text(p.dir / "teacher.onnx", "not a zip archive");
+  for (const auto device : {torch::Device(torch::kCPU), torch::Device(torch::kCUDA)}) {
+    try {
+      train::Teacher onnx(p.dir / "teacher.onnx", device, classes, 0);
+      FAIL() << "a teacher that is not TorchScript was accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::Data) << e.what();
+      EXPECT_NE(std::string(e.what()).find("teacher.onnx' is not TorchScript"), std::string::npos) << e.what();
+    }
+  }
   try {
     train::Teacher none(p.dir / "missing.pt", torch::kCPU, classes, 0);
     FAIL() << "a missing teacher was accepted";

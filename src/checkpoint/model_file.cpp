@@ -90,11 +90,18 @@ ModelInfo info_from_json(const std::string& text, const std::string& path) {
 
 /// An int8 file's kernels are those of the quantized engine it was calibrated for
 /// (scripts/quantize_int8.py): select it, as Python's torch.backends.quantized.engine would.
-void select_quantized_engine(const ModelInfo& info, const std::string& path) {
+void select_quantized_engine(const ModelInfo& info, const std::string& path, const torch::Device& device) {
   if (!info.raw.contains("quantization")) return;
   static const std::map<std::string, at::QEngine> engines{
       {"fbgemm", at::QEngine::FBGEMM}, {"qnnpack", at::QEngine::QNNPACK}, {"onednn", at::QEngine::ONEDNN}, {"x86", at::QEngine::X86}};
-  const std::string name = info.raw["quantization"].value("backend", "");
+  const auto& q = info.raw["quantization"];
+  TLTRAIN_CHECK(q.is_object() && q.contains("backend") && q["backend"].is_string(), ErrorKind::Data,
+                "'" + path + "': " + kModelFileName + "'s \"quantization\" is not an object with a \"backend\" string; re-export it with " +
+                    "tltrain export --quantize int8");
+  TLTRAIN_CHECK(device.is_cpu(), ErrorKind::Usage,
+                "'" + path + "' is int8, whose quantized kernels run on the CPU only; give the fp32 model file for " + device.str() +
+                    ", or run this one with --device cpu");
+  const std::string name = q["backend"].get<std::string>();
   const auto it = engines.find(name);
   TLTRAIN_CHECK(it != engines.end(), ErrorKind::Data,
                 "'" + path + "': quantization.backend \"" + name + "\" is not fbgemm, qnnpack, onednn or x86; re-export it with this tltrain");
@@ -108,7 +115,7 @@ void select_quantized_engine(const ModelInfo& info, const std::string& path) {
 /// What ModelInfo::min_batch says, for an int8 file of ENGINE. Measured with Debian's torch 1.13
 /// at 2 threads: batches 8 then 1 fail, 1 then 8 fail, 8 then 2, 3 or 7 run; at 1 thread all run.
 int64_t min_batch_for(const ModelInfo& info) {
-  return info.raw.contains("quantization") && info.raw["quantization"].value("backend", "") == "onednn" ? 2 : 1;
+  return info.raw.contains("quantization") && info.raw["quantization"]["backend"] == "onednn" ? 2 : 1;
 }
 
 /// The extra file NAME of the TorchScript archive PATH, read without loading the module (an int8
@@ -129,7 +136,7 @@ ModelFile load_torchscript(const std::string& path, const torch::Device& device)
   ModelInfo info;
   if (!meta.empty()) {
     info = info_from_json(meta, path);
-    select_quantized_engine(info, path);  // before loading: the engine packs the int8 weights
+    select_quantized_engine(info, path, device);  // before loading: the engine packs the int8 weights
     info.min_batch = min_batch_for(info);
   }
   torch::jit::ExtraFilesMap extra{{model::kMetaFileName, ""}};
@@ -169,6 +176,7 @@ ModelFile load_onnx(const std::string& path, const torch::Device& device) {
 }  // namespace
 
 torch::Tensor ModelFile::logits(const torch::Tensor& x) {
+  if (x.size(0) == 0) return torch::empty({0, static_cast<int64_t>(info.classes.size())}, x.options().dtype(torch::kFloat));
   if (!onnx && x.size(0) >= info.min_batch) return module.forward({x}).toTensor();
   if (!onnx) {  // repeat the first image up to min_batch; only the real rows come back
     const auto pad = x.narrow(0, 0, 1).expand({info.min_batch - x.size(0), x.size(1), x.size(2), x.size(3)});
@@ -183,14 +191,18 @@ torch::Tensor ModelFile::logits(const torch::Tensor& x) {
   return torch::from_blob(out.data(), {in.size(0), classes}, torch::kFloat).clone();
 }
 
-ModelFile load_model_file(const std::string& path, const torch::Device& device) {
-  std::error_code ec;
-  TLTRAIN_CHECK(std::filesystem::is_regular_file(path, ec), ErrorKind::Data, "model file '" + path + "' does not exist");
+bool is_zip_archive(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   char magic[2] = {0, 0};
   in.read(magic, 2);
+  return magic[0] == 'P' && magic[1] == 'K';
+}
+
+ModelFile load_model_file(const std::string& path, const torch::Device& device) {
+  std::error_code ec;
+  TLTRAIN_CHECK(std::filesystem::is_regular_file(path, ec), ErrorKind::Data, "model file '" + path + "' does not exist");
   // TorchScript files are zip archives; anything else is read as ONNX, whose errors name the file.
-  return magic[0] == 'P' && magic[1] == 'K' ? load_torchscript(path, device) : load_onnx(path, device);
+  return is_zip_archive(path) ? load_torchscript(path, device) : load_onnx(path, device);
 }
 
 torch::Tensor probabilities(const ModelInfo& info, const torch::Tensor& logits) {

@@ -25,10 +25,12 @@ std::string join(const std::vector<std::string>& v) {
 int64_t teacher_images_run() { return g_teacher_images.load(); }
 
 /// Either network behind one forward: a checkpoint's classifier (its backbone as the
-/// inference-optimised copy) or an exported model's module.
+/// inference-optimised copy) or an exported model file, run as predict runs it (ModelFile::logits
+/// pads the batches an int8 engine cannot take alone).
 struct Teacher::Net {
   std::optional<model::Classifier> classifier;
-  torch::jit::Module backbone;  ///< the classifier's, optimised; or the exported model
+  torch::jit::Module backbone;  ///< the classifier's, optimised
+  std::optional<checkpoint::ModelFile> file;
 };
 
 Teacher::Teacher(const std::string& path, const torch::Device& device, const std::vector<std::string>& classes, int64_t micro)
@@ -48,10 +50,11 @@ Teacher::Teacher(const std::string& path, const torch::Device& device, const std
                                                     {std::max<int64_t>(1, micro > 0 ? micro : 8), 3, pre_.height, pre_.width}, &why);
     if (!why.empty()) log::debug("teacher runs its backbone as saved: " + why);
   } else {
-    checkpoint::ModelFile mf = checkpoint::load_model_file(path, device);
-    TLTRAIN_CHECK(!mf.is_onnx(), ErrorKind::Data,
-                  "distill.teacher '" + path + "' is ONNX; give the teacher's TorchScript model file or its checkpoint (the teacher runs in LibTorch)");
-    net_->backbone = mf.module;
+    // Told by content before loading, so the answer is the same on every device.
+    TLTRAIN_CHECK(checkpoint::is_zip_archive(path), ErrorKind::Data,
+                  "distill.teacher '" + path + "' is not TorchScript (an ONNX file?); give the teacher's TorchScript model file or its " +
+                      "checkpoint (the teacher runs in LibTorch)");
+    const auto& mf = net_->file.emplace(checkpoint::load_model_file(path, device));
     pre_ = mf.info.preprocess;
     teacher_classes = mf.info.classes;
     TLTRAIN_CHECK(mf.info.output != "multilabel", ErrorKind::Data,
@@ -70,7 +73,7 @@ torch::Tensor Teacher::logits(const torch::Tensor& images) {
   torch::NoGradGuard no_grad;
   g_teacher_images += images.size(0);
   return model::in_chunks(images, micro_, [&](const torch::Tensor& x) {
-    if (!net_->classifier) return net_->backbone.forward({x}).toTensor().to(torch::kFloat);
+    if (net_->file) return net_->file->logits(x).to(torch::kFloat);
     auto& head = net_->classifier->head();
     return head->forward(head->pool(net_->backbone.forward({x}).toTensor())).to(torch::kFloat);
   });

@@ -52,11 +52,15 @@ torch::Tensor probabilities(const ModelInfo& info, const torch::Tensor& logits);
 /// else the most probable class.
 std::vector<int64_t> decided_classes(const ModelInfo& info, const float* probs, size_t classes);
 
+/// True when PATH begins as a zip archive does, as TorchScript files (and checkpoints) do; an
+/// ONNX file does not.
+bool is_zip_archive(const std::string& path);
+
 /// Loads PATH: a TorchScript model file, or an ONNX one (told apart by content: TorchScript is a
 /// zip archive), with its tltrain metadata. An int8 file selects the quantized engine it was
 /// calibrated for. A Data error naming the file and the fix when it is missing, not a model
 /// file, a backbone, a checkpoint, carries no tltrain model metadata, or needs a quantized engine
-/// this LibTorch lacks. ONNX files run on the CPU only: a Usage error for another DEVICE.
+/// this LibTorch lacks. ONNX and int8 files run on the CPU only: a Usage error for another DEVICE.
 ModelFile load_model_file(const std::string& path, const torch::Device& device = torch::kCPU);
 
 }  // namespace tltrain::checkpoint
