@@ -15,14 +15,16 @@ pass; the logits are checked by the caller: `tltrain export` runs the file with 
 the TorchScript model's.
 
 Usage:
-  /usr/bin/python3 scripts/export_onnx.py --model MODEL.pt --out MODEL.onnx [--opset 10]
-Exit codes: 0 written; 2 bad arguments or input file; 3 torch or onnx missing.
+  /usr/bin/python3 scripts/export_onnx.py --model MODEL.pt --out MODEL.onnx [--opset 10] [--source-name NAME]
+Exit codes: 0 written; 2 bad arguments or input file, or a model the exporter cannot convert; 3 torch or
+onnx missing.
 """
 import argparse
 import json
 import os
 import sys
-import tempfile
+
+from atomic_output import atomic_output
 
 DEFAULT_OPSET = 10
 
@@ -37,7 +39,10 @@ def main():
     ap.add_argument("--model", required=True, help="tltrain model file (tltrain export --out model.pt)")
     ap.add_argument("--out", required=True, help="ONNX file to write (atomically)")
     ap.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
+    ap.add_argument("--source-name", default="", help="what messages call the model (default --model): tltrain export "
+                    "passes the checkpoint, since --model is its temporary file")
     args = ap.parse_args()
+    name = args.source_name or args.model
     try:
         import torch
     except ImportError:
@@ -53,43 +58,34 @@ def main():
     try:
         module = torch.jit.load(args.model, map_location="cpu", _extra_files=extra)
     except Exception as e:  # torch raises RuntimeError subclasses with long C++ traces
-        fail(2, f"{args.model}: not a TorchScript file ({str(e).splitlines()[0]})")
+        fail(2, f"{name}: not a TorchScript file ({str(e).splitlines()[0]})")
     if not extra["tltrain_model.json"]:
-        fail(2, f"{args.model}: no tltrain_model.json inside: not a tltrain model file (tltrain export writes one)")
+        fail(2, f"{name}: no tltrain_model.json inside: not a tltrain model file (tltrain export writes one)")
     meta = json.loads(extra["tltrain_model.json"])
     if meta.get("precision", "fp32") != "fp32":
-        fail(2, f"{args.model}: {meta['precision']} weights; export ONNX from an fp32 model file (tltrain export without --precision)")
+        fail(2, f"{name}: {meta['precision']} weights; export ONNX from an fp32 model file (tltrain export without --precision)")
     h, w = meta["preprocess"]["input_size"]
     module.eval()
     example = torch.zeros(2, 3, h, w)
-    out_dir = os.path.dirname(os.path.abspath(args.out))
-    fd, tmp = tempfile.mkstemp(prefix=".export_onnx.", suffix=".onnx", dir=out_dir)
-    os.close(fd)
     try:
-        import warnings
-        with warnings.catch_warnings():
-            # A ScriptModule has no Python signature to read input names from; we name them ourselves.
-            warnings.filterwarnings("ignore", message="no signature found")
-            torch.onnx.export(module, (example,), tmp, opset_version=args.opset, input_names=["input"],
-                              output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-                              do_constant_folding=True)
-        model = onnx.load(tmp)
-        meta["onnx"] = {"opset": args.opset, "input": "input", "output": "logits", "dynamic_axes": ["batch"]}
-        for key, value in (("tltrain_model", json.dumps(meta)), ("classes", json.dumps(meta["classes"]))):
-            entry = model.metadata_props.add()
-            entry.key, entry.value = key, value
-        model.producer_name = "tltrain"
-        onnx.checker.check_model(model)
-        onnx.save(model, tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's file is private; the result is an ordinary file
-        os.replace(tmp, args.out)
+        with atomic_output(args.out, ".onnx") as tmp:
+            import warnings
+            with warnings.catch_warnings():
+                # A ScriptModule has no Python signature to read input names from; we name them ourselves.
+                warnings.filterwarnings("ignore", message="no signature found")
+                torch.onnx.export(module, (example,), tmp, opset_version=args.opset, input_names=["input"],
+                                  output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                                  do_constant_folding=True)
+            model = onnx.load(tmp)
+            meta["onnx"] = {"opset": args.opset, "input": "input", "output": "logits", "dynamic_axes": ["batch"]}
+            for key, value in (("tltrain_model", json.dumps(meta)), ("classes", json.dumps(meta["classes"]))):
+                entry = model.metadata_props.add()
+                entry.key, entry.value = key, value
+            model.producer_name = "tltrain"
+            onnx.checker.check_model(model)
+            onnx.save(model, tmp)
     except Exception as e:
-        fail(2, f"{args.model}: ONNX export failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        fail(2, f"{name}: ONNX export failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
     ops = sorted({n.op_type for n in model.graph.node})
     print(json.dumps({"out": args.out, "opset": args.opset, "nodes": len(model.graph.node), "ops": ops,
                       "bytes": os.path.getsize(args.out)}))

@@ -32,7 +32,7 @@ x2_0, whole or cut at model.features_from; any other is refused (exit 4).
 
 Usage:
   /usr/bin/python3 scripts/quantize_int8.py --model MODEL.pt --calibration CALIB.npy --out OUT.pt
-                                            [--backend auto|fbgemm|onednn|qnnpack]
+                                            [--backend auto|fbgemm|onednn|qnnpack] [--source-name NAME]
   --backend  auto (default): fbgemm where this torch has it, else onednn on x86 (qnnpack for
              resnext under torch 1.x, whose onednn grouped int8 convolution fails), qnnpack on ARM
 The last stdout line is a JSON summary: {"out", "arch", "backend", "calibration", "bytes",
@@ -49,9 +49,10 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import warnings
 from collections import OrderedDict
+
+from atomic_output import atomic_output
 
 BATCH = 16  # calibration and check batch: the histogram observers' cost grows with it, memory too
 BACKENDS = ("auto", "fbgemm", "onednn", "qnnpack")
@@ -341,7 +342,10 @@ def main():
     ap.add_argument("--calibration", required=True, help="float32 N x 3 x H x W .npy of preprocessed images")
     ap.add_argument("--out", required=True, help="int8 model file to write (atomically)")
     ap.add_argument("--backend", default="auto", choices=BACKENDS, help="quantised engine (default auto)")
+    ap.add_argument("--source-name", default="", help="what messages and the metadata call the model (default --model): "
+                    "tltrain export passes the checkpoint, since --model is its temporary file")
     args = ap.parse_args()
+    name = args.source_name or args.model
     try:
         import numpy as np
         import torch
@@ -364,24 +368,24 @@ def main():
     try:
         module = torch.jit.load(args.model, map_location="cpu", _extra_files=extra)
     except Exception as e:  # torch raises RuntimeError subclasses with long C++ traces
-        fail(2, f"{args.model}: not a TorchScript file ({first_line(e)})")
+        fail(2, f"{name}: not a TorchScript file ({first_line(e)})")
     if not extra[MODEL_JSON]:
-        fail(2, f"{args.model}: no {MODEL_JSON} inside: not a tltrain model file (tltrain export writes one; "
+        fail(2, f"{name}: no {MODEL_JSON} inside: not a tltrain model file (tltrain export writes one; "
                 "a backbone from export_backbone.py is not one)")
     try:
         meta = json.loads(extra[MODEL_JSON])
         arch = meta["backbone"]["arch"]
         h, w = (int(v) for v in meta["preprocess"]["input_size"])
     except (ValueError, KeyError, TypeError) as e:
-        fail(2, f"{args.model}: malformed {MODEL_JSON} ({first_line(e)}); re-export it with tltrain export")
+        fail(2, f"{name}: malformed {MODEL_JSON} ({first_line(e)}); re-export it with tltrain export")
     if meta.get("format") != "tltrain-model" or not (module._c.hasattr("backbone") and module._c.hasattr("head")):
-        fail(2, f"{args.model}: not a tltrain model file (format {meta.get('format')!r}, needs submodules backbone "
+        fail(2, f"{name}: not a tltrain model file (format {meta.get('format')!r}, needs submodules backbone "
                 "and head); re-export it with tltrain export")
     if meta.get("precision", "fp32") != "fp32":
-        fail(2, f"{args.model}: {meta['precision']} weights; quantise an fp32 model file (tltrain export without "
+        fail(2, f"{name}: {meta['precision']} weights; quantise an fp32 model file (tltrain export without "
                 "--precision)")
     if arch not in QUANTISABLE:
-        fail(4, f"{args.model}: backbone {arch} has no quantisable form in torchvision; int8 needs one of: "
+        fail(4, f"{name}: backbone {arch} has no quantisable form in torchvision; int8 needs one of: "
                 + ", ".join(QUANTISABLE) + "; export fp32 or train one of these")
     calib = read_npy(args.calibration, np, torch)
     if calib.dim() != 4 or calib.shape[1] != 3 or tuple(calib.shape[2:]) != (h, w):
@@ -410,8 +414,8 @@ def main():
         chain = chain_of(wrap(model), paths, nn)
     except Exception as e:
         fail(5, f"cannot build torchvision's quantisable {arch} ({type(e).__name__}: {first_line(e)})")
-    check_structure(backbone, chain, args.model)
-    load_strict(chain, backbone.state_dict(), args.model, arch)
+    check_structure(backbone, chain, name)
+    load_strict(chain, backbone.state_dict(), name, arch)
     first = calib[:BATCH]
 
     def rel(a, b):
@@ -421,7 +425,7 @@ def main():
         want = backbone(first)
         diff = rel(chain(first), want)
     if diff > 1e-4:
-        fail(5, f"torchvision's quantisable {arch} with {args.model}'s backbone tensors differs from that backbone by "
+        fail(5, f"torchvision's quantisable {arch} with {name}'s backbone tensors differs from that backbone by "
                 f"{diff:g} (relative): a bug in the name mapping here")
 
     # ---- fuse, observe, calibrate, convert
@@ -460,8 +464,11 @@ def main():
     except Exception as e:
         print(f"quantize_int8: note: torch.jit.script failed ({type(e).__name__}: {first_line(e)}); "
               "falling back to torch.jit.trace (forward only, batch shape free)", file=sys.stderr)
-        with torch.no_grad():
-            scripted = torch.jit.trace(root, first, check_trace=False)
+        try:  # both methods, so the file answers predict_proba as a scripted one does
+            with torch.no_grad():
+                scripted = torch.jit.trace_module(root, {"forward": first, "predict_proba": first}, check_trace=False)
+        except Exception as e2:
+            fail(5, f"the int8 {arch} module can be neither scripted nor traced ({type(e2).__name__}: {first_line(e2)})")
         how = "traced"
     scripted.eval()
 
@@ -478,8 +485,12 @@ def main():
     if not bool(torch.isfinite(int8).all()):
         fail(2, "the int8 module gives NaN or infinite logits on the calibration images: not written; "
                 "check the calibration images' preprocessing, or export fp32")
-    with torch.no_grad():  # an image's logits must not depend on its batch, nor on earlier calls
-        alone = torch.cat([scripted(first[i:i + 1]) for i in range(min(4, first.shape[0]))])
+    try:
+        with torch.no_grad():  # an image's logits must not depend on its batch, nor on earlier calls
+            alone = torch.cat([scripted(first[i:i + 1]) for i in range(min(4, first.shape[0]))])
+    except Exception as e:
+        fail(5, f"the int8 {arch} module does not run on one image after a batch ({type(e).__name__}: {first_line(e)}): "
+                f"a defect of this torch's {backend} kernels; try another --backend")
     batch_diff = rel(alone, int8[:alone.shape[0]])
     if batch_diff > 1e-4:
         fail(5, f"the int8 module gives other logits for an image alone than in a batch (by {batch_diff:g}): "
@@ -493,7 +504,7 @@ def main():
         "torch_version": torch.__version__, "torchvision_version": torchvision.__version__,
         "activations": ACTIVATIONS.get("mobilenet_v3" if arch.startswith("mobilenet_v3") else arch, "relu as trained"),
         "weights": "int8 per-channel" if backend != "qnnpack" else "int8 per-tensor",
-        "torchscript": how, "head": "fp32", "source_model": args.model,
+        "torchscript": how, "head": "fp32", "source_model": name,
         "check": {"images": n, "top1_agreement": agreement, "max_rel_diff": max_rel},
         "quantized_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "load": f"set the quantised engine to {backend} before loading (Python: torch.backends.quantized.engine = "
@@ -502,23 +513,15 @@ def main():
     if scripted._c.hasattr("metadata_json"):
         scripted.metadata_json = json.dumps(meta, ensure_ascii=False)
 
-    fd, tmp = tempfile.mkstemp(prefix=".quantize_int8.", suffix=".pt", dir=out_dir)
-    os.close(fd)
     try:
-        torch.jit.save(scripted, tmp, _extra_files={MODEL_JSON: json.dumps(meta, indent=2, ensure_ascii=False)})
-        with torch.no_grad():  # what was written loads and computes what was checked
-            again = torch.jit.load(tmp, map_location="cpu")(first)
-        if rel(again, int8[:first.shape[0]]) > 1e-6:
-            raise RuntimeError("the saved file computes other logits than the module it was saved from")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's file is private; the result is an ordinary file
-        os.replace(tmp, args.out)
+        with atomic_output(args.out, ".pt") as tmp:
+            torch.jit.save(scripted, tmp, _extra_files={MODEL_JSON: json.dumps(meta, indent=2, ensure_ascii=False)})
+            with torch.no_grad():  # what was written loads and computes what was checked
+                again = torch.jit.load(tmp, map_location="cpu")(first)
+            if rel(again, int8[:first.shape[0]]) > 1e-6:
+                raise RuntimeError("the saved file computes other logits than the module it was saved from")
     except Exception as e:
         fail(5, f"writing {args.out} failed ({type(e).__name__}: {first_line(e)})")
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     print(f"quantized {arch} ({backend}, {how}, {n} calibration images): top-1 agreement {agreement:.4f}, "
           f"max relative logit difference {max_rel:.4g}", file=sys.stderr)
     print(json.dumps({"out": args.out, "arch": arch, "backend": backend, "calibration": n,

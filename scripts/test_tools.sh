@@ -3,8 +3,8 @@
 # the exported ONNX file (a second opinion beside OpenCV DNN) and TensorBoard's own event reader
 # reads `fit --tensorboard`'s files. Neither is packaged by Debian, so they come from PyPI into a
 # venv of their own; Debian's python3-torch that the build and export use is never touched.
-# Idempotent (a venv that already has both is reused). Without PyPI it warns and returns 0: the
-# tests that need these readers then skip, saying why.
+# Pinned to the versions the tests were checked with. Idempotent (a venv that already has both is
+# reused). Without PyPI it warns and returns 0: the tests that need these readers then skip, saying why.
 #   TLTRAIN_TOOLS_VENV  the venv (default ${XDG_CACHE_HOME:-$HOME/.cache}/tltrain/venv-tools, ~250 MB)
 set -uo pipefail
 venv=${TLTRAIN_TOOLS_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/tltrain/venv-tools}
@@ -21,7 +21,7 @@ if ! /usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null; then
 fi
 mkdir -p "$(dirname "$venv")"
 if ! { [ -x "$venv/bin/python" ] || /usr/bin/python3 -m venv "$venv"; } ||
-   ! "$venv/bin/pip" install --quiet --disable-pip-version-check onnxruntime tensorboard; then
+   ! "$venv/bin/pip" install --quiet --disable-pip-version-check "onnxruntime==1.32.0" "tensorboard==2.21.0"; then
   say "WARNING: could not install onnxruntime and tensorboard into $venv (no PyPI?): their tests will skip"
   exit 0
 fi

@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
@@ -15,6 +17,7 @@
 #include "tltrain/core/error.h"
 #include "tltrain/serve/server.h"
 #include "tltrain/ship/predict.h"
+#include "tltrain/train/distill.h"
 #include "tltrain/train/trainer.h"
 
 namespace fs = std::filesystem;
@@ -38,6 +41,16 @@ std::string train_step(const test::TempDir& dir, const std::string& backbone) {
               {"stages", json::array({{{"epochs", 1}, {"trainable", "all"}, {"feature_cache", false}, {"batch_norm", "train"},
                                        {"optimizer", {{"name", "sgd"}, {"lr", 1e-3}}}}})}};
   return train::fit(config::parse_run_config(cfg, "int8.json")).last_checkpoint;
+}
+
+/// Pearson correlation of A and B (same length, A not constant).
+double correlation(const std::vector<double>& a, const std::vector<double>& b) {
+  const double n = static_cast<double>(a.size());
+  double ma = 0, mb = 0;
+  for (size_t i = 0; i < a.size(); ++i) ma += a[i] / n, mb += b[i] / n;
+  double ab = 0, aa = 0, bb = 0;
+  for (size_t i = 0; i < a.size(); ++i) ab += (a[i] - ma) * (b[i] - mb), aa += (a[i] - ma) * (a[i] - ma), bb += (b[i] - mb) * (b[i] - mb);
+  return ab / std::sqrt(aa * bb + 1e-300);
 }
 
 /// Top-1 accuracy of ROWS against the folder each image is in.
@@ -68,6 +81,44 @@ TEST(ExportedInt8, EachQuantisableFamilyLoadsInPredictAndServe) {
     auto mf = checkpoint::load_model_file(dir / "int8.pt");
     EXPECT_EQ(mf.info.raw.at("precision"), "int8");
     EXPECT_EQ(mf.info.raw.at("quantization").at("calibration_images"), 6);
+    EXPECT_EQ(mf.info.raw.at("quantization").at("source_model"), ck) << "the metadata names the checkpoint, not a temporary file";
+
+    // int8 computes fp32's function: where fp32's probabilities differ between the images, int8's
+    // follow them (correlation; random weights answer near 0.5, so a fixed tolerance would pass a
+    // constant); where fp32 answers alike for every image, so does int8.
+    ship::PredictOptions po;
+    po.inputs = {dir / "train"};
+    po.topk = 2;
+    po.model = dir / "fp32.pt";
+    const auto fp32_rows = ship::predict_images(po);
+    po.model = dir / "int8.pt";
+    const auto int8_rows = ship::predict_images(po);
+    ASSERT_EQ(int8_rows.size(), fp32_rows.size());
+    const auto p_red = [](const ship::PredictRow& row) { return row.top[0].name == "red" ? row.top[0].probability : row.top[1].probability; };
+    std::vector<double> a, b;
+    for (size_t i = 0; i < int8_rows.size(); ++i) {
+      ASSERT_EQ(int8_rows[i].top.size(), 2u) << int8_rows[i].error;
+      ASSERT_EQ(int8_rows[i].path, fp32_rows[i].path);
+      a.push_back(p_red(fp32_rows[i]));
+      b.push_back(p_red(int8_rows[i]));
+    }
+    const auto [lo, hi] = std::minmax_element(a.begin(), a.end());
+    if (*hi - *lo > 1e-3) {
+      EXPECT_GT(correlation(a, b), 0.9) << "fp32's P(red) spans [" << *lo << ", " << *hi << "]";
+    } else {
+      const auto [lo8, hi8] = std::minmax_element(b.begin(), b.end());
+      EXPECT_LT(*hi8 - *lo8, 1e-3);
+      EXPECT_NEAR(b[0], a[0], 1e-3);
+    }
+
+    // As a distillation teacher: one image alone gets its logits within a batch (the onednn
+    // engine cannot take a batch of one after a larger one; ModelFile::logits pads it).
+    train::Teacher teacher(dir / "int8.pt", torch::kCPU, {"green", "red"}, 0);
+    torch::manual_seed(5);
+    const auto x = torch::randn({3, 3, 64, 64});
+    const auto batch = teacher.logits(x);
+    const auto alone = teacher.logits(x.narrow(0, 1, 1));
+    EXPECT_LT((alone[0] - batch[1]).abs().max().item<double>(), 1e-3) << alone << batch;
     auto p = test::run_tltrain("predict --topk 1 --format csv --model " + (dir / "int8.pt") + " " + (dir / "train"));
     ASSERT_EQ(p.exit_code, 0) << p.output;
     EXPECT_NE(p.output.find("/green/0.png,1,"), std::string::npos) << p.output;

@@ -14,6 +14,7 @@
 
 #include "test_util.h"
 #include "tltrain/core/error.h"
+#include "tltrain/core/fs.h"
 #include "tltrain/core/npy.h"
 #include "tltrain/data/dataset.h"
 #include "tltrain/data/loader.h"
@@ -194,7 +195,7 @@ TEST(ShipOnnx, OpenCvDnnRunsTheFileAndMatchesTheTorchScriptLogitsOnRealImages) {
   const auto x = val_batch(mf);
   ASSERT_GT(x.size(0), 0);
   const auto want = mf.module.forward({x}).toTensor();
-  ship::OnnxNet net(onnx_path);
+  checkpoint::OnnxNet net(onnx_path);
   int64_t classes = 0;
   const auto got = net.forward(x.data_ptr<float>(), x.size(0), x.size(2), x.size(3), &classes);
   ASSERT_EQ(classes, 3);
@@ -204,7 +205,7 @@ TEST(ShipOnnx, OpenCvDnnRunsTheFileAndMatchesTheTorchScriptLogitsOnRealImages) {
   EXPECT_TRUE(torch::equal(got_t.argmax(1), want.argmax(1)));
 
   // Metadata round-trip: what the model file says travels in metadata_props; onnx's checker passes.
-  auto props = ship::onnx_metadata(onnx_path);
+  auto props = checkpoint::onnx_metadata(onnx_path);
   ASSERT_TRUE(props.count("tltrain_model")) << "no tltrain_model in metadata_props";
   const auto meta = json::parse(props.at("tltrain_model"));
   EXPECT_EQ(meta.at("classes"), json(s.classes));
@@ -226,12 +227,12 @@ TEST(ShipOnnx, RefusesHalfPrecisionMissingPythonAndFilesThatAreNotOnnx) {
   EXPECT_NE(nopy.output.find("/nonexistent/python3 is missing"), std::string::npos) << nopy.output;
   EXPECT_FALSE(fs::exists(s.dir / "n.onnx"));
   test::write_text(s.dir / "not.onnx", "hello, I am text");
-  test::expect_error([&] { ship::onnx_metadata(s.dir / "not.onnx"); }, ErrorKind::Data, "not.onnx' is");
-  test::expect_error([&] { ship::onnx_metadata(s.model); }, ErrorKind::Data, "model.pt' is");
-  test::expect_error([&] { ship::OnnxNet net(s.dir / "not.onnx"); }, ErrorKind::Data, "OpenCV DNN cannot read");
+  test::expect_error([&] { checkpoint::onnx_metadata(s.dir / "not.onnx"); }, ErrorKind::Data, "not.onnx' is");
+  test::expect_error([&] { checkpoint::onnx_metadata(s.model); }, ErrorKind::Data, "model.pt' is");
+  test::expect_error([&] { checkpoint::OnnxNet net(s.dir / "not.onnx"); }, ErrorKind::Data, "OpenCV DNN cannot read");
 }
 
-TEST(ShipOnnx, AFileOpenCvCannotRunIsRemovedNamingTheManualPath) {
+TEST(ShipOnnx, AFileOpenCvCannotRunIsNotWrittenAndTheEarlierFileStays) {
   const auto& s = shipped();
   // A converter that writes what no runtime reads, standing in for an operator OpenCV DNN lacks.
   test::TempDir scripts("fake_scripts");
@@ -239,12 +240,43 @@ TEST(ShipOnnx, AFileOpenCvCannotRunIsRemovedNamingTheManualPath) {
                                                "open(out, 'w').write('not onnx')\n"
                                                "print(json.dumps({'out': out, 'opset': 10, 'bytes': 8, 'ops': []}))\n");
   const std::string out = s.dir / "unrunnable.onnx";
+  test::write_text(out, "the user's earlier export");  // what a failed export must leave as it was
   auto r = test::run_command("TLTRAIN_SCRIPTS_DIR=" + scripts.path() + " " + std::string(TLTRAIN_BIN) + " export --checkpoint " +
                              s.checkpoint + " --out " + out + " --format onnx");
   EXPECT_EQ(r.exit_code, exit_code::runtime) << r.output;
-  EXPECT_NE(r.output.find("unrunnable.onnx' removed: OpenCV DNN cannot run it"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("run /usr/bin/python3 scripts/export_onnx.py --model model.pt"), std::string::npos) << r.output;
-  EXPECT_FALSE(fs::exists(out));
+  EXPECT_NE(r.output.find("unrunnable.onnx' not written: OpenCV DNN cannot run it"), std::string::npos) << r.output;
+  // The manual path names files that exist once its first command has run: the TorchScript file
+  // beside OUT, then the script where this tltrain finds it.
+  EXPECT_NE(r.output.find("tltrain export --checkpoint " + s.checkpoint + " --out " + (s.dir / "unrunnable.pt")), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(scripts / "export_onnx.py --model " + (s.dir / "unrunnable.pt") + " --out " + out), std::string::npos) << r.output;
+  EXPECT_EQ(read_file(out, "the earlier export"), "the user's earlier export");
+  EXPECT_FALSE(fs::exists(out + ".unchecked.tmp")) << "the unchecked file is left behind";
+}
+
+TEST(ShipInt8, AFileThatDoesNotLoadBackIsNotWrittenAndCalibrationNeedsQuantize) {
+  const auto& s = shipped();
+  // A quantizer whose file does not load, standing in for a defect of scripts/quantize_int8.py.
+  test::TempDir scripts("fake_quantizer");
+  test::write_text(scripts / "quantize_int8.py", "import json, sys\nout = sys.argv[sys.argv.index('--out') + 1]\n"
+                                                 "open(out, 'w').write('not torchscript')\n"
+                                                 "print(json.dumps({'out': out, 'backend': 'onednn', 'top1_agreement': 1.0}))\n");
+  const std::string out = s.dir / "broken_int8.pt";
+  test::write_text(out, "the user's earlier export");
+  auto r = test::run_command("TLTRAIN_SCRIPTS_DIR=" + scripts.path() + " " + std::string(TLTRAIN_BIN) + " export --checkpoint " +
+                             s.checkpoint + " --out " + out + " --quantize int8 --calibration 4");
+  EXPECT_EQ(r.exit_code, exit_code::runtime) << r.output;
+  EXPECT_NE(r.output.find("broken_int8.pt' not written: the int8 file does not run"), std::string::npos) << r.output;
+  EXPECT_EQ(read_file(out, "the earlier export"), "the user's earlier export");
+  for (const char* left : {".unchecked.tmp", ".fp32.tmp", ".calibration.tmp.npy"})
+    EXPECT_FALSE(fs::exists(out + left)) << "an intermediate file is left behind: " << left;
+
+  // Calibration options mean nothing without --quantize: refused, not ignored.
+  for (const std::string& opt : {std::string("--calibration 4"), "--calibration-data " + (s.dir / "val")}) {
+    r = test::run_tltrain("export --checkpoint " + s.checkpoint + " --out " + (s.dir / "calib.pt") + " " + opt);
+    EXPECT_EQ(r.exit_code, exit_code::usage) << opt << ": " << r.output;
+    EXPECT_NE(r.output.find("requires --quantize"), std::string::npos) << r.output;
+    EXPECT_FALSE(fs::exists(s.dir / "calib.pt"));
+  }
 }
 
 TEST(ShipOnnx, PredictAndServeRunTheOnnxFileAsTheTorchScriptOne) {
@@ -331,7 +363,9 @@ TEST(ShipOnnx, OnnxRuntimeGivesTheTorchScriptLogitsToo) {
   r = test::run_command(py + " " + TLTRAIN_SOURCE_DIR + "/tests/tools/onnxruntime_logits.py " + onnx_path + " " + (s.dir / "ort_in.npy") +
                         " " + (s.dir / "ort_out.npy"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  const auto info = json::parse(r.output.substr(r.output.rfind('{')));
+  std::string summary = r.output;  // the script's last line; ONNX Runtime may warn before it
+  while (!summary.empty() && summary.back() == '\n') summary.pop_back();
+  const auto info = json::parse(summary.substr(summary.rfind('\n') + 1));
   EXPECT_EQ(info.at("inputs"), json({"input"}));
   EXPECT_EQ(info.at("input_shape"), json({"batch", 3, 32, 32}));  // the dynamic batch axis, as exported
   EXPECT_EQ(info.at("logits_shape"), json({x.size(0), 3}));
@@ -368,10 +402,24 @@ TEST(ShipPredict, PredictionsEqualEvalsAndBadFilesGetErrorRows) {
   EXPECT_TRUE(rows.back().top.empty());
   EXPECT_FALSE(rows.back().error.empty());
 
+  // --no-optimize runs the file as saved, not frozen with folded BatchNorm: the same answers.
+  o.optimize = false;
+  const auto as_saved = ship::predict_images(o);
+  ASSERT_EQ(as_saved.size(), rows.size());
+  for (size_t i = 0; i + 1 < rows.size(); ++i) {
+    ASSERT_EQ(as_saved[i].path, rows[i].path);
+    ASSERT_EQ(as_saved[i].top.size(), 2u) << as_saved[i].error;
+    EXPECT_EQ(as_saved[i].top[0].index, rows[i].top[0].index) << rows[i].path;
+    EXPECT_NEAR(as_saved[i].top[0].probability, rows[i].top[0].probability, 1e-4) << rows[i].path;
+  }
+
   auto r = test::run_tltrain("predict --model " + s.model + " --format csv --topk 1 " + (s.dir / "val") + " " + (extra / "broken.jpg"));
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("broken.jpg,,,,,"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find(",1,red,"), std::string::npos) << r.output;
+  const auto saved = test::run_tltrain("predict --no-optimize --model " + s.model + " --format csv --topk 1 " + (s.dir / "val"));
+  EXPECT_EQ(saved.exit_code, 0) << saved.output;
+  EXPECT_NE(saved.output.find(",1,red,"), std::string::npos) << saved.output;
 }
 
 TEST(ShipServe, AnswersGoodAndBadRequestsAndKeepsServingUnderConcurrency) {

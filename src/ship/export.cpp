@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <cmath>
 #include <ctime>
 #include <filesystem>
 #include <map>
@@ -14,6 +15,7 @@
 #include "tltrain/checkpoint/model_file.h"
 #include "tltrain/checkpoint/checkpoint.h"
 #include "tltrain/ship/onnx.h"
+#include "tltrain/ship/python_script.h"
 #include "tltrain/ship/quantize.h"
 
 namespace tltrain::ship {
@@ -97,27 +99,40 @@ Check check_file(torch::jit::Module& root, const torch::Tensor& x, const torch::
   return {diff, true};
 }
 
+/// Where a script writes O.out's file before tltrain has checked it: a user's earlier file at
+/// O.out stays until the new one passes, and is never replaced by one that fails.
+std::string unchecked_path(const ExportOptions& o) { return o.out + ".unchecked.tmp"; }
+
+/// Puts the checked file UNCHECKED at O.out (a rename within one folder: atomic).
+void publish(const std::string& unchecked, const ExportOptions& o) {
+  std::error_code ec;
+  std::filesystem::rename(unchecked, o.out, ec);
+  TLTRAIN_CHECK(!ec, ErrorKind::Runtime, "cannot move the checked file to '" + o.out + "': " + ec.message());
+}
+
 /// The ONNX file for O: ROOT saved as a TorchScript file beside O.out, converted by the script,
 /// then run by OpenCV DNN on X against ROOT's logits (relative to their size, as check_file).
 ExportSummary export_onnx(const ExportOptions& o, torch::jit::Module& root, const torch::jit::ExtraFilesMap& extra,
                           const torch::Tensor& x, ExportSummary summary) {
-  const std::string pt = o.out + ".torchscript.tmp";
-  RemoveOnExit remove{pt};
+  const std::string pt = o.out + ".torchscript.tmp", unchecked = unchecked_path(o);
+  RemoveOnExit remove_pt{pt}, remove_unchecked{unchecked};
   root.save(pt, extra);
-  const OnnxExport onnx = convert_to_onnx(pt, o.out);
+  const OnnxExport onnx = convert_to_onnx(pt, unchecked, o.checkpoint);
   const auto want = root.forward({x}).toTensor().contiguous();
   const auto in = x.contiguous();
-  // A file OpenCV DNN cannot run, or runs differently, is not shipped as checked: it is removed,
-  // and the message says how to get it unchecked for another runtime.
+  // A file OpenCV DNN cannot run, or runs differently, is not shipped as checked: the message
+  // says how to get it unchecked for another runtime.
   const auto refuse = [&](const std::string& why) {
-    std::filesystem::remove(o.out);
-    TLTRAIN_FAIL(ErrorKind::Runtime, "'" + o.out + "' removed: " + why + ". The TorchScript file (--format torchscript) is exact; " +
-                                         "for an unchecked ONNX file, run /usr/bin/python3 scripts/export_onnx.py --model model.pt --out " + o.out);
+    const std::string model_pt = std::filesystem::path(o.out).replace_extension(".pt").string();
+    TLTRAIN_FAIL(ErrorKind::Runtime, "'" + o.out + "' not written: " + why + ". The TorchScript file (--format torchscript) is exact; " +
+                                         "for an unchecked ONNX file, write it (tltrain export --checkpoint " + o.checkpoint + " --out " +
+                                         model_pt + ") and run " + script_python() + " " + script_path("export_onnx.py") +
+                                         " --model " + model_pt + " --out " + o.out);
   };
   int64_t classes = 0;
   std::vector<float> got;
   try {
-    OnnxNet net(o.out);
+    checkpoint::OnnxNet net(unchecked);
     got = net.forward(in.data_ptr<float>(), in.size(0), in.size(2), in.size(3), &classes);
   } catch (const Error& e) {
     refuse(std::string("OpenCV DNN cannot run it (") + e.what() + ")");
@@ -129,6 +144,7 @@ ExportSummary export_onnx(const ExportOptions& o, torch::jit::Module& root, cons
   if (diff > o.check_tolerance)
     refuse("under OpenCV DNN it differs from the TorchScript model by " + std::to_string(diff) + " (relative; allowed " +
            std::to_string(o.check_tolerance) + "), an operator OpenCV reads differently");
+  publish(unchecked, o);
   summary.onnx_max_abs_diff = diff;
   summary.onnx_opset = onnx.opset;
   return summary;
@@ -139,22 +155,31 @@ ExportSummary export_onnx(const ExportOptions& o, torch::jit::Module& root, cons
 ExportSummary export_int8(const ExportOptions& o, torch::jit::Module& root, const torch::jit::ExtraFilesMap& extra,
                           const config::RunConfig& cfg, const data::Preprocess& pre, const torch::Tensor& x, ExportSummary summary) {
   const auto calibration = calibration_images(cfg, pre, o.calibration, o.calibration_data);
-  const std::string pt = o.out + ".fp32.tmp";
-  RemoveOnExit remove{pt};
+  const std::string pt = o.out + ".fp32.tmp", unchecked = unchecked_path(o);
+  RemoveOnExit remove_pt{pt}, remove_unchecked{unchecked};
   root.save(pt, extra);
-  summary.quantization = quantize_int8(pt, calibration, o.out);
-  auto mf = checkpoint::load_model_file(o.out);
-  const auto got = mf.module.forward({x}).toTensor();
-  const int64_t classes = static_cast<int64_t>(mf.info.classes.size());
-  if (got.dim() != 2 || got.size(0) != x.size(0) || got.size(1) != classes || !torch::isfinite(got).all().item<bool>()) {
-    std::filesystem::remove(o.out);
-    TLTRAIN_FAIL(ErrorKind::Runtime, "the int8 file '" + o.out + "' does not give finite " + std::to_string(classes) +
-                                         "-class logits when loaded back: a bug in scripts/quantize_int8.py; the fp32 file (no --quantize) is exact");
+  summary.quantization = quantize_int8(pt, calibration, unchecked, o.checkpoint);
+  const auto fail = [&](const std::string& why) {
+    TLTRAIN_FAIL(ErrorKind::Runtime, "'" + o.out + "' not written: the int8 file " + why +
+                                         " when loaded back: a bug in scripts/quantize_int8.py; the fp32 file (no --quantize) is exact");
+  };
+  int64_t classes = 0;
+  torch::Tensor got;
+  config::json metadata;
+  try {
+    auto mf = checkpoint::load_model_file(unchecked);
+    classes = static_cast<int64_t>(mf.info.classes.size());
+    got = mf.logits(x);
+    metadata = mf.info.raw;
+  } catch (const std::exception& e) {  // tltrain's errors and torch's (c10::Error)
+    fail(std::string("does not run (") + e.what() + ")");
   }
-  summary.metadata = mf.info.raw;
+  if (got.dim() != 2 || got.size(0) != x.size(0) || got.size(1) != classes || !torch::isfinite(got).all().item<bool>())
+    fail("does not give finite " + std::to_string(classes) + "-class logits");
+  publish(unchecked, o);
+  summary.metadata = std::move(metadata);
   return summary;
 }
-
 }  // namespace
 
 ExportSummary export_model(const ExportOptions& o) {
@@ -164,6 +189,10 @@ ExportSummary export_model(const ExportOptions& o) {
                     " (ONNX runtimes convert to half precision themselves)");
   TLTRAIN_CHECK(o.quantize == config::Quantize::None || (o.format == config::ModelFormat::TorchScript && o.precision == config::Precision::Fp32),
                 ErrorKind::Usage, "--quantize int8 quantizes the fp32 TorchScript model: drop --precision and --format");
+  TLTRAIN_CHECK(o.quantize != config::Quantize::None || o.calibration_data.empty(), ErrorKind::Usage,
+                "--calibration-data calibrates int8 ranges: add --quantize int8, or drop it");
+  TLTRAIN_CHECK(o.calibration_data.empty() || std::filesystem::exists(o.calibration_data), ErrorKind::Data,
+                "--calibration-data '" + o.calibration_data + "' does not exist: give a folder or CSV of images like the training data");
   auto ck = checkpoint::load(o.checkpoint, torch::kCPU);
   const config::RunConfig& cfg = ck.config;
   const std::vector<std::string>& classes = ck.classes;
@@ -253,6 +282,32 @@ ExportSummary export_model(const ExportOptions& o) {
   if (o.quantize == config::Quantize::Int8) return export_int8(o, root, extra, cfg, pre, x, {o.out, meta, check.diff, check.ran});
   write_atomically(o.out, [&](const std::string& tmp) { root.save(tmp, extra); });
   return {o.out, meta, check.diff, check.ran};
+}
+
+std::string export_report(const ExportOptions& o, const ExportSummary& s) {
+  const auto& m = s.metadata;
+  std::ostringstream r;
+  r << "wrote " << s.out << ": " << m.at("backbone").value("arch", "?") << " + head, " << m.at("classes").size() << " classes, input "
+    << m.at("preprocess").at("input_size").dump() << " " << m.at("preprocess").at("color_order").get<std::string>() << ", "
+    << m.value("precision", "fp32") << " weights"
+    << (s.checked ? " (self-check max |diff| " + std::to_string(s.check_max_abs_diff) + ")" : " (self-check not run: fp16 needs CUDA)") << "\n";
+  if (o.quantize == config::Quantize::Int8) {
+    const auto& q = s.quantization;
+    const double agreement = q.value("top1_agreement", 0.0);
+    r << "int8 (" << q.value("backend", "?") << " engine) calibrated on " << q.value("calibration", 0) << " images: "
+      << q.value("bytes", 0) / 1024 << " KiB (fp32 " << q.value("fp32_bytes", 0) / 1024 << " KiB), top-1 agreement with fp32 "
+      << agreement << " on the calibration images\n";
+    if (agreement < kInt8AgreementWarning)
+      r << "warning: int8 decides " << static_cast<int>(std::lround((1 - agreement) * 100)) << "% of the calibration images differently "
+        << "from fp32: compare both files' accuracy on your validation images (tltrain predict --model) before shipping it, "
+        << "calibrate on more images (--calibration), or ship the fp32 file\n";
+  }
+  if (o.format == config::ModelFormat::Onnx)
+    r << "ONNX opset " << s.onnx_opset << ", batch axis dynamic; OpenCV DNN matches the TorchScript logits (max |diff| " << s.onnx_max_abs_diff
+      << "); classes and preprocessing in metadata_props[\"tltrain_model\"]\n";
+  else
+    r << "load it with torch.jit.load(\"" << s.out << "\"): forward(x) -> logits, predict_proba(x) -> probabilities, m.classes\n";
+  return r.str();
 }
 
 }  // namespace tltrain::ship

@@ -5,8 +5,10 @@
 
 namespace tltrain::ship {
 
-OnnxExport convert_to_onnx(const std::string& model_pt, const std::string& out, int opset) {
-  auto r = run_script("export_onnx.py", {"--model", model_pt, "--out", out, "--opset", std::to_string(opset)}, "ONNX export");
+OnnxExport convert_to_onnx(const std::string& model_pt, const std::string& out, const std::string& source_name, int opset) {
+  auto r = run_script("export_onnx.py",
+                      {"--model", model_pt, "--out", out, "--opset", std::to_string(opset), "--source-name", source_name},
+                      "ONNX export", "python3-torch python3-onnx");
   OnnxExport e;
   try {
     const auto& j = r.summary;

@@ -44,11 +44,12 @@ std::pair<int, std::string> run(const std::string& cmd) {
 std::string script_python() { return env_or("TLTRAIN_PYTHON", "/usr/bin/python3"); }
 std::string script_path(const std::string& name) { return env_or("TLTRAIN_SCRIPTS_DIR", TLTRAIN_SCRIPTS_DIR) + "/" + name; }
 
-ScriptResult run_script(const std::string& name, const std::vector<std::string>& args, const std::string& what) {
+ScriptResult run_script(const std::string& name, const std::vector<std::string>& args, const std::string& what,
+                        const std::string& packages) {
   const std::string py = script_python(), script = script_path(name);
   TLTRAIN_CHECK(std::filesystem::exists(py), ErrorKind::Usage,
                 what + " needs Python with torch: " + py +
-                    " is missing (install python3-torch python3-onnx, or set TLTRAIN_PYTHON to an interpreter that has them)");
+                    " is missing (install " + packages + ", or set TLTRAIN_PYTHON to an interpreter that has them)");
   TLTRAIN_CHECK(std::filesystem::exists(script), ErrorKind::Usage,
                 what + " needs " + script + " (set TLTRAIN_SCRIPTS_DIR to the tltrain checkout's scripts/ folder)");
   std::string cmd = shell_quote(py) + " " + shell_quote(script);

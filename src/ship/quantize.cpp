@@ -46,12 +46,15 @@ torch::Tensor calibration_images(const config::RunConfig& cfg, const data::Prepr
   return x;
 }
 
-config::json quantize_int8(const std::string& model_pt, const torch::Tensor& calibration, const std::string& out) {
+config::json quantize_int8(const std::string& model_pt, const torch::Tensor& calibration, const std::string& out,
+                          const std::string& source_name) {
   const std::string npy = out + ".calibration.tmp.npy";
   RemoveOnExit remove{npy};
   const auto x = calibration.to(torch::kFloat).contiguous();
   write_npy(npy, "<f4", x.sizes().vec(), x.data_ptr<float>(), static_cast<size_t>(x.numel()) * sizeof(float));
-  return run_script("quantize_int8.py", {"--model", model_pt, "--calibration", npy, "--out", out}, "int8 quantization").summary;
+  return run_script("quantize_int8.py", {"--model", model_pt, "--calibration", npy, "--out", out, "--source-name", source_name},
+                    "int8 quantization", "python3-torch python3-torchvision python3-numpy")
+      .summary;
 }
 
 }  // namespace tltrain::ship

@@ -40,4 +40,13 @@ struct ExportSummary {
 /// Writes the model file; a Data error for a bad checkpoint, Runtime when the self-check fails.
 ExportSummary export_model(const ExportOptions& opts);
 
+/// What `tltrain export` prints about S: the file, its checks, and how to load it. int8 files whose
+/// top-1 agrees with fp32 on fewer than kInt8AgreementWarning of the calibration images get a
+/// warning line first.
+std::string export_report(const ExportOptions& opts, const ExportSummary& s);
+
+/// Below this top-1 agreement with fp32 on its calibration images an int8 file is likely to lose
+/// accuracy: one image in twenty decided differently.
+constexpr double kInt8AgreementWarning = 0.95;
+
 }  // namespace tltrain::ship

@@ -7,7 +7,6 @@
 #include <string>
 #include <vector>
 
-#include "tltrain/checkpoint/onnx_file.h"
 
 namespace tltrain::ship {
 
@@ -21,12 +20,10 @@ struct OnnxExport {
 };
 
 /// Converts the model file MODEL_PT to ONNX at OUT (atomically) with scripts/export_onnx.py
-/// (python_script.h); a Usage error naming the missing interpreter, torch or onnx and how to
-/// install it, a Data error for a file it cannot convert.
-OnnxExport convert_to_onnx(const std::string& model_pt, const std::string& out, int opset = kOnnxOpset);
-
-// Read back through checkpoint/onnx_file.h.
-using checkpoint::OnnxNet;
-using checkpoint::onnx_metadata;
+/// (python_script.h); messages call the model SOURCE_NAME (MODEL_PT when empty). A Usage error
+/// naming the missing interpreter, torch or onnx and how to install it, a Data error for a file it
+/// cannot convert. The file is read back through checkpoint/onnx_file.h.
+OnnxExport convert_to_onnx(const std::string& model_pt, const std::string& out, const std::string& source_name = "",
+                           int opset = kOnnxOpset);
 
 }  // namespace tltrain::ship

@@ -19,10 +19,12 @@ namespace tltrain::ship {
 /// when given. Fewer when the data has fewer (a warning says so); a Data error when none decode.
 torch::Tensor calibration_images(const config::RunConfig& cfg, const data::Preprocess& pre, int64_t n, const std::string& source = "");
 
-/// Quantizes the fp32 model file MODEL_PT to OUT (atomically) with CALIBRATION; the script's
+/// Quantizes the fp32 model file MODEL_PT to OUT (atomically) with CALIBRATION; messages and the
+/// metadata's source_model call the model SOURCE_NAME (MODEL_PT when empty). The script's
 /// summary (backend, calibration images, bytes, fp32_bytes, top1_agreement and max_rel_diff
 /// against fp32 on the calibration images). Usage error for an architecture without a quantisable
 /// form (the message lists those that have one).
-config::json quantize_int8(const std::string& model_pt, const torch::Tensor& calibration, const std::string& out);
+config::json quantize_int8(const std::string& model_pt, const torch::Tensor& calibration, const std::string& out,
+                          const std::string& source_name = "");
 
 }  // namespace tltrain::ship
