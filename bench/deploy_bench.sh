@@ -53,20 +53,12 @@ predict_rate() {  # MODEL: best of 3, images/s over REPEAT passes of val
   done
   printf '%.1f' "$best"
 }
-wait_up() {
-  for _ in $(seq 600); do
-    curl -sf "http://127.0.0.1:$port/health" >/dev/null && return 0
-    sleep 0.1
-  done
-  echo "server on $port did not come up" >&2
-  return 1
-}
 pid=
 trap '[ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null' EXIT
 serve_rate() {  # MODEL: requests/s at c=32 after a warm-up, and non-2xx answers
   "$TLTRAIN_BIN" serve --model "$1" --port "$port" > "$work/serve.log" 2>&1 &
   pid=$!
-  wait_up
+  wait_up "$port"
   wrk -t2 -c8 -d3s -s bench/post_image.lua "http://127.0.0.1:$port/predict" -- "$image" > /dev/null
   local out
   out=$(wrk -t2 -c32 -d"${secs}s" --timeout 10s -s bench/post_image.lua "http://127.0.0.1:$port/predict" -- "$image")

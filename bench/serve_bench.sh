@@ -7,19 +7,11 @@
 # Env: TLTRAIN (default build/tltrain), SERVE_ARGS (extra args for the batching server).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/common.sh
 model=$1 image=$2 secs=${3:-15}
 tltrain=${TLTRAIN:-build/tltrain}
 port=18181
 lua=bench/post_image.lua
-
-wait_up() {
-  for _ in $(seq 300); do
-    curl -sf "http://127.0.0.1:$port/health" >/dev/null && return 0
-    sleep 0.1
-  done
-  echo "server on $port did not come up" >&2
-  return 1
-}
 
 # One wrk run → "req/s | p50 | p99 | errors".
 measure() {
@@ -49,7 +41,7 @@ run_server() {  # NAME CMD...
   fi
   "$@" >"/tmp/serve_bench_$port.log" 2>&1 &
   pid=$!
-  wait_up
+  wait_up "$port"
   # Warm-up: first calls pay for allocations and TorchScript's profiling runs.
   wrk -t2 -c8 -d3s -s "$lua" "http://127.0.0.1:$port/predict" -- "$image" >/dev/null
   for c in 1 8 32; do
