@@ -14,6 +14,8 @@ void setup_inspect(CLI::App& app);
 void setup_fit(CLI::App& app);
 void setup_finetune(CLI::App& app);
 void setup_cv(CLI::App& app);
+void setup_lr_find(CLI::App& app);
+void setup_tune(CLI::App& app);
 void setup_distill(CLI::App& app);
 void setup_features(CLI::App& app);
 void setup_eval(CLI::App& app);

@@ -38,6 +38,8 @@ int main(int argc, char** argv) {
   cli::setup_fit(app);
   cli::setup_finetune(app);
   cli::setup_cv(app);
+  cli::setup_lr_find(app);
+  cli::setup_tune(app);
   cli::setup_distill(app);
   cli::setup_features(app);
   cli::setup_eval(app);

@@ -22,6 +22,7 @@
 #include "tltrain/data/image_io.h"
 #include "tltrain/data/skipped.h"
 #include "html.h"
+#include "lr_find_page.h"
 
 namespace fs = std::filesystem;
 
@@ -371,7 +372,7 @@ std::string write_report(const std::string& run_dir) {
   h << "<h1>Run report: " << escape(name) << "</h1>\n<p class=\"sub\">" << escape(fs::absolute(run_dir).string()) << " · generated " << date
     << " by tltrain</p>\n";
   h << summary_section(cfg, history, curves, ev) << curves_section(curves) << evaluation_section(ev, run_dir)
-    << skipped_section(skipped, ev) << model_section(run_dir);
+    << skipped_section(skipped, ev) << lr_find_section(run_dir) << model_section(run_dir);
   h << "<section id=\"config\"><h2>Config (resolved)</h2>\n<pre id=\"config-json\">" << escape(cfg.dump(2)) << "</pre></section>\n";
   h << html::page_tail();
 

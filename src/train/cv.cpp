@@ -17,6 +17,7 @@
 #include "tltrain/model/inference.h"
 #include "tltrain/train/callbacks.h"
 #include "tltrain/train/run.h"
+#include "tltrain/train/shared_features.h"
 
 namespace fs = std::filesystem;
 
@@ -25,70 +26,6 @@ namespace tltrain::train {
 using config::json;
 
 namespace {
-
-/// One cache over every image of the cv per (views, epoch base), computed the first time a fold
-/// asks: while the backbone is the loaded one, an image's features do not depend on its fold.
-class SharedFeatures final : public FeatureSource {
- public:
-  explicit SharedFeatures(const std::vector<data::Sample>& all) : all_(all) {
-    for (size_t i = 0; i < all.size(); ++i) index_.emplace(all[i].path, i);
-  }
-
-  FeatureCache features(model::Classifier& m, const std::vector<data::Sample>& samples, const CacheRequest& r) override {
-    const Key key{r.views, r.views == 0 ? 0 : r.epoch_base, r.teacher ? r.teacher->path() : ""};  // un-augmented: no epoch
-    auto it = built_.find(key);
-    if (it == built_.end()) {
-      log::info("cv: one feature cache for all folds (" + std::to_string(all_.size()) + " images)");
-      it = built_.emplace(key, build(m, r)).first;
-    }
-    return select(it->second, m, samples);
-  }
-
- private:
-  struct Built {
-    FeatureCache cache;
-    std::vector<int64_t> row_of;  ///< all_ index → cache row, -1 when it failed to decode
-    std::map<std::string, std::string> bad;
-  };
-
-  Built build(model::Classifier& m, const CacheRequest& r) {
-    Built b;
-    b.cache = FeatureSource::features(m, all_, r);
-    b.row_of.assign(all_.size(), -1);
-    for (size_t row = 0; row < b.cache.sample_index.size(); ++row)
-      b.row_of[static_cast<size_t>(b.cache.sample_index[row])] = static_cast<int64_t>(row);
-    for (const auto& bad : b.cache.bad) b.bad[bad.path] = bad.reason;
-    return b;
-  }
-
-  FeatureCache select(const Built& b, model::Classifier& m, const std::vector<data::Sample>& samples) const {
-    FeatureCache c;
-    std::vector<int64_t> rows;
-    for (size_t i = 0; i < samples.size(); ++i) {
-      const auto it = index_.find(samples[i].path);
-      TLTRAIN_ASSERT(it != index_.end(), "a fold's image is not in the cv's images");
-      const int64_t row = b.row_of[it->second];
-      if (row < 0) {
-        const auto why = b.bad.find(samples[i].path);
-        c.bad.push_back({samples[i].path, why != b.bad.end() ? why->second : "did not decode (on another rank)"});
-        continue;
-      }
-      rows.push_back(row);
-      c.sample_index.push_back(static_cast<int64_t>(i));
-    }
-    TLTRAIN_CHECK(!rows.empty(), ErrorKind::Data, "no image of this fold could be decoded");
-    const auto idx = torch::tensor(rows, torch::kLong).to(m.device());
-    for (const auto& v : b.cache.views) c.views.push_back(v.index_select(0, idx));
-    for (const auto& t : b.cache.teacher) c.teacher.push_back(t.index_select(0, idx));
-    c.labels = data::targets(samples, c.sample_index, multi_hot_classes(m)).to(m.device());
-    return c;
-  }
-
-  const std::vector<data::Sample>& all_;
-  std::map<std::string, size_t> index_;
-  using Key = std::tuple<int64_t, int64_t, std::string>;  ///< views, epoch base, teacher
-  std::map<Key, Built> built_;
-};
 
 /// Keeps the fold's validation probabilities of its best epoch (the weights of best.pt) in
 /// FOLD_DIR/oof.json, written before that epoch's last.pt so that a resumed fold never holds

@@ -14,7 +14,9 @@
 #include "tltrain/train/cv.h"
 #include "tltrain/train/features.h"
 #include "tltrain/train/finetune.h"
+#include "tltrain/train/lr_find.h"
 #include "tltrain/train/trainer.h"
+#include "tltrain/train/tune.h"
 
 namespace tltrain::app {
 
@@ -63,6 +65,27 @@ struct CvRequest {
 /// `cv`: k-fold cross-validation (train::cross_validate), then the cv report; each fold's
 /// figures and every metric's mean ± std with its 95% interval go to OUT on rank 0.
 void cv(const CvRequest& request, std::ostream& out);
+
+struct LrFindRequest {
+  std::string config;
+  std::vector<std::string> overrides;
+  train::LrFindOptions options;
+};
+
+/// `lr-find`: the learning-rate range test (train::find_lr) and its page; the suggested rates
+/// and the --set that uses one go to OUT.
+void lr_find(const LrFindRequest& request, std::ostream& out);
+
+struct TuneRequest {
+  std::string config;
+  std::vector<std::string> overrides;
+  train::TuneOptions options;
+  std::string resume;  ///< continue the search in this tune directory
+  bool fit = false;    ///< then train the winner on all the training data (as `fit --config best_config.json`)
+};
+
+/// `tune`: the recipe search (train::tune), its ranking to OUT and its page; with FIT, the winner's fit.
+void tune(const TuneRequest& request, std::ostream& out);
 
 /// `features`: pooled backbone features as .npy + CSV (train::export_features); what it wrote to OUT.
 void features(const train::FeaturesOptions& options, std::ostream& out);

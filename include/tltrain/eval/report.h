@@ -11,6 +11,14 @@ namespace tltrain::eval {
 /// Data error when RUN_DIR is not a run directory or has no finished epoch. Returns the page's path.
 std::string write_report(const std::string& run_dir);
 
+/// Writes DIR/lr_find.html from DIR/lr_find.json (train::find_lr): the loss against the rate, the
+/// suggested rates marked. The run report also shows every RUN_DIR/lr_find/*/ test. Returns its path.
+std::string write_lr_find_page(const std::string& dir);
+
+/// Writes DIR/tune_report.html from DIR/tune.json (train::tune): the candidates ranked, and for each
+/// dimension of the space the mean figure of each value at the first rung (what mattered). Returns its path.
+std::string write_tune_report(const std::string& dir);
+
 /// Reads a finished cv run's DIR/cv.json (train::cross_validate) and writes DIR/cv_report.html:
 /// every metric's mean, std and 95% interval over the folds, each fold's best epoch, and the
 /// out-of-fold accuracy and confusion matrix. Returns the page's path.

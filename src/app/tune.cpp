@@ -1,0 +1,50 @@
+#include <cstdio>
+#include <ostream>
+
+#include "tltrain/app/commands.h"
+#include "tltrain/config/run_config.h"
+#include "tltrain/eval/report.h"
+#include "tltrain/train/tune.h"
+
+namespace tltrain::app {
+
+namespace {
+
+std::string g(double v, const char* f = "%.3g") {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+
+}  // namespace
+
+void tune(const TuneRequest& o, std::ostream& out) {
+  auto [cfg, options] = o.resume.empty() ? std::make_pair(config::load_run_config(o.config, o.overrides), o.options)
+                                         : train::load_tune_dir(o.resume);
+  const train::TuneResult r = train::tune(cfg, options);
+  const auto& s = r.summary;
+  const std::string metric = s.at("options").at("metric").get<std::string>();
+  out << "tune: " << s.at("results").size() << " results in " << g(s.value("seconds", 0.0) / 60, "%.1f") << " min (" << s.at("status").get<std::string>()
+      << "); " << metric << " on the holdout of the training images\n";
+  out << "rank  cand  rung  " << metric << "  head lr  epochs  unfreeze  ft optimizer  ft lr  bb mult  smoothing  augment\n";
+  int rank = 0;
+  for (const auto& row : train::ranking(s)) {
+    const auto& c = row.at("recipe");
+    const bool head_only = c.at("unfreeze").get<double>() == 0;
+    out << ++rank << "     " << row.at("candidate") << "     " << row.at("rung") << "     " << g(row.at("value").get<double>(), "%.4f") << "  "
+        << g(c.at("head_lr")) << "  " << c.at("head_epochs") << "  " << (head_only ? "head only" : g(c.at("unfreeze").get<double>()))
+        << "  " << (head_only ? "-" : c.at("optimizer").get<std::string>()) << "  " << (head_only ? "-" : g(c.at("finetune_lr")))
+        << "  " << (head_only ? "-" : g(c.at("backbone_lr_mult"))) << "  " << (head_only ? "-" : g(c.at("label_smoothing"))) << "  "
+        << g(c.at("augment")) << "\n";
+  }
+  out << "wrote " << r.best_config << " and " << eval::write_tune_report(r.dir) << "\n";
+  if (!o.fit) {
+    out << "train it on all the training data: tltrain fit --config " << r.best_config << "\n";
+    return;
+  }
+  FitRequest f;
+  f.config = r.best_config;
+  fit(f, out);
+}
+
+}  // namespace tltrain::app

@@ -1,0 +1,86 @@
+// The search's page (train::tune's tune.json): the ranking, and what mattered — for each
+// dimension, the mean holdout figure of each of its values over the first rung's candidates.
+#include <cmath>
+#include <map>
+#include <sstream>
+
+#include "html.h"
+#include "tltrain/config/run_config.h"
+#include "tltrain/core/fs.h"
+#include "tltrain/eval/report.h"
+#include "tltrain/train/tune.h"
+
+namespace tltrain::eval {
+
+using config::json;
+using namespace html;
+
+namespace {
+
+/// The value of dimension KEY in RECIPE as a row label; rates by decade, so they group.
+std::string bucket(const std::string& key, const json& recipe) {
+  const json& v = recipe.at(key);
+  if (key == "head_lr" || key == "finetune_lr") {
+    if (key == "finetune_lr" && recipe.at("unfreeze").get<double>() == 0) return "";  // no fine-tune stage
+    const double d = std::floor(std::log10(v.get<double>()));
+    return "1e" + num(d, 3) + " – 1e" + num(d + 1, 3);
+  }
+  if (recipe.at("unfreeze").get<double>() == 0 && (key == "optimizer" || key == "backbone_lr_mult" || key == "label_smoothing")) return "";
+  return v.is_string() ? v.get<std::string>() : v.dump();
+}
+
+}  // namespace
+
+std::string write_tune_report(const std::string& dir) {
+  const json s = config::parse_json_file(dir + "/tune.json");
+  const std::string metric = s.at("options").at("metric").get<std::string>();
+  const json rows = train::ranking(s);
+  std::ostringstream h;
+  h << page_head("tltrain tune: " + dir) << "<h1>Recipe search</h1>\n<p class=\"note\">" << escape(dir) << " — " << s.at("candidates").size()
+    << " candidates, rungs of " << escape(s.at("rungs").dump()) << " fine-tune epochs, " << escape(metric)
+    << " on a holdout of the training images (the validation set is not used); " << escape(s.value("status", "")) << " after "
+    << num(s.value("seconds", 0.0) / 60, 3) << " min.</p>\n";
+  h << "<section id=\"ranking\"><h2>Ranking</h2>\n<table class=\"ranking\"><tr><th>rank</th><th>candidate</th><th>rung</th><th>"
+    << escape(metric) << "</th><th>head lr</th><th>head epochs</th><th>unfreeze</th><th>optimizer</th><th>fine-tune lr</th>"
+    << "<th>backbone ×</th><th>smoothing</th><th>augment ×</th></tr>\n";
+  int rank = 0;
+  for (const auto& r : rows) {
+    const json& c = r.at("recipe");
+    const bool head_only = c.at("unfreeze").get<double>() == 0;
+    const auto ft = [&](const std::string& v) { return head_only ? std::string("–") : v; };
+    h << "<tr><td>" << ++rank << "</td><td>" << r.at("candidate") << "</td><td>" << r.at("rung") << "</td><td>"
+      << num(r.at("value").get<double>(), 4) << "</td><td>" << num(c.at("head_lr").get<double>(), 3) << "</td><td>" << c.at("head_epochs")
+      << "</td><td>" << (head_only ? "head only" : num(c.at("unfreeze").get<double>(), 3)) << "</td><td>"
+      << ft(escape(c.at("optimizer").get<std::string>())) << "</td><td>" << ft(num(c.at("finetune_lr").get<double>(), 3)) << "</td><td>"
+      << ft(num(c.at("backbone_lr_mult").get<double>(), 3)) << "</td><td>" << ft(num(c.at("label_smoothing").get<double>(), 3))
+      << "</td><td>" << num(c.at("augment").get<double>(), 3) << "</td></tr>\n";
+  }
+  h << "</table></section>\n";
+
+  // What mattered: at the first rung every candidate was measured under the same budget.
+  std::map<size_t, double> first;
+  for (const auto& r : s.at("results"))
+    if (r.at("rung").get<size_t>() == 0) first[r.at("candidate").get<size_t>()] = r.at("value").get<double>();
+  h << "<section id=\"what-mattered\"><h2>What mattered</h2>\n<p class=\"caption\">Mean " << escape(metric)
+    << " at the first rung of the candidates with each value (count in brackets). Few candidates: a hint, not a measurement.</p>\n";
+  for (const std::string key : {"unfreeze", "head_lr", "finetune_lr", "optimizer", "backbone_lr_mult", "label_smoothing", "augment", "head_epochs"}) {
+    std::map<std::string, std::pair<double, int>> by;
+    for (const auto& [c, v] : first) {
+      const std::string b = bucket(key, s.at("candidates").at(c));
+      if (b.empty()) continue;
+      by[b].first += v;
+      by[b].second += 1;
+    }
+    if (by.empty()) continue;
+    h << "<table class=\"mattered\"><tr><th>" << escape(key) << "</th><th>mean " << escape(metric) << "</th></tr>\n";
+    for (const auto& [b, sum] : by)
+      h << "<tr><td>" << escape(b) << "</td><td>" << num(sum.first / sum.second, 4) << " (" << sum.second << ")</td></tr>\n";
+    h << "</table>\n";
+  }
+  h << "</section>\n" << page_tail();
+  const std::string path = dir + "/tune_report.html";
+  write_file_atomically(path, h.str());
+  return path;
+}
+
+}  // namespace tltrain::eval

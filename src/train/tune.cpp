@@ -1,0 +1,446 @@
+#include "tltrain/train/tune.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <sstream>
+
+#include "tltrain/core/error.h"
+#include "tltrain/core/fs.h"
+#include "tltrain/core/log.h"
+#include "tltrain/data/dataset.h"
+#include "tltrain/train/callback.h"
+#include "tltrain/train/lr_find.h"
+#include "tltrain/train/shared_features.h"
+#include "tltrain/train/trainer.h"
+
+namespace fs = std::filesystem;
+
+namespace tltrain::train {
+
+using config::json;
+
+namespace {
+
+/// Uniform in [0, 1) from 53 bits: the same on every standard library (its distributions are not).
+double uniform(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11) * 0x1.0p-53; }
+
+template <typename T>
+const T& pick(const std::vector<T>& choices, std::mt19937_64& rng) {
+  return choices[std::min(choices.size() - 1, static_cast<size_t>(uniform(rng) * static_cast<double>(choices.size())))];
+}
+
+double log_uniform(const std::pair<double, double>& range, std::mt19937_64& rng) {
+  return std::exp(std::log(range.first) + uniform(rng) * (std::log(range.second) - std::log(range.first)));
+}
+
+/// The fine-tune stage a config's second stage gives, or the tutorials' when it has one stage.
+json finetune_template(const json& base) {
+  const json& stages = base.at("stages");
+  if (stages.size() >= 2) return stages.at(1);
+  return {{"name", "finetune"}, {"epochs", 5}, {"trainable", {{"fraction", 0.2}}}, {"optimizer", {{"name", "sgd"}, {"lr", 1e-4}}}};
+}
+
+/// AUGMENT's ranges scaled by S: the random crop's area and the zoom reach further from 1, the
+/// others (degrees, shifts, jitter) grow in proportion; flips and fill stay.
+void scale_augment(json& augment, double s) {
+  for (const char* k : {"rotation_range", "width_shift_range", "height_shift_range", "shear_range", "brightness", "contrast", "saturation",
+                        "channel_shift_range"})
+    if (augment.contains(k) && augment[k].is_number()) augment[k] = augment[k].get<double>() * s;
+  if (augment.contains("hue") && augment["hue"].is_number()) augment["hue"] = std::min(0.5, augment["hue"].get<double>() * s);
+  if (augment.contains("zoom_range") && augment["zoom_range"].is_array() && augment["zoom_range"].size() == 2) {
+    const double lo = augment["zoom_range"][0].get<double>(), hi = augment["zoom_range"][1].get<double>();
+    augment["zoom_range"] = {std::max(0.01, 1 - (1 - lo) * s), 1 + (hi - 1) * s};
+  }
+  json& rrc = augment["random_resized_crop"];
+  if (rrc.is_object() && rrc.contains("scale") && rrc["scale"].is_array() && rrc["scale"].size() == 2) {
+    const double hi = rrc["scale"][1].get<double>();
+    rrc["scale"][0] = std::clamp(hi - (hi - rrc["scale"][0].get<double>()) * s, 0.01, hi);
+  }
+}
+
+/// Whether the head stage sees augmented images (so its result depends on the augmentation).
+bool head_sees_augmentation(const json& head) {
+  const json& cache = head.contains("feature_cache") ? head.at("feature_cache") : json(nullptr);
+  if (cache.is_boolean()) return !cache.get<bool>();
+  if (cache.is_object()) return !cache.value("enabled", true) || cache.value("views", 0) > 0;
+  return false;
+}
+
+bool better(config::Metric m, double a, double b) { return improved(m, a, b, 0.0, true); }
+
+/// Where the search stands: tune.json, rewritten after every run so that a kill loses one run at most.
+struct State {
+  json j;
+  std::string path;
+  void save() const {
+    if (log::is_output_rank()) write_file_atomically(path, j.dump(1) + "\n");
+  }
+};
+
+/// One trained configuration's figure on the holdout, from its done.json or by training it.
+struct Outcome {
+  double value = 0;
+  std::string last;      ///< its last.pt, where a later stage starts
+  bool trained = false;  ///< false: read from an earlier done.json
+};
+
+/// Trains CFG (or resumes it) in its output_dir on the search's sets, once: done.json keeps the result.
+Outcome run_once(const config::RunConfig& cfg, const data::Datasets& search, FeatureSource* features, const std::string& init) {
+  const std::string done = cfg.output_dir + "/done.json";
+  if (fs::exists(done)) {
+    const json d = config::parse_json_file(done);
+    return {d.at("value").get<double>(), d.at("last").get<std::string>()};
+  }
+  FitOptions fo;
+  fo.datasets = &search;
+  fo.features = features;
+  fo.init_checkpoint = init;
+  fo.resume = fs::exists(cfg.output_dir + "/checkpoints/last.pt");
+  const FitResult r = fit(cfg, fo);
+  Outcome o{r.best_value, r.last_checkpoint, true};
+  if (log::is_output_rank()) write_file_atomically(done, json{{"value", o.value}, {"last", o.last}}.dump() + "\n");
+  return o;
+}
+
+/// SET as a "path,label" list file (data/dataset.h), labels by name ("a;b" for several).
+std::string list_file(const data::Dataset& set) {
+  std::ostringstream s;
+  for (const auto& x : set.samples) {
+    std::string quoted = "\"";
+    for (char c : x.path) quoted += c == '"' ? std::string("\"\"") : std::string(1, c);
+    std::string label;
+    for (int64_t l : x.labels.empty() ? std::vector<int64_t>{x.label} : x.labels) label += (label.empty() ? "" : ";") + set.classes[static_cast<size_t>(l)];
+    s << quoted << "\"," << label << "\n";
+  }
+  return s.str();
+}
+
+/// A trial's config: what it trains on is the search's split (DIR/../search_train.csv and
+/// holdout.csv, written once), so the config says so and never names the user's validation data.
+config::RunConfig trial_config(json j, const std::string& dir, config::Metric metric, const std::string& tune_dir) {
+  j["data"]["train"] = tune_dir + "/search_train.csv";
+  j["data"]["val"] = tune_dir + "/holdout.csv";
+  j["data"]["validation_split"] = 0;
+  j["output_dir"] = dir;
+  j["monitor"] = config::name_of(metric);
+  return config::parse_run_config(j, dir + "/config.json");
+}
+
+}  // namespace
+
+double parse_duration(const std::string& value) {
+  static const std::map<std::string, double> unit{{"", 1}, {"s", 1}, {"m", 60}, {"min", 60}, {"h", 3600}};
+  size_t used = 0;
+  double v = 0;
+  try {
+    v = std::stod(value, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  const auto it = used > 0 ? unit.find(value.substr(used)) : unit.end();
+  TLTRAIN_CHECK(it != unit.end() && v > 0 && std::isfinite(v), ErrorKind::Usage,
+                "--budget '" + value + "': give a positive duration such as 90s, 30m or 1.5h (a bare number is seconds)");
+  return v * it->second;
+}
+
+json Candidate::to_json() const {
+  return {{"head_lr", head_lr},     {"head_epochs", head_epochs},           {"unfreeze", unfreeze},
+          {"finetune_lr", finetune_lr}, {"optimizer", optimizer},          {"backbone_lr_mult", backbone_lr_mult},
+          {"label_smoothing", label_smoothing}, {"augment", augment}};
+}
+
+Candidate Candidate::from_json(const json& j) {
+  Candidate c;
+  c.head_lr = j.at("head_lr").get<double>();
+  c.head_epochs = j.at("head_epochs").get<int64_t>();
+  c.unfreeze = j.at("unfreeze").get<double>();
+  c.finetune_lr = j.at("finetune_lr").get<double>();
+  c.optimizer = j.at("optimizer").get<std::string>();
+  c.backbone_lr_mult = j.at("backbone_lr_mult").get<double>();
+  c.label_smoothing = j.at("label_smoothing").get<double>();
+  c.augment = j.at("augment").get<double>();
+  return c;
+}
+
+SearchSpace SearchSpace::around(const config::RunConfig& cfg, double head_lr_centre) {
+  TLTRAIN_CHECK(!cfg.stages.empty() && cfg.stages[0].trainable.kind == config::TrainableSpec::Kind::Head, ErrorKind::Usage,
+                "tune searches the two-stage recipe (the head alone, then the top of the backbone): stages[0] of '" + cfg.source +
+                    "' must have \"trainable\": \"head\"");
+  SearchSpace s;
+  const double h = head_lr_centre > 0 ? head_lr_centre : cfg.stages[0].optimizer.lr;
+  s.head_lr = {h / 10, h * 10};
+  const int64_t e = cfg.stages[0].epochs;
+  s.head_epochs = {std::max<int64_t>(1, e / 2), e, 2 * e};
+  s.head_epochs.erase(std::unique(s.head_epochs.begin(), s.head_epochs.end()), s.head_epochs.end());
+  const json ft = finetune_template(cfg.resolved);
+  const double f = ft.at("optimizer").value("lr", 1e-4);
+  s.finetune_lr = {f / 10, f * 10};
+  s.optimizers = {ft.at("optimizer").value("name", "sgd")};
+  for (const char* o : {"adam", "sgd"})
+    if (std::find(s.optimizers.begin(), s.optimizers.end(), o) == s.optimizers.end()) s.optimizers.push_back(o);
+  s.finetune_epochs = ft.value("epochs", 5);
+  return s;
+}
+
+json SearchSpace::to_json() const {
+  return {{"head_lr", {{"log_uniform", {head_lr.first, head_lr.second}}}},
+          {"head_epochs", head_epochs},
+          {"unfreeze", unfreeze},
+          {"finetune_lr", {{"log_uniform", {finetune_lr.first, finetune_lr.second}}}},
+          {"optimizer", optimizers},
+          {"backbone_lr_mult", backbone_lr_mult},
+          {"label_smoothing", label_smoothing},
+          {"augment", augment},
+          {"finetune_epochs", finetune_epochs}};
+}
+
+std::vector<Candidate> SearchSpace::sample(int64_t n, uint64_t seed) const {
+  // A stream of its own (the seed mixed with a constant), so the candidates do not move when
+  // anything else draws from the run's seed.
+  std::mt19937_64 rng(seed ^ 0x74756e65ULL);
+  std::vector<Candidate> out;
+  for (int64_t i = 0; i < n; ++i) {
+    Candidate c;
+    c.head_lr = log_uniform(head_lr, rng);
+    c.head_epochs = pick(head_epochs, rng);
+    c.unfreeze = pick(unfreeze, rng);
+    c.finetune_lr = log_uniform(finetune_lr, rng);
+    c.optimizer = pick(optimizers, rng);
+    c.backbone_lr_mult = pick(backbone_lr_mult, rng);
+    c.label_smoothing = pick(label_smoothing, rng);
+    c.augment = pick(augment, rng);
+    out.push_back(c);
+  }
+  return out;
+}
+
+json candidate_config(const json& base, const Candidate& c, int64_t finetune_epochs) {
+  json j = base;
+  json head = base.at("stages").at(0);
+  head["optimizer"]["lr"] = c.head_lr;
+  head["epochs"] = c.head_epochs;
+  json stages = json::array({head});
+  if (c.unfreeze > 0) {
+    json ft = finetune_template(base);
+    ft["trainable"] = {{"fraction", c.unfreeze}};
+    // Another optimizer keeps none of the template's settings (momentum means nothing to adam).
+    if (ft.at("optimizer").value("name", "") != c.optimizer) ft["optimizer"] = json::object();
+    ft["optimizer"]["name"] = c.optimizer;
+    ft["optimizer"]["lr"] = c.finetune_lr;
+    ft["backbone_lr_mult"] = c.backbone_lr_mult;
+    ft["label_smoothing"] = c.label_smoothing;
+    ft["epochs"] = finetune_epochs;
+    stages.push_back(ft);
+  }
+  j["stages"] = stages;
+  if (j.contains("data") && j["data"].contains("augment")) scale_augment(j["data"]["augment"], c.augment);
+  return j;
+}
+
+std::vector<int64_t> rung_epochs(int64_t finetune_epochs, int64_t eta, int64_t rungs) {
+  std::vector<int64_t> e;
+  for (int64_t r = rungs - 1; r >= 0; --r) {
+    const int64_t v = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(static_cast<double>(finetune_epochs) / std::pow(eta, r))));
+    if (e.empty() || v > e.back()) e.push_back(v);
+  }
+  return e;
+}
+
+TuneResult tune(const config::RunConfig& cfg, const TuneOptions& o) {
+  const std::string dir = cfg.output_dir + "/tune";
+  TLTRAIN_CHECK(o.trials >= 1 && o.eta >= 2, ErrorKind::Usage, "--trials must be >= 1 and --eta >= 2");
+  TLTRAIN_CHECK(o.holdout > 0 && o.holdout <= 0.5, ErrorKind::Usage, "--holdout must be in (0, 0.5], got " + std::to_string(o.holdout));
+  if (!o.resume)
+    TLTRAIN_CHECK(!fs::exists(dir + "/tune.json"), ErrorKind::Usage,
+                  "'" + dir + "' already holds a search; continue it with `tltrain tune --resume " + dir + "` or choose another output_dir");
+  const auto started = std::chrono::steady_clock::now();
+  State st{o.resume ? config::parse_json_file(dir + "/tune.json") : json::object(), dir + "/tune.json"};
+  const double spent_before = st.j.value("seconds", 0.0);
+  const auto elapsed = [&] { return spent_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(); };
+
+  // The search sees the training images only: a separate validation set is not even listed, and
+  // a validation_split's share stays out as load_datasets leaves it out of train.
+  config::DataConfig train_only = cfg.data;
+  train_only.val.clear();
+  const uint64_t seed = static_cast<uint64_t>(cfg.seed);
+  const data::Dataset train = data::load_datasets(train_only, seed).train;
+  const int64_t k = std::max<int64_t>(2, std::llround(1.0 / o.holdout));
+  const data::Datasets search = data::fold_datasets(train, data::stratified_folds(train.samples, train.classes.size(), k, seed, 0), 0);
+  SharedFeatures shared(train.samples);
+  log::info("tune: " + std::to_string(search.train.samples.size()) + " training and " + std::to_string(search.val.samples.size()) +
+            " holdout images (the validation set is not used)");
+
+  if (!o.resume) {
+    fs::create_directories(dir);
+    double centre = 0;
+    if (o.lr_find) {
+      LrFindOptions lf;
+      lf.out_dir = dir + "/lr_find";
+      lf.datasets = &search;
+      lf.features = &shared;
+      config::RunConfig head_only = cfg;
+      head_only.output_dir = dir + "/lr_find";
+      centre = find_lr(head_only, lf).suggestion.valley;
+      log::info("tune: the head's rates are searched around the range test's valley, " + std::to_string(centre));
+    }
+    const SearchSpace space = SearchSpace::around(cfg, centre);
+    json candidates = json::array();
+    for (const auto& c : space.sample(o.trials, seed)) candidates.push_back(c.to_json());
+    st.j = {{"options",
+             {{"budget_s", o.budget_s}, {"trials", o.trials}, {"metric", config::name_of(o.metric)}, {"holdout", o.holdout},
+              {"eta", o.eta}, {"lr_find", o.lr_find}, {"seed", cfg.seed}}},
+            {"space", space.to_json()},
+            {"rungs", rung_epochs(space.finetune_epochs, o.eta)},
+            {"candidates", candidates},
+            {"results", json::array()},
+            {"status", "running"},
+            {"seconds", 0.0}};
+    write_file_atomically(dir + "/base_config.json", cfg.resolved.dump(2) + "\n");
+    write_file_atomically(dir + "/search_train.csv", list_file(search.train));
+    write_file_atomically(dir + "/holdout.csv", list_file(search.val));
+    st.save();
+  }
+  const std::vector<int64_t> rungs = st.j.at("rungs").get<std::vector<int64_t>>();
+  std::vector<Candidate> cands;
+  for (const auto& c : st.j.at("candidates")) cands.push_back(Candidate::from_json(c));
+
+  // Results already recorded (a resumed search): (candidate, rung) → value.
+  std::map<std::pair<size_t, size_t>, double> got;
+  for (const auto& r : st.j.at("results")) got[{r.at("candidate").get<size_t>(), r.at("rung").get<size_t>()}] = r.at("value").get<double>();
+  // Each candidate's head run: one directory per distinct head stage, named in candidate order, so a
+  // resumed search finds the same names.
+  std::vector<std::string> head_dir(cands.size());
+  std::vector<json> head_cfg(cands.size());
+  {
+    std::map<std::string, std::string> by_stage;
+    for (size_t i = 0; i < cands.size(); ++i) {
+      const Candidate& c = cands[i];
+      head_cfg[i] = candidate_config(cfg.resolved, {c.head_lr, c.head_epochs, 0, 0, "", 1, 0, c.augment}, 0);
+      json key = head_cfg[i].at("stages").at(0);
+      if (head_sees_augmentation(key)) key["augment"] = head_cfg[i].at("data").at("augment");
+      head_dir[i] = by_stage.emplace(key.dump(), dir + "/heads/h" + std::to_string(by_stage.size())).first->second;
+    }
+  }
+  std::string stop_reason;
+  bool trained_any = false;
+
+  std::vector<size_t> alive(cands.size());
+  for (size_t i = 0; i < alive.size(); ++i) alive[i] = i;
+  for (size_t rung = 0; rung < rungs.size() && !alive.empty(); ++rung) {
+    for (size_t i : alive) {
+      if (got.count({i, rung})) continue;
+      if (elapsed() > o.budget_s) {
+        stop_reason = "budget spent";
+        break;
+      }
+      // A stop asked for between two runs; fit forgets one from before it begins, and so does the
+      // search until it has trained something.
+      TLTRAIN_CHECK(!(trained_any && stop_requested()), ErrorKind::Interrupted,
+                    "tune interrupted; continue it with `tltrain tune --resume " + dir + "`");
+      const Candidate& c = cands[i];
+      const Outcome head = run_once(trial_config(head_cfg[i], head_dir[i], o.metric, dir), search, &shared, "");
+      trained_any |= head.trained;
+      double value = head.value;
+      json rec = {{"candidate", i}, {"rung", rung}, {"head", head_dir[i]}, {"head_value", head.value}};
+      if (c.unfreeze > 0) {
+        json ft_json = candidate_config(cfg.resolved, c, rungs[rung]);
+        ft_json["stages"] = json::array({ft_json["stages"][1]});
+        const std::string tdir = dir + "/trials/c" + std::to_string(i) + "_rung" + std::to_string(rung);
+        const Outcome ft = run_once(trial_config(ft_json, tdir, o.metric, dir), search, nullptr, head.last);
+        trained_any |= ft.trained;
+        // A fit's best.pt is the best epoch of either stage: the candidate's figure is too.
+        value = better(o.metric, ft.value, head.value) ? ft.value : head.value;
+        rec["dir"] = tdir;
+        rec["epochs"] = rungs[rung];
+      }
+      rec["value"] = value;
+      got[{i, rung}] = value;
+      st.j["results"].push_back(rec);
+      st.j["seconds"] = elapsed();
+      st.save();
+      log::info("tune: candidate " + std::to_string(i) + " rung " + std::to_string(rung) + ": " + config::name_of(o.metric) + " " +
+                std::to_string(value));
+    }
+    if (!stop_reason.empty()) break;
+    // Successive halving: the best ceil(n / eta) go on; a candidate that trains the head alone has
+    // nothing more to train, and its figure carries up.
+    std::vector<size_t> ranked = alive;
+    std::stable_sort(ranked.begin(), ranked.end(), [&](size_t a, size_t b) { return better(o.metric, got[{a, rung}], got[{b, rung}]); });
+    if (rung + 1 == rungs.size()) break;
+    ranked.resize(static_cast<size_t>(std::ceil(static_cast<double>(ranked.size()) / static_cast<double>(o.eta))));
+    for (size_t i : ranked)
+      if (cands[i].unfreeze == 0 && !got.count({i, rung + 1})) {
+        got[{i, rung + 1}] = got[{i, rung}];
+        st.j["results"].push_back({{"candidate", i}, {"rung", rung + 1}, {"value", got[{i, rung}]}, {"carried", true}});
+      }
+    alive = ranked;
+    st.save();
+  }
+
+  // The winner: the best figure at the highest rung any candidate reached.
+  size_t best = 0, best_rung = 0;
+  bool have = false;
+  for (const auto& [key, v] : got)
+    if (!have || key.second > best_rung || (key.second == best_rung && better(o.metric, v, got[{best, best_rung}])))
+      best = key.first, best_rung = key.second, have = true;
+  TLTRAIN_CHECK(have, ErrorKind::Usage, "tune: the budget (" + std::to_string(o.budget_s) + " s) ended before any candidate finished; give more");
+  json best_cfg = candidate_config(cfg.resolved, cands[best], rungs.back());
+  best_cfg["output_dir"] = dir + "/best";
+  best_cfg.erase("name");
+  TuneResult res;
+  res.dir = dir;
+  res.best_config = dir + "/best_config.json";
+  st.j["status"] = stop_reason.empty() ? "done" : stop_reason;
+  st.j["seconds"] = elapsed();
+  st.j["best"] = {{"candidate", best}, {"rung", best_rung}, {"value", got[{best, best_rung}]}, {"config", res.best_config}};
+  if (log::is_output_rank()) {
+    write_file_atomically(res.best_config, best_cfg.dump(2) + "\n");
+    st.save();
+  }
+  res.summary = st.j;
+  return res;
+}
+
+json ranking(const json& summary) {
+  const auto metric = config::from_name<config::Metric>(summary.at("options").at("metric").get<std::string>());
+  std::map<size_t, json> top;  // candidate → its result at the highest rung it reached
+  for (const auto& r : summary.at("results")) {
+    const size_t c = r.at("candidate").get<size_t>();
+    if (!top.count(c) || r.at("rung").get<size_t>() >= top[c].at("rung").get<size_t>()) top[c] = r;
+  }
+  std::vector<json> rows;
+  for (auto& [c, r] : top) {
+    json row = {{"candidate", c}, {"rung", r.at("rung")}, {"value", r.at("value")}, {"recipe", summary.at("candidates").at(c)}};
+    rows.push_back(row);
+  }
+  std::stable_sort(rows.begin(), rows.end(), [&](const json& a, const json& b) {
+    if (a.at("rung") != b.at("rung")) return a.at("rung").get<size_t>() > b.at("rung").get<size_t>();
+    return better(metric, a.at("value").get<double>(), b.at("value").get<double>());
+  });
+  return rows;
+}
+
+std::pair<config::RunConfig, TuneOptions> load_tune_dir(const std::string& dir) {
+  TLTRAIN_CHECK(fs::exists(dir + "/tune.json") && fs::exists(dir + "/base_config.json"), ErrorKind::Data,
+                "'" + dir + "' is not a tltrain tune directory (no tune.json and base_config.json)");
+  const json t = config::parse_json_file(dir + "/tune.json");
+  TuneOptions o;
+  try {
+    const json& opt = t.at("options");
+    o.budget_s = opt.at("budget_s").get<double>();
+    o.trials = opt.at("trials").get<int64_t>();
+    o.metric = config::from_name<config::Metric>(opt.at("metric").get<std::string>());
+    o.holdout = opt.at("holdout").get<double>();
+    o.eta = opt.at("eta").get<int64_t>();
+    o.lr_find = opt.at("lr_find").get<bool>();
+  } catch (const json::exception& e) {
+    TLTRAIN_FAIL(ErrorKind::Data, "'" + dir + "/tune.json' has no complete options (" + e.what() + ")");
+  }
+  o.resume = true;
+  return {config::parse_run_config(config::parse_json_file(dir + "/base_config.json"), dir + "/base_config.json"), o};
+}
+
+}  // namespace tltrain::train

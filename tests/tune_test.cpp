@@ -1,0 +1,203 @@
+// `tltrain tune` (train::tune) on the tiny backbone: the space sampled from the seed, the rungs,
+// successive halving keeping the best, one head run per head stage reused by the later rungs, a
+// search interrupted and resumed ending as an uninterrupted one, the validation set never read,
+// and the winner written as a plain config.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <thread>
+
+#include "test_util.h"
+#include "tltrain/config/run_config.h"
+#include "tltrain/core/error.h"
+#include "tltrain/eval/report.h"
+#include "tltrain/train/trainer.h"
+#include "tltrain/train/tune.h"
+
+namespace fs = std::filesystem;
+using namespace tltrain;
+using config::json;
+
+namespace {
+
+struct Squares {
+  test::TempDir dir{"tune"};
+  Squares() {
+    test::write_color_dataset(dir / "train", {"blue", "green", "red"}, 10);
+    // The validation set the user reports: files no decoder reads, so any run that touched them
+    // would fail or log them as skipped.
+    for (const char* c : {"blue", "green", "red"})
+      for (int i = 0; i < 3; ++i) test::write_text(dir / ("val/" + std::string(c) + "/" + std::to_string(i) + ".png"), "not an image");
+  }
+  config::RunConfig config(const std::string& out) const {
+    json c = {{"seed", 11},
+              {"device", "cpu"},
+              {"threads", {{"intra_op", 1}, {"loader", 2}}},
+              {"data", {{"train", dir / "train"}, {"val", dir / "val"}, {"batch_size", 8}, {"image_size", 16},
+                        {"augment", {{"random_resized_crop", {{"scale", {0.5, 1.0}}}}, {"rotation_range", 10}}}}},
+              {"model", {{"backbone", test::tiny_backbone()}}},
+              {"output_dir", dir / out},
+              {"stages", json::array({{{"name", "head"}, {"epochs", 2}, {"trainable", "head"}, {"optimizer", {{"name", "adam"}, {"lr", 0.01}}}},
+                                      {{"name", "finetune"}, {"epochs", 4}, {"trainable", {{"fraction", 0.5}}},
+                                       {"optimizer", {{"name", "sgd"}, {"lr", 0.01}, {"momentum", 0.9}}}}})}};
+    return config::parse_run_config(c, "tune.json");
+  }
+};
+
+train::TuneOptions quick() {
+  train::TuneOptions o;
+  o.trials = 6;
+  o.lr_find = false;
+  o.budget_s = 3600;
+  return o;
+}
+
+size_t lines_of(const std::string& path) {
+  std::ifstream f(path);
+  size_t n = 0;
+  for (std::string line; std::getline(f, line);) ++n;
+  return n;
+}
+
+}  // namespace
+
+TEST(TuneSpace, SamplesTheSameCandidatesFromTheSameSeedWithinTheSpace) {
+  Squares p;
+  const auto space = train::SearchSpace::around(p.config("space"));
+  EXPECT_DOUBLE_EQ(space.head_lr.first, 0.001);
+  EXPECT_DOUBLE_EQ(space.head_lr.second, 0.1);
+  EXPECT_EQ(space.head_epochs, (std::vector<int64_t>{1, 2, 4}));
+  EXPECT_EQ(space.optimizers, (std::vector<std::string>{"sgd", "adam"}));
+  EXPECT_EQ(space.finetune_epochs, 4);
+  const auto a = space.sample(20, 7), b = space.sample(20, 7), c = space.sample(20, 8);
+  ASSERT_EQ(a.size(), 20u);
+  std::set<double> unfreeze;
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].to_json(), b[i].to_json());
+    EXPECT_GE(a[i].head_lr, 0.001);
+    EXPECT_LE(a[i].head_lr, 0.1);
+    EXPECT_GE(a[i].finetune_lr, 0.001);
+    EXPECT_LE(a[i].finetune_lr, 0.1);
+    unfreeze.insert(a[i].unfreeze);
+  }
+  EXPECT_GE(unfreeze.size(), 3u) << "20 draws cover most of the 5 depths";
+  EXPECT_NE(a[0].to_json(), c[0].to_json()) << "another seed, other candidates";
+
+  // A candidate's config: its values in the two stages, the augmentation scaled, and nothing
+  // but the head for a head-only candidate.
+  train::Candidate k = a[0];
+  k.unfreeze = 0.3;
+  k.optimizer = "adam";
+  k.augment = 1.5;
+  const json j = train::candidate_config(p.config("space").resolved, k, 3);
+  EXPECT_DOUBLE_EQ(j["stages"][0]["optimizer"]["lr"].get<double>(), k.head_lr);
+  EXPECT_EQ(j["stages"][1]["trainable"], json({{"fraction", 0.3}}));
+  EXPECT_EQ(j["stages"][1]["optimizer"], json({{"name", "adam"}, {"lr", k.finetune_lr}})) << "sgd's momentum does not travel to adam";
+  EXPECT_EQ(j["stages"][1]["epochs"], 3);
+  EXPECT_DOUBLE_EQ(j["data"]["augment"]["rotation_range"].get<double>(), 15);
+  EXPECT_DOUBLE_EQ(j["data"]["augment"]["random_resized_crop"]["scale"][0].get<double>(), 0.25);
+  EXPECT_NO_THROW(config::parse_run_config(j, "candidate.json"));
+  k.unfreeze = 0;
+  EXPECT_EQ(train::candidate_config(p.config("space").resolved, k, 3)["stages"].size(), 1u);
+
+  EXPECT_EQ(train::rung_epochs(9, 3), (std::vector<int64_t>{1, 3, 9}));
+  EXPECT_EQ(train::rung_epochs(4, 3), (std::vector<int64_t>{1, 2, 4}));
+  EXPECT_EQ(train::rung_epochs(1, 3), (std::vector<int64_t>{1}));
+  EXPECT_DOUBLE_EQ(train::parse_duration("30m"), 1800);
+  EXPECT_DOUBLE_EQ(train::parse_duration("1.5h"), 5400);
+  EXPECT_DOUBLE_EQ(train::parse_duration("45"), 45);
+  test::expect_error([] { train::parse_duration("soon"); }, ErrorKind::Usage, "--budget 'soon'");
+}
+
+TEST(Tune, HalvesTheCandidatesReusesEachHeadAndNeverReadsTheValidationSet) {
+  Squares p;
+  const auto cfg = p.config("search");
+  const auto r = train::tune(cfg, quick());
+  const json& s = r.summary;
+  EXPECT_EQ(s.at("status"), "done");
+  EXPECT_EQ(s.at("rungs"), json({1, 2, 4}));
+  std::map<size_t, std::map<size_t, double>> at;  // rung → candidate → value
+  std::map<size_t, std::set<std::string>> heads_of;
+  for (const auto& x : s.at("results")) {
+    at[x.at("rung")][x.at("candidate")] = x.at("value");
+    if (x.contains("head")) heads_of[x.at("candidate")].insert(x.at("head").get<std::string>());
+  }
+  ASSERT_EQ(at[0].size(), 6u);
+  ASSERT_EQ(at[1].size(), 2u) << "ceil(6 / 3) go on";
+  ASSERT_EQ(at[2].size(), 1u);
+  // The two promoted are the two best of the first rung (accuracy: higher is better).
+  std::vector<std::pair<double, size_t>> first;
+  for (auto [c, v] : at[0]) first.push_back({v, c});
+  std::stable_sort(first.begin(), first.end(), [](auto a, auto b) { return a.first > b.first; });
+  for (const auto& promoted : at[1])
+    EXPECT_GE(at[0][promoted.first], first[1].first) << "candidate " << promoted.first << " was promoted over a better one";
+  // One head run per candidate's head stage, trained once however many rungs use it.
+  for (const auto& [c, dirs] : heads_of) {
+    ASSERT_EQ(dirs.size(), 1u) << "candidate " << c << " trained its head more than once";
+    const auto cand = train::Candidate::from_json(s.at("candidates").at(c));
+    EXPECT_EQ(lines_of(*dirs.begin() + "/log.jsonl"), static_cast<size_t>(cand.head_epochs)) << *dirs.begin();
+  }
+  // Nothing under the search's runs names the validation folder.
+  for (const auto& e : fs::recursive_directory_iterator(r.dir)) {
+    if (!e.is_regular_file() || e.path().extension() == ".pt") continue;
+    const std::string name = e.path().filename().string();
+    if (name == "base_config.json" || name == "best_config.json") continue;  // the user's config, as given
+    std::ifstream f(e.path());
+    const std::string text{std::istreambuf_iterator<char>(f), {}};
+    EXPECT_EQ(text.find(p.dir / "val"), std::string::npos) << e.path() << " names the validation set";
+  }
+  // The winner as a plain config of the user's data, ready for fit.
+  const auto best = config::load_run_config(r.best_config);
+  EXPECT_EQ(best.data.val, p.dir / "val");
+  EXPECT_EQ(best.output_dir, r.dir + "/best");
+  EXPECT_EQ(s.at("best").at("rung"), 2);
+  EXPECT_EQ(train::ranking(s)[0].at("candidate"), s.at("best").at("candidate"));
+  EXPECT_TRUE(fs::exists(eval::write_tune_report(r.dir)));
+  test::expect_error([&] { train::tune(cfg, quick()); }, ErrorKind::Usage, "already holds a search");
+}
+
+TEST(Tune, AnInterruptedSearchResumesToTheUninterruptedOnesResult) {
+  Squares p;
+  const auto straight = train::tune(p.config("straight"), quick());
+
+  // Ctrl-C once three results are in; then --resume.
+  const auto cfg = p.config("stopped");
+  std::atomic<bool> done{false};
+  std::thread stopper([&] {
+    const std::string state = cfg.output_dir + "/tune/tune.json";
+    while (!done) {
+      if (fs::exists(state)) {
+        try {
+          if (config::parse_json_file(state).at("results").size() >= 3) {
+            train::request_stop();
+            return;
+          }
+        } catch (const std::exception&) {  // read between rename and write: try again
+        }
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  });
+  bool interrupted = false;
+  try {
+    train::tune(cfg, quick());
+  } catch (const Error& e) {
+    interrupted = e.kind() == ErrorKind::Interrupted;
+  }
+  done = true;
+  stopper.join();
+  ASSERT_TRUE(interrupted) << "the search ended before the stop: the test proved nothing";
+  const size_t kept = config::parse_json_file(cfg.output_dir + "/tune/tune.json").at("results").size();
+  EXPECT_GE(kept, 3u);
+  auto [again_cfg, again_opts] = train::load_tune_dir(cfg.output_dir + "/tune");
+  EXPECT_TRUE(again_opts.resume);
+  const auto resumed = train::tune(again_cfg, again_opts);
+  EXPECT_EQ(resumed.summary.at("status"), "done");
+  EXPECT_EQ(resumed.summary.at("candidates"), straight.summary.at("candidates"));
+  EXPECT_EQ(train::ranking(resumed.summary), train::ranking(straight.summary));
+}
+
