@@ -155,7 +155,7 @@ TEST(Tune, HalvesTheCandidatesReusesEachHeadAndNeverReadsTheValidationSet) {
   EXPECT_EQ(best.data.val, p.dir / "val");
   EXPECT_EQ(best.output_dir, r.dir + "/best");
   EXPECT_EQ(s.at("best").at("rung"), 2);
-  EXPECT_EQ(train::ranking(s)[0].at("candidate"), s.at("best").at("candidate"));
+  EXPECT_EQ(eval::tune_ranking(s)[0].at("candidate"), s.at("best").at("candidate"));
   EXPECT_TRUE(fs::exists(eval::write_tune_report(r.dir)));
   test::expect_error([&] { train::tune(cfg, quick()); }, ErrorKind::Usage, "already holds a search");
 }
@@ -198,6 +198,36 @@ TEST(Tune, AnInterruptedSearchResumesToTheUninterruptedOnesResult) {
   const auto resumed = train::tune(again_cfg, again_opts);
   EXPECT_EQ(resumed.summary.at("status"), "done");
   EXPECT_EQ(resumed.summary.at("candidates"), straight.summary.at("candidates"));
-  EXPECT_EQ(train::ranking(resumed.summary), train::ranking(straight.summary));
+  EXPECT_EQ(eval::tune_ranking(resumed.summary), eval::tune_ranking(straight.summary));
 }
 
+
+TEST(TuneCli, TuneAndLrFindRunFromTheCommandLineAndResume) {
+  Squares p;
+  const std::string file = p.dir / "squares.json";
+  test::write_text(file, p.config("cli").resolved.dump(2));
+  auto r = test::run_tltrain("tune --config " + file + " --budget 10m --trials 3 --no-lr-find");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("rank  cand  rung  val_accuracy"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("wrote " + (p.dir / "cli/tune/best_config.json")), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("tltrain fit --config " + (p.dir / "cli/tune/best_config.json")), std::string::npos) << r.output;
+  // A finished search resumed has nothing left to train and names the same winner.
+  const json before = config::parse_json_file(p.dir / "cli/tune/tune.json").at("best");
+  r = test::run_tltrain("tune --resume " + (p.dir / "cli/tune") + " --budget 20m");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.output.find("info: stage"), std::string::npos) << "a finished search trained again: " << r.output;
+  const json after = config::parse_json_file(p.dir / "cli/tune/tune.json");
+  EXPECT_EQ(after.at("best").at("candidate"), before.at("candidate"));
+  EXPECT_DOUBLE_EQ(after.at("options").at("budget_s").get<double>(), 600) << "the recorded budget is the search's first";
+  r = test::run_tltrain("tune --budget 1m");
+  EXPECT_EQ(r.exit_code, exit_code::usage) << r.output;
+  r = test::run_tltrain("tune --config " + file + " --budget soon");
+  EXPECT_EQ(r.exit_code, exit_code::usage) << r.output;
+  EXPECT_NE(r.output.find("--budget 'soon'"), std::string::npos) << r.output;
+
+  r = test::run_tltrain("lr-find --config " + file + " --steps 12 --end-lr 1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("suggested learning rates: valley"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("--set stages[0].optimizer.lr="), std::string::npos) << r.output;
+  EXPECT_TRUE(fs::exists(p.dir / "cli/lr_find/stage0/lr_find.html"));
+}

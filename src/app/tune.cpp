@@ -21,6 +21,7 @@ std::string g(double v, const char* f = "%.3g") {
 void tune(const TuneRequest& o, std::ostream& out) {
   auto [cfg, options] = o.resume.empty() ? std::make_pair(config::load_run_config(o.config, o.overrides), o.options)
                                          : train::load_tune_dir(o.resume);
+  if (!o.resume.empty() && o.budget_s) options.budget_s = *o.budget_s;
   const train::TuneResult r = train::tune(cfg, options);
   const auto& s = r.summary;
   const std::string metric = s.at("options").at("metric").get<std::string>();
@@ -28,7 +29,7 @@ void tune(const TuneRequest& o, std::ostream& out) {
       << "); " << metric << " on the holdout of the training images\n";
   out << "rank  cand  rung  " << metric << "  head lr  epochs  unfreeze  ft optimizer  ft lr  bb mult  smoothing  augment\n";
   int rank = 0;
-  for (const auto& row : train::ranking(s)) {
+  for (const auto& row : eval::tune_ranking(s)) {
     const auto& c = row.at("recipe");
     const bool head_only = c.at("unfreeze").get<double>() == 0;
     out << ++rank << "     " << row.at("candidate") << "     " << row.at("rung") << "     " << g(row.at("value").get<double>(), "%.4f") << "  "

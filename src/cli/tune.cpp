@@ -12,7 +12,7 @@ void setup_tune(CLI::App& app) {
   auto* sub = app.add_subcommand("tune", "Search the transfer recipe (head rate and epochs, unfreeze depth, fine-tune rate and optimizer, "
                                          "backbone multiplier, label smoothing, augmentation) by successive halving within a time budget");
   auto* config = sub->add_option("-c,--config", o->config, "Run config (JSON, comments allowed): the centre of the search");
-  sub->add_option("--budget", *budget, "Wall-clock budget: no trial starts after it (90s, 30m, 1.5h; default 30m)");
+  sub->add_option("--budget", *budget, "Wall-clock budget, all sessions of the search together: no trial starts after it (90s, 30m, 1.5h; default 30m)");
   sub->add_option("--trials", o->options.trials, "Candidates at the first rung (default 9)")->check(CLI::Range(1, 10000));
   add_name_option(*sub, "--metric", o->options.metric, "What the holdout judges (default val_accuracy)");
   sub->add_option("--holdout", o->options.holdout, "Share of the training images the search validates on (default 0.2)");
@@ -21,9 +21,10 @@ void setup_tune(CLI::App& app) {
   sub->add_flag("--fit", o->fit, "Then train the best recipe on all the training data and report it on the validation set");
   sub->add_option("--set", o->overrides, "Override a config value, as in fit (repeatable)");
   sub->add_option("--resume", o->resume, "Continue the search in DIR (OUTPUT_DIR/tune) where it stopped")->excludes(config);
-  sub->callback([o, budget] {
+  sub->callback([o, budget, sub] {
     if (o->resume.empty() && o->config.empty()) throw CLI::RequiredError("--config or --resume");
     o->options.budget_s = train::parse_duration(*budget);
+    if (sub->count("--budget") > 0) o->budget_s = o->options.budget_s;  // --resume keeps the search's own otherwise
     app::tune(*o, std::cout);
   });
 }

@@ -1,5 +1,6 @@
 // The search's page (train::tune's tune.json): the ranking, and what mattered — for each
 // dimension, the mean holdout figure of each of its values over the first rung's candidates.
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <sstream>
@@ -8,7 +9,6 @@
 #include "tltrain/config/run_config.h"
 #include "tltrain/core/fs.h"
 #include "tltrain/eval/report.h"
-#include "tltrain/train/tune.h"
 
 namespace tltrain::eval {
 
@@ -31,10 +31,28 @@ std::string bucket(const std::string& key, const json& recipe) {
 
 }  // namespace
 
+json tune_ranking(const json& summary) {
+  const std::string metric = summary.at("options").at("metric").get<std::string>();
+  const bool lower_is_better = metric == "loss" || metric == "val_loss";
+  std::map<size_t, json> top;  // candidate → its result at the highest rung it reached
+  for (const auto& r : summary.at("results")) {
+    const size_t c = r.at("candidate").get<size_t>();
+    if (!top.count(c) || r.at("rung").get<size_t>() >= top[c].at("rung").get<size_t>()) top[c] = r;
+  }
+  std::vector<json> rows;
+  for (const auto& [c, r] : top) rows.push_back({{"candidate", c}, {"rung", r.at("rung")}, {"value", r.at("value")}, {"recipe", summary.at("candidates").at(c)}});
+  std::stable_sort(rows.begin(), rows.end(), [&](const json& a, const json& b) {
+    if (a.at("rung") != b.at("rung")) return a.at("rung").get<size_t>() > b.at("rung").get<size_t>();
+    const double x = a.at("value").get<double>(), y = b.at("value").get<double>();
+    return lower_is_better ? x < y : x > y;
+  });
+  return rows;
+}
+
 std::string write_tune_report(const std::string& dir) {
   const json s = config::parse_json_file(dir + "/tune.json");
   const std::string metric = s.at("options").at("metric").get<std::string>();
-  const json rows = train::ranking(s);
+  const json rows = tune_ranking(s);
   std::ostringstream h;
   h << page_head("tltrain tune: " + dir) << "<h1>Recipe search</h1>\n<p class=\"note\">" << escape(dir) << " — " << s.at("candidates").size()
     << " candidates, rungs of " << escape(s.at("rungs").dump()) << " fine-tune epochs, " << escape(metric)

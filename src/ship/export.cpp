@@ -180,9 +180,8 @@ ExportSummary export_int8(const ExportOptions& o, torch::jit::Module& root, cons
   summary.metadata = std::move(metadata);
   return summary;
 }
-}  // namespace
-
-ExportSummary export_model(const ExportOptions& o) {
+/// Every option against the others, before the checkpoint is read.
+void check_options(const ExportOptions& o) {
   TLTRAIN_CHECK(!o.out.empty(), ErrorKind::Usage, "--out is required");
   TLTRAIN_CHECK(o.format != config::ModelFormat::Onnx || o.precision == config::Precision::Fp32, ErrorKind::Usage,
                 "--format onnx writes fp32 weights: drop --precision " + config::name_of(o.precision) +
@@ -193,6 +192,12 @@ ExportSummary export_model(const ExportOptions& o) {
                 "--calibration-data calibrates int8 ranges: add --quantize int8, or drop it");
   TLTRAIN_CHECK(o.calibration_data.empty() || std::filesystem::exists(o.calibration_data), ErrorKind::Data,
                 "--calibration-data '" + o.calibration_data + "' does not exist: give a folder or CSV of images like the training data");
+}
+
+}  // namespace
+
+ExportSummary export_model(const ExportOptions& o) {
+  check_options(o);
   auto ck = checkpoint::load(o.checkpoint, torch::kCPU);
   const config::RunConfig& cfg = ck.config;
   const std::vector<std::string>& classes = ck.classes;

@@ -10,6 +10,7 @@
 #include "tltrain/core/error.h"
 #include "tltrain/core/fs.h"
 #include "tltrain/core/log.h"
+#include "tltrain/data/dataset.h"
 #include "tltrain/train/callbacks.h"
 #include "tltrain/train/run.h"
 
@@ -164,6 +165,15 @@ LrFindResult find_lr(const config::RunConfig& cfg, const LrFindOptions& o) {
   rs["schedule"] = {{"name", "exponential"}, {"decay_rate", st.schedule.decay_rate}, {"decay_steps", st.schedule.decay_steps}};
   rs["early_stopping"]["enabled"] = false;
 
+  // The test never validates: the range run gets the training images alone (a separate
+  // validation set is not read; a validation_split's share stays out of train).
+  data::Datasets train_only;
+  if (!o.datasets) {
+    config::DataConfig d = cfg.data;
+    d.val.clear();
+    train_only.train = data::load_datasets(d, static_cast<uint64_t>(cfg.seed)).train;
+    fo.datasets = &train_only;
+  }
   std::vector<std::unique_ptr<Callback>> callbacks;
   callbacks.push_back(std::make_unique<ProgressBar>());
   callbacks.push_back(std::make_unique<RankSync>());  // Ctrl-C ends the test as it ends a fit

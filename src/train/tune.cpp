@@ -5,6 +5,7 @@
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <sstream>
 
 #include "tltrain/core/error.h"
@@ -249,178 +250,192 @@ std::vector<int64_t> rung_epochs(int64_t finetune_epochs, int64_t eta, int64_t r
   return e;
 }
 
-TuneResult tune(const config::RunConfig& cfg, const TuneOptions& o) {
-  const std::string dir = cfg.output_dir + "/tune";
-  TLTRAIN_CHECK(o.trials >= 1 && o.eta >= 2, ErrorKind::Usage, "--trials must be >= 1 and --eta >= 2");
-  TLTRAIN_CHECK(o.holdout > 0 && o.holdout <= 0.5, ErrorKind::Usage, "--holdout must be in (0, 0.5], got " + std::to_string(o.holdout));
-  if (!o.resume)
-    TLTRAIN_CHECK(!fs::exists(dir + "/tune.json"), ErrorKind::Usage,
-                  "'" + dir + "' already holds a search; continue it with `tltrain tune --resume " + dir + "` or choose another output_dir");
-  const auto started = std::chrono::steady_clock::now();
-  State st{o.resume ? config::parse_json_file(dir + "/tune.json") : json::object(), dir + "/tune.json"};
-  const double spent_before = st.j.value("seconds", 0.0);
-  const auto elapsed = [&] { return spent_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(); };
+namespace {
 
-  // The search sees the training images only: a separate validation set is not even listed, and
-  // a validation_split's share stays out as load_datasets leaves it out of train.
-  config::DataConfig train_only = cfg.data;
-  train_only.val.clear();
-  const uint64_t seed = static_cast<uint64_t>(cfg.seed);
-  const data::Dataset train = data::load_datasets(train_only, seed).train;
-  const int64_t k = std::max<int64_t>(2, std::llround(1.0 / o.holdout));
-  const data::Datasets search = data::fold_datasets(train, data::stratified_folds(train.samples, train.classes.size(), k, seed, 0), 0);
-  SharedFeatures shared(train.samples);
-  log::info("tune: " + std::to_string(search.train.samples.size()) + " training and " + std::to_string(search.val.samples.size()) +
-            " holdout images (the validation set is not used)");
+/// One search: its sets, its candidates and their results, and the state file that records them.
+class Search {
+ public:
+  Search(const config::RunConfig& cfg, const TuneOptions& o)
+      : cfg_(cfg), o_(o), dir_(cfg.output_dir + "/tune"), started_(std::chrono::steady_clock::now()) {
+    if (!o.resume)
+      TLTRAIN_CHECK(!fs::exists(dir_ + "/tune.json"), ErrorKind::Usage,
+                    "'" + dir_ + "' already holds a search; continue it with `tltrain tune --resume " + dir_ + "` or choose another output_dir");
+    st_ = {o.resume ? config::parse_json_file(dir_ + "/tune.json") : json::object(), dir_ + "/tune.json"};
+    spent_before_ = st_.j.value("seconds", 0.0);
+    // The search sees the training images only: a separate validation set is not even listed, and
+    // a validation_split's share stays out as load_datasets leaves it out of train.
+    config::DataConfig train_only = cfg.data;
+    train_only.val.clear();
+    const uint64_t seed = static_cast<uint64_t>(cfg.seed);
+    train_ = data::load_datasets(train_only, seed).train;
+    const int64_t k = std::max<int64_t>(2, std::llround(1.0 / o.holdout));
+    search_ = data::fold_datasets(train_, data::stratified_folds(train_.samples, train_.classes.size(), k, seed, 0), 0);
+    shared_ = std::make_unique<SharedFeatures>(train_.samples);
+    log::info("tune: " + std::to_string(search_.train.samples.size()) + " training and " + std::to_string(search_.val.samples.size()) +
+              " holdout images (the validation set is not used)");
+    if (!o.resume) start();
+    rungs_ = st_.j.at("rungs").get<std::vector<int64_t>>();
+    for (const auto& c : st_.j.at("candidates")) cands_.push_back(Candidate::from_json(c));
+    for (const auto& r : st_.j.at("results")) got_[{r.at("candidate").get<size_t>(), r.at("rung").get<size_t>()}] = r.at("value").get<double>();
+    name_heads();
+  }
 
-  if (!o.resume) {
-    fs::create_directories(dir);
+  /// Successive halving over the rungs, until the last rung or the budget.
+  void run() {
+    std::vector<size_t> alive(cands_.size());
+    for (size_t i = 0; i < alive.size(); ++i) alive[i] = i;
+    for (size_t rung = 0; rung < rungs_.size(); ++rung) {
+      for (size_t i : alive) {
+        if (got_.count({i, rung})) continue;
+        if (elapsed() > o_.budget_s) return void(stop_reason_ = "budget spent");
+        run_candidate(i, rung);
+      }
+      if (rung + 1 == rungs_.size()) return;
+      alive = promote(alive, rung);
+    }
+  }
+
+  TuneResult finish() {
+    // The winner: the best figure at the highest rung any candidate reached.
+    size_t best = 0, best_rung = 0;
+    bool have = false;
+    for (const auto& [key, v] : got_)
+      if (!have || key.second > best_rung || (key.second == best_rung && better(o_.metric, v, got_.at({best, best_rung}))))
+        best = key.first, best_rung = key.second, have = true;
+    TLTRAIN_CHECK(have, ErrorKind::Usage, "tune: the budget (" + std::to_string(o_.budget_s) + " s) ended before any candidate finished; give more");
+    json best_cfg = candidate_config(cfg_.resolved, cands_[best], rungs_.back());
+    best_cfg["output_dir"] = dir_ + "/best";
+    best_cfg.erase("name");
+    TuneResult res{dir_, dir_ + "/best_config.json", {}};
+    st_.j["status"] = stop_reason_.empty() ? "done" : stop_reason_;
+    st_.j["seconds"] = elapsed();
+    st_.j["best"] = {{"candidate", best}, {"rung", best_rung}, {"value", got_.at({best, best_rung})}, {"config", res.best_config}};
+    if (log::is_output_rank()) {
+      write_file_atomically(res.best_config, best_cfg.dump(2) + "\n");
+      st_.save();
+    }
+    res.summary = st_.j;
+    return res;
+  }
+
+ private:
+  double elapsed() const { return spent_before_ + std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count(); }
+
+  /// A new search: the range test (when asked), the space, the candidates and the split's lists.
+  void start() {
+    fs::create_directories(dir_);
     double centre = 0;
-    if (o.lr_find) {
+    if (o_.lr_find) {
       LrFindOptions lf;
-      lf.out_dir = dir + "/lr_find";
-      lf.datasets = &search;
-      lf.features = &shared;
-      config::RunConfig head_only = cfg;
-      head_only.output_dir = dir + "/lr_find";
-      centre = find_lr(head_only, lf).suggestion.valley;
+      lf.out_dir = dir_ + "/lr_find";
+      lf.datasets = &search_;
+      lf.features = shared_.get();
+      centre = find_lr(cfg_, lf).suggestion.valley;
       log::info("tune: the head's rates are searched around the range test's valley, " + std::to_string(centre));
     }
-    const SearchSpace space = SearchSpace::around(cfg, centre);
+    const SearchSpace space = SearchSpace::around(cfg_, centre);
     json candidates = json::array();
-    for (const auto& c : space.sample(o.trials, seed)) candidates.push_back(c.to_json());
-    st.j = {{"options",
-             {{"budget_s", o.budget_s}, {"trials", o.trials}, {"metric", config::name_of(o.metric)}, {"holdout", o.holdout},
-              {"eta", o.eta}, {"lr_find", o.lr_find}, {"seed", cfg.seed}}},
-            {"space", space.to_json()},
-            {"rungs", rung_epochs(space.finetune_epochs, o.eta)},
-            {"candidates", candidates},
-            {"results", json::array()},
-            {"status", "running"},
-            {"seconds", 0.0}};
-    write_file_atomically(dir + "/base_config.json", cfg.resolved.dump(2) + "\n");
-    write_file_atomically(dir + "/search_train.csv", list_file(search.train));
-    write_file_atomically(dir + "/holdout.csv", list_file(search.val));
-    st.save();
+    for (const auto& c : space.sample(o_.trials, static_cast<uint64_t>(cfg_.seed))) candidates.push_back(c.to_json());
+    st_.j = {{"options",
+              {{"budget_s", o_.budget_s}, {"trials", o_.trials}, {"metric", config::name_of(o_.metric)}, {"holdout", o_.holdout},
+               {"eta", o_.eta}, {"lr_find", o_.lr_find}, {"seed", cfg_.seed}}},
+             {"space", space.to_json()},
+             {"rungs", rung_epochs(space.finetune_epochs, o_.eta)},
+             {"candidates", candidates},
+             {"results", json::array()},
+             {"status", "running"},
+             {"seconds", 0.0}};
+    write_file_atomically(dir_ + "/base_config.json", cfg_.resolved.dump(2) + "\n");
+    write_file_atomically(dir_ + "/search_train.csv", list_file(search_.train));
+    write_file_atomically(dir_ + "/holdout.csv", list_file(search_.val));
+    st_.save();
   }
-  const std::vector<int64_t> rungs = st.j.at("rungs").get<std::vector<int64_t>>();
-  std::vector<Candidate> cands;
-  for (const auto& c : st.j.at("candidates")) cands.push_back(Candidate::from_json(c));
 
-  // Results already recorded (a resumed search): (candidate, rung) → value.
-  std::map<std::pair<size_t, size_t>, double> got;
-  for (const auto& r : st.j.at("results")) got[{r.at("candidate").get<size_t>(), r.at("rung").get<size_t>()}] = r.at("value").get<double>();
-  // Each candidate's head run: one directory per distinct head stage, named in candidate order, so a
-  // resumed search finds the same names.
-  std::vector<std::string> head_dir(cands.size());
-  std::vector<json> head_cfg(cands.size());
-  {
+  /// Each candidate's head run: one directory per distinct head stage, named in candidate order, so
+  /// a resumed search finds the same names.
+  void name_heads() {
     std::map<std::string, std::string> by_stage;
-    for (size_t i = 0; i < cands.size(); ++i) {
-      const Candidate& c = cands[i];
-      head_cfg[i] = candidate_config(cfg.resolved, {c.head_lr, c.head_epochs, 0, 0, "", 1, 0, c.augment}, 0);
-      json key = head_cfg[i].at("stages").at(0);
-      if (head_sees_augmentation(key)) key["augment"] = head_cfg[i].at("data").at("augment");
-      head_dir[i] = by_stage.emplace(key.dump(), dir + "/heads/h" + std::to_string(by_stage.size())).first->second;
+    for (const Candidate& c : cands_) {
+      head_cfg_.push_back(candidate_config(cfg_.resolved, {c.head_lr, c.head_epochs, 0, 0, "", 1, 0, c.augment}, 0));
+      json key = head_cfg_.back().at("stages").at(0);
+      if (head_sees_augmentation(key)) key["augment"] = head_cfg_.back().at("data").at("augment");
+      head_dir_.push_back(by_stage.emplace(key.dump(), dir_ + "/heads/h" + std::to_string(by_stage.size())).first->second);
     }
   }
-  std::string stop_reason;
-  bool trained_any = false;
 
-  std::vector<size_t> alive(cands.size());
-  for (size_t i = 0; i < alive.size(); ++i) alive[i] = i;
-  for (size_t rung = 0; rung < rungs.size() && !alive.empty(); ++rung) {
-    for (size_t i : alive) {
-      if (got.count({i, rung})) continue;
-      if (elapsed() > o.budget_s) {
-        stop_reason = "budget spent";
-        break;
-      }
-      // A stop asked for between two runs; fit forgets one from before it begins, and so does the
-      // search until it has trained something.
-      TLTRAIN_CHECK(!(trained_any && stop_requested()), ErrorKind::Interrupted,
-                    "tune interrupted; continue it with `tltrain tune --resume " + dir + "`");
-      const Candidate& c = cands[i];
-      const Outcome head = run_once(trial_config(head_cfg[i], head_dir[i], o.metric, dir), search, &shared, "");
-      trained_any |= head.trained;
-      double value = head.value;
-      json rec = {{"candidate", i}, {"rung", rung}, {"head", head_dir[i]}, {"head_value", head.value}};
-      if (c.unfreeze > 0) {
-        json ft_json = candidate_config(cfg.resolved, c, rungs[rung]);
-        ft_json["stages"] = json::array({ft_json["stages"][1]});
-        const std::string tdir = dir + "/trials/c" + std::to_string(i) + "_rung" + std::to_string(rung);
-        const Outcome ft = run_once(trial_config(ft_json, tdir, o.metric, dir), search, nullptr, head.last);
-        trained_any |= ft.trained;
-        // A fit's best.pt is the best epoch of either stage: the candidate's figure is too.
-        value = better(o.metric, ft.value, head.value) ? ft.value : head.value;
-        rec["dir"] = tdir;
-        rec["epochs"] = rungs[rung];
-      }
-      rec["value"] = value;
-      got[{i, rung}] = value;
-      st.j["results"].push_back(rec);
-      st.j["seconds"] = elapsed();
-      st.save();
-      log::info("tune: candidate " + std::to_string(i) + " rung " + std::to_string(rung) + ": " + config::name_of(o.metric) + " " +
-                std::to_string(value));
+  /// Candidate I at RUNG: its head run (trained once, then read), and its fine-tune stage at the
+  /// rung's epochs from the head's last weights.
+  void run_candidate(size_t i, size_t rung) {
+    // A stop asked for between two runs; fit forgets one from before it begins, and so does the
+    // search until it has trained something.
+    TLTRAIN_CHECK(!(trained_any_ && stop_requested()), ErrorKind::Interrupted,
+                  "tune interrupted; continue it with `tltrain tune --resume " + dir_ + "`");
+    const Candidate& c = cands_[i];
+    const Outcome head = run_once(trial_config(head_cfg_[i], head_dir_[i], o_.metric, dir_), search_, shared_.get(), "");
+    trained_any_ |= head.trained;
+    double value = head.value;
+    json rec = {{"candidate", i}, {"rung", rung}, {"head", head_dir_[i]}, {"head_value", head.value}};
+    if (c.unfreeze > 0) {
+      json ft_json = candidate_config(cfg_.resolved, c, rungs_[rung]);
+      ft_json["stages"] = json::array({ft_json["stages"][1]});
+      const std::string tdir = dir_ + "/trials/c" + std::to_string(i) + "_rung" + std::to_string(rung);
+      const Outcome ft = run_once(trial_config(ft_json, tdir, o_.metric, dir_), search_, nullptr, head.last);
+      trained_any_ |= ft.trained;
+      // A fit's best.pt is the best epoch of either stage: the candidate's figure is too.
+      value = better(o_.metric, ft.value, head.value) ? ft.value : head.value;
+      rec["dir"] = tdir;
+      rec["epochs"] = rungs_[rung];
     }
-    if (!stop_reason.empty()) break;
-    // Successive halving: the best ceil(n / eta) go on; a candidate that trains the head alone has
-    // nothing more to train, and its figure carries up.
-    std::vector<size_t> ranked = alive;
-    std::stable_sort(ranked.begin(), ranked.end(), [&](size_t a, size_t b) { return better(o.metric, got[{a, rung}], got[{b, rung}]); });
-    if (rung + 1 == rungs.size()) break;
-    ranked.resize(static_cast<size_t>(std::ceil(static_cast<double>(ranked.size()) / static_cast<double>(o.eta))));
-    for (size_t i : ranked)
-      if (cands[i].unfreeze == 0 && !got.count({i, rung + 1})) {
-        got[{i, rung + 1}] = got[{i, rung}];
-        st.j["results"].push_back({{"candidate", i}, {"rung", rung + 1}, {"value", got[{i, rung}]}, {"carried", true}});
+    rec["value"] = value;
+    got_[{i, rung}] = value;
+    st_.j["results"].push_back(rec);
+    st_.j["seconds"] = elapsed();
+    st_.save();
+    log::info("tune: candidate " + std::to_string(i) + " rung " + std::to_string(rung) + ": " + config::name_of(o_.metric) + " " +
+              std::to_string(value));
+  }
+
+  /// The best ceil(n / eta) of ALIVE at RUNG; one that trains the head alone has nothing more to
+  /// train, and its figure carries up.
+  std::vector<size_t> promote(std::vector<size_t> alive, size_t rung) {
+    std::stable_sort(alive.begin(), alive.end(), [&](size_t a, size_t b) { return better(o_.metric, got_.at({a, rung}), got_.at({b, rung})); });
+    alive.resize(static_cast<size_t>(std::ceil(static_cast<double>(alive.size()) / static_cast<double>(o_.eta))));
+    for (size_t i : alive)
+      if (cands_[i].unfreeze == 0 && !got_.count({i, rung + 1})) {
+        got_[{i, rung + 1}] = got_.at({i, rung});
+        st_.j["results"].push_back({{"candidate", i}, {"rung", rung + 1}, {"value", got_.at({i, rung})}, {"carried", true}});
       }
-    alive = ranked;
-    st.save();
+    st_.save();
+    return alive;
   }
 
-  // The winner: the best figure at the highest rung any candidate reached.
-  size_t best = 0, best_rung = 0;
-  bool have = false;
-  for (const auto& [key, v] : got)
-    if (!have || key.second > best_rung || (key.second == best_rung && better(o.metric, v, got[{best, best_rung}])))
-      best = key.first, best_rung = key.second, have = true;
-  TLTRAIN_CHECK(have, ErrorKind::Usage, "tune: the budget (" + std::to_string(o.budget_s) + " s) ended before any candidate finished; give more");
-  json best_cfg = candidate_config(cfg.resolved, cands[best], rungs.back());
-  best_cfg["output_dir"] = dir + "/best";
-  best_cfg.erase("name");
-  TuneResult res;
-  res.dir = dir;
-  res.best_config = dir + "/best_config.json";
-  st.j["status"] = stop_reason.empty() ? "done" : stop_reason;
-  st.j["seconds"] = elapsed();
-  st.j["best"] = {{"candidate", best}, {"rung", best_rung}, {"value", got[{best, best_rung}]}, {"config", res.best_config}};
-  if (log::is_output_rank()) {
-    write_file_atomically(res.best_config, best_cfg.dump(2) + "\n");
-    st.save();
-  }
-  res.summary = st.j;
-  return res;
-}
+  const config::RunConfig& cfg_;
+  const TuneOptions& o_;
+  std::string dir_;
+  std::chrono::steady_clock::time_point started_;
+  State st_;
+  double spent_before_ = 0;
+  data::Dataset train_;
+  data::Datasets search_;
+  std::unique_ptr<SharedFeatures> shared_;  ///< over train_, which it keeps by reference
+  std::vector<int64_t> rungs_;
+  std::vector<Candidate> cands_;
+  std::vector<json> head_cfg_;
+  std::vector<std::string> head_dir_;
+  std::map<std::pair<size_t, size_t>, double> got_;  ///< (candidate, rung) → figure
+  std::string stop_reason_;
+  bool trained_any_ = false;
+};
 
-json ranking(const json& summary) {
-  const auto metric = config::from_name<config::Metric>(summary.at("options").at("metric").get<std::string>());
-  std::map<size_t, json> top;  // candidate → its result at the highest rung it reached
-  for (const auto& r : summary.at("results")) {
-    const size_t c = r.at("candidate").get<size_t>();
-    if (!top.count(c) || r.at("rung").get<size_t>() >= top[c].at("rung").get<size_t>()) top[c] = r;
-  }
-  std::vector<json> rows;
-  for (auto& [c, r] : top) {
-    json row = {{"candidate", c}, {"rung", r.at("rung")}, {"value", r.at("value")}, {"recipe", summary.at("candidates").at(c)}};
-    rows.push_back(row);
-  }
-  std::stable_sort(rows.begin(), rows.end(), [&](const json& a, const json& b) {
-    if (a.at("rung") != b.at("rung")) return a.at("rung").get<size_t>() > b.at("rung").get<size_t>();
-    return better(metric, a.at("value").get<double>(), b.at("value").get<double>());
-  });
-  return rows;
+}  // namespace
+
+TuneResult tune(const config::RunConfig& cfg, const TuneOptions& o) {
+  TLTRAIN_CHECK(o.trials >= 1 && o.eta >= 2, ErrorKind::Usage, "--trials must be >= 1 and --eta >= 2");
+  TLTRAIN_CHECK(o.holdout > 0 && o.holdout <= 0.5, ErrorKind::Usage, "--holdout must be in (0, 0.5], got " + std::to_string(o.holdout));
+  SearchSpace::around(cfg);  // refuses a config without a head stage before any work
+  Search s(cfg, o);
+  s.run();
+  return s.finish();
 }
 
 std::pair<config::RunConfig, TuneOptions> load_tune_dir(const std::string& dir) {

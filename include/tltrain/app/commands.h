@@ -81,6 +81,7 @@ struct TuneRequest {
   std::vector<std::string> overrides;
   train::TuneOptions options;
   std::string resume;  ///< continue the search in this tune directory
+  std::optional<double> budget_s;  ///< with RESUME: a new budget (the search's own otherwise); else OPTIONS' is used
   bool fit = false;    ///< then train the winner on all the training data (as `fit --config best_config.json`)
 };
 

@@ -84,10 +84,6 @@ struct TuneResult {
 /// train the head alone, or a directory that already holds a search without --resume.
 TuneResult tune(const config::RunConfig& cfg, const TuneOptions& o);
 
-/// SUMMARY's candidates (tune.json), best first: each with the highest rung it reached, its figure
-/// there and its recipe. Those that went further rank above those stopped earlier.
-config::json ranking(const config::json& summary);
-
 /// The config and options of the search in DIR (its tune.json), for --resume.
 std::pair<config::RunConfig, TuneOptions> load_tune_dir(const std::string& dir);
 
