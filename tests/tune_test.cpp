@@ -121,20 +121,25 @@ TEST(Tune, HalvesTheCandidatesReusesEachHeadAndNeverReadsTheValidationSet) {
   EXPECT_EQ(s.at("status"), "done");
   EXPECT_EQ(s.at("rungs"), json({1, 2, 4}));
   std::map<size_t, std::map<size_t, double>> at;  // rung → candidate → value
+  std::map<size_t, double> loss_at_first;          // candidate → its tie-breaker (val_loss) at rung 0
   std::map<size_t, std::set<std::string>> heads_of;
   for (const auto& x : s.at("results")) {
     at[x.at("rung")][x.at("candidate")] = x.at("value");
+    if (x.at("rung") == 0) loss_at_first[x.at("candidate")] = x.at("tiebreak");
     if (x.contains("head")) heads_of[x.at("candidate")].insert(x.at("head").get<std::string>());
   }
   ASSERT_EQ(at[0].size(), 6u);
   ASSERT_EQ(at[1].size(), 2u) << "ceil(6 / 3) go on";
   ASSERT_EQ(at[2].size(), 1u);
-  // The two promoted are the two best of the first rung (accuracy: higher is better).
-  std::vector<std::pair<double, size_t>> first;
-  for (auto [c, v] : at[0]) first.push_back({v, c});
-  std::stable_sort(first.begin(), first.end(), [](auto a, auto b) { return a.first > b.first; });
-  for (const auto& promoted : at[1])
-    EXPECT_GE(at[0][promoted.first], first[1].first) << "candidate " << promoted.first << " was promoted over a better one";
+  // The two promoted are the two best of the first rung: higher accuracy, then lower loss on a tie.
+  std::vector<size_t> first;
+  for (const auto& entry : at[0]) first.push_back(entry.first);
+  std::stable_sort(first.begin(), first.end(), [&](size_t a, size_t b) {
+    return at[0][a] != at[0][b] ? at[0][a] > at[0][b] : loss_at_first[a] < loss_at_first[b];
+  });
+  EXPECT_EQ(std::set<size_t>({first[0], first[1]}), std::set<size_t>({at[1].begin()->first, std::next(at[1].begin())->first}))
+      << "the promoted are not the first rung's two best";
+  for (const auto& [c, loss] : loss_at_first) EXPECT_GT(loss, 0) << "candidate " << c << " has no tie-breaker";
   // One head run per candidate's head stage, trained once however many rungs use it.
   for (const auto& [c, dirs] : heads_of) {
     ASSERT_EQ(dirs.size(), 1u) << "candidate " << c << " trained its head more than once";

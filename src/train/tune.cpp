@@ -70,7 +70,27 @@ bool head_sees_augmentation(const json& head) {
   return false;
 }
 
-bool better(config::Metric m, double a, double b) { return improved(m, a, b, 0.0, true); }
+/// What breaks a tie on the metric: the loss for an accuracy, the accuracy for a loss. A small
+/// holdout near the ceiling gives many candidates the same accuracy; their losses still differ.
+config::Metric tiebreak_of(config::Metric m) {
+  static const std::map<config::Metric, config::Metric> t{{config::Metric::ValAccuracy, config::Metric::ValLoss},
+                                                          {config::Metric::ValLoss, config::Metric::ValAccuracy},
+                                                          {config::Metric::Accuracy, config::Metric::Loss},
+                                                          {config::Metric::Loss, config::Metric::Accuracy}};
+  return t.at(m);
+}
+
+/// A run's figure on the holdout: the metric at its best epoch, and that epoch's tie-breaker.
+struct Figure {
+  double value = 0, tiebreak = 0;
+  json to_json() const { return {{"value", value}, {"tiebreak", tiebreak}}; }
+  static Figure from_json(const json& j) { return {j.at("value").get<double>(), j.value("tiebreak", 0.0)}; }
+};
+
+bool better(config::Metric m, const Figure& a, const Figure& b) {
+  if (a.value != b.value) return improved(m, a.value, b.value, 0.0, true);
+  return improved(tiebreak_of(m), a.tiebreak, b.tiebreak, 0.0, true);
+}
 
 /// Where the search stands: tune.json, rewritten after every run so that a kill loses one run at most.
 struct State {
@@ -83,7 +103,7 @@ struct State {
 
 /// One trained configuration's figure on the holdout, from its done.json or by training it.
 struct Outcome {
-  double value = 0;
+  Figure figure;
   std::string last;      ///< its last.pt, where a later stage starts
   bool trained = false;  ///< false: read from an earlier done.json
 };
@@ -93,7 +113,7 @@ Outcome run_once(const config::RunConfig& cfg, const data::Datasets& search, Fea
   const std::string done = cfg.output_dir + "/done.json";
   if (fs::exists(done)) {
     const json d = config::parse_json_file(done);
-    return {d.at("value").get<double>(), d.at("last").get<std::string>()};
+    return {Figure::from_json(d), d.at("last").get<std::string>()};
   }
   FitOptions fo;
   fo.datasets = &search;
@@ -101,8 +121,15 @@ Outcome run_once(const config::RunConfig& cfg, const data::Datasets& search, Fea
   fo.init_checkpoint = init;
   fo.resume = fs::exists(cfg.output_dir + "/checkpoints/last.pt");
   const FitResult r = fit(cfg, fo);
-  Outcome o{r.best_value, r.last_checkpoint, true};
-  if (log::is_output_rank()) write_file_atomically(done, json{{"value", o.value}, {"last", o.last}}.dump() + "\n");
+  Outcome o{{r.best_value, 0}, r.last_checkpoint, true};
+  for (const auto& rec : r.history)  // the best epoch's record (the first with the best value)
+    if (metric_of(rec, cfg.monitor) == r.best_value) {
+      o.figure.tiebreak = metric_of(rec, tiebreak_of(cfg.monitor));
+      break;
+    }
+  json d = o.figure.to_json();
+  d["last"] = o.last;
+  if (log::is_output_rank()) write_file_atomically(done, d.dump() + "\n");
   return o;
 }
 
@@ -276,7 +303,7 @@ class Search {
     if (!o.resume) start();
     rungs_ = st_.j.at("rungs").get<std::vector<int64_t>>();
     for (const auto& c : st_.j.at("candidates")) cands_.push_back(Candidate::from_json(c));
-    for (const auto& r : st_.j.at("results")) got_[{r.at("candidate").get<size_t>(), r.at("rung").get<size_t>()}] = r.at("value").get<double>();
+    for (const auto& r : st_.j.at("results")) got_[{r.at("candidate").get<size_t>(), r.at("rung").get<size_t>()}] = Figure::from_json(r);
     name_heads();
   }
 
@@ -309,7 +336,8 @@ class Search {
     TuneResult res{dir_, dir_ + "/best_config.json", {}};
     st_.j["status"] = stop_reason_.empty() ? "done" : stop_reason_;
     st_.j["seconds"] = elapsed();
-    st_.j["best"] = {{"candidate", best}, {"rung", best_rung}, {"value", got_.at({best, best_rung})}, {"config", res.best_config}};
+    st_.j["best"] = {{"candidate", best}, {"rung", best_rung}, {"value", got_.at({best, best_rung}).value},
+                     {"tiebreak", got_.at({best, best_rung}).tiebreak}, {"config", res.best_config}};
     if (log::is_output_rank()) {
       write_file_atomically(res.best_config, best_cfg.dump(2) + "\n");
       st_.save();
@@ -373,8 +401,8 @@ class Search {
     const Candidate& c = cands_[i];
     const Outcome head = run_once(trial_config(head_cfg_[i], head_dir_[i], o_.metric, dir_), search_, shared_.get(), "");
     trained_any_ |= head.trained;
-    double value = head.value;
-    json rec = {{"candidate", i}, {"rung", rung}, {"head", head_dir_[i]}, {"head_value", head.value}};
+    Figure figure = head.figure;
+    json rec = {{"candidate", i}, {"rung", rung}, {"head", head_dir_[i]}, {"head_value", head.figure.value}};
     if (c.unfreeze > 0) {
       json ft_json = candidate_config(cfg_.resolved, c, rungs_[rung]);
       ft_json["stages"] = json::array({ft_json["stages"][1]});
@@ -382,17 +410,18 @@ class Search {
       const Outcome ft = run_once(trial_config(ft_json, tdir, o_.metric, dir_), search_, nullptr, head.last);
       trained_any_ |= ft.trained;
       // A fit's best.pt is the best epoch of either stage: the candidate's figure is too.
-      value = better(o_.metric, ft.value, head.value) ? ft.value : head.value;
+      if (better(o_.metric, ft.figure, head.figure)) figure = ft.figure;
       rec["dir"] = tdir;
       rec["epochs"] = rungs_[rung];
     }
-    rec["value"] = value;
-    got_[{i, rung}] = value;
+    rec["value"] = figure.value;
+    rec["tiebreak"] = figure.tiebreak;
+    got_[{i, rung}] = figure;
     st_.j["results"].push_back(rec);
     st_.j["seconds"] = elapsed();
     st_.save();
     log::info("tune: candidate " + std::to_string(i) + " rung " + std::to_string(rung) + ": " + config::name_of(o_.metric) + " " +
-              std::to_string(value));
+              std::to_string(figure.value) + " (" + config::name_of(tiebreak_of(o_.metric)) + " " + std::to_string(figure.tiebreak) + ")");
   }
 
   /// The best ceil(n / eta) of ALIVE at RUNG; one that trains the head alone has nothing more to
@@ -403,7 +432,8 @@ class Search {
     for (size_t i : alive)
       if (cands_[i].unfreeze == 0 && !got_.count({i, rung + 1})) {
         got_[{i, rung + 1}] = got_.at({i, rung});
-        st_.j["results"].push_back({{"candidate", i}, {"rung", rung + 1}, {"value", got_.at({i, rung})}, {"carried", true}});
+        st_.j["results"].push_back({{"candidate", i}, {"rung", rung + 1}, {"value", got_.at({i, rung}).value},
+                                    {"tiebreak", got_.at({i, rung}).tiebreak}, {"carried", true}});
       }
     st_.save();
     return alive;
@@ -422,7 +452,7 @@ class Search {
   std::vector<Candidate> cands_;
   std::vector<json> head_cfg_;
   std::vector<std::string> head_dir_;
-  std::map<std::pair<size_t, size_t>, double> got_;  ///< (candidate, rung) → figure
+  std::map<std::pair<size_t, size_t>, Figure> got_;  ///< (candidate, rung) → figure
   std::string stop_reason_;
   bool trained_any_ = false;
 };
