@@ -103,6 +103,12 @@ TEST(TuneSpace, SamplesTheSameCandidatesFromTheSameSeedWithinTheSpace) {
   EXPECT_NO_THROW(config::parse_run_config(j, "candidate.json"));
   k.unfreeze = 0;
   EXPECT_EQ(train::candidate_config(p.config("space").resolved, k, 3)["stages"].size(), 1u);
+  // The config itself is a candidate whose config is the config's.
+  const auto own = train::Candidate::of_config(p.config("space"));
+  EXPECT_LT(own.unfreeze, 0);
+  const json same = train::candidate_config(p.config("space").resolved, own, 4);
+  EXPECT_EQ(same["stages"], p.config("space").resolved["stages"]);
+  EXPECT_EQ(same["data"], p.config("space").resolved["data"]);
 
   EXPECT_EQ(train::rung_epochs(9, 3), (std::vector<int64_t>{1, 3, 9}));
   EXPECT_EQ(train::rung_epochs(4, 3), (std::vector<int64_t>{1, 2, 4}));
@@ -116,7 +122,10 @@ TEST(TuneSpace, SamplesTheSameCandidatesFromTheSameSeedWithinTheSpace) {
 TEST(Tune, HalvesTheCandidatesReusesEachHeadAndNeverReadsTheValidationSet) {
   Squares p;
   const auto cfg = p.config("search");
-  const auto r = train::tune(cfg, quick());
+  auto with_range_test = quick();
+  with_range_test.lr_find = true;  // its range run is among those that must not name the validation set
+  const auto r = train::tune(cfg, with_range_test);
+  EXPECT_TRUE(fs::exists(r.dir + "/lr_find/lr_find.json"));
   const json& s = r.summary;
   EXPECT_EQ(s.at("status"), "done");
   EXPECT_EQ(s.at("rungs"), json({1, 2, 4}));
@@ -129,6 +138,8 @@ TEST(Tune, HalvesTheCandidatesReusesEachHeadAndNeverReadsTheValidationSet) {
     if (x.contains("head")) heads_of[x.at("candidate")].insert(x.at("head").get<std::string>());
   }
   ASSERT_EQ(at[0].size(), 6u);
+  EXPECT_EQ(train::Candidate::from_json(s.at("candidates").at(0)).to_json(), train::Candidate::of_config(cfg).to_json())
+      << "the config itself is the first candidate";
   ASSERT_EQ(at[1].size(), 2u) << "ceil(6 / 3) go on";
   ASSERT_EQ(at[2].size(), 1u);
   // The two promoted are the two best of the first rung: higher accuracy, then lower loss on a tie.
@@ -163,6 +174,13 @@ TEST(Tune, HalvesTheCandidatesReusesEachHeadAndNeverReadsTheValidationSet) {
   EXPECT_EQ(eval::tune_ranking(s)[0].at("candidate"), s.at("best").at("candidate"));
   EXPECT_TRUE(fs::exists(eval::write_tune_report(r.dir)));
   test::expect_error([&] { train::tune(cfg, quick()); }, ErrorKind::Usage, "already holds a search");
+  auto on_training = quick();
+  on_training.metric = config::Metric::Accuracy;
+  test::expect_error([&] { train::tune(p.config("other"), on_training); }, ErrorKind::Usage, "the search judges the holdout");
+  json no_head = p.config("other").resolved;
+  no_head["stages"] = json::array({no_head["stages"][1]});
+  test::expect_error([&] { train::tune(config::parse_run_config(no_head, "no_head.json"), quick()); }, ErrorKind::Usage,
+                     "must have \"trainable\": \"head\"");
 }
 
 TEST(Tune, AnInterruptedSearchResumesToTheUninterruptedOnesResult) {
@@ -177,10 +195,8 @@ TEST(Tune, AnInterruptedSearchResumesToTheUninterruptedOnesResult) {
     while (!done) {
       if (fs::exists(state)) {
         try {
-          if (config::parse_json_file(state).at("results").size() >= 3) {
-            train::request_stop();
-            return;
-          }
+          // Asked again until the search stops: fit forgets a stop asked just before it begins.
+          if (config::parse_json_file(state).at("results").size() >= 3) train::request_stop();
         } catch (const std::exception&) {  // read between rename and write: try again
         }
       }

@@ -33,7 +33,8 @@ void tune(const TuneRequest& o, std::ostream& out) {
     const auto& c = row.at("recipe");
     const bool head_only = c.at("unfreeze").get<double>() == 0;
     out << ++rank << "     " << row.at("candidate") << "     " << row.at("rung") << "     " << g(row.at("value").get<double>(), "%.4f") << "  "
-        << g(c.at("head_lr")) << "  " << c.at("head_epochs") << "  " << (head_only ? "head only" : g(c.at("unfreeze").get<double>()))
+        << g(c.at("head_lr")) << "  " << c.at("head_epochs") << "  "
+        << (head_only ? "head only" : c.at("unfreeze").get<double>() < 0 ? "as config" : g(c.at("unfreeze").get<double>()))
         << "  " << (head_only ? "-" : c.at("optimizer").get<std::string>()) << "  " << (head_only ? "-" : g(c.at("finetune_lr")))
         << "  " << (head_only ? "-" : g(c.at("backbone_lr_mult"))) << "  " << (head_only ? "-" : g(c.at("label_smoothing"))) << "  "
         << g(c.at("augment")) << "\n";

@@ -26,6 +26,7 @@ std::string bucket(const std::string& key, const json& recipe) {
     return "1e" + num(d, 3) + " – 1e" + num(d + 1, 3);
   }
   if (recipe.at("unfreeze").get<double>() == 0 && (key == "optimizer" || key == "backbone_lr_mult" || key == "label_smoothing")) return "";
+  if (key == "unfreeze" && v.get<double>() < 0) return "the config's";
   return v.is_string() ? v.get<std::string>() : v.dump();
 }
 
@@ -73,7 +74,8 @@ std::string write_tune_report(const std::string& dir) {
     const auto ft = [&](const std::string& v) { return head_only ? std::string("–") : v; };
     h << "<tr><td>" << ++rank << "</td><td>" << r.at("candidate") << "</td><td>" << r.at("rung") << "</td><td>"
       << num(r.at("value").get<double>(), 4) << "</td><td>" << num(c.at("head_lr").get<double>(), 3) << "</td><td>" << c.at("head_epochs")
-      << "</td><td>" << (head_only ? "head only" : num(c.at("unfreeze").get<double>(), 3)) << "</td><td>"
+      << "</td><td>"
+      << (head_only ? "head only" : c.at("unfreeze").get<double>() < 0 ? "the config's" : num(c.at("unfreeze").get<double>(), 3)) << "</td><td>"
       << ft(escape(c.at("optimizer").get<std::string>())) << "</td><td>" << ft(num(c.at("finetune_lr").get<double>(), 3)) << "</td><td>"
       << ft(num(c.at("backbone_lr_mult").get<double>(), 3)) << "</td><td>" << ft(num(c.at("label_smoothing").get<double>(), 3))
       << "</td><td>" << num(c.at("augment").get<double>(), 3) << "</td></tr>\n";

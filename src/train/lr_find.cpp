@@ -99,16 +99,18 @@ LrSuggestions suggest_lr(const std::vector<double>& lrs, const std::vector<doubl
   }
   s.steep = lrs[steepest];
   // valley: the longest stretch over which the loss keeps falling (longest decreasing
-  // subsequence ending at each point), then a third plus a sixth of the way along it (fastai's valley).
-  std::vector<size_t> run(n, 1);
-  size_t end = 0, start = 0;
-  for (size_t i = 1; i < n; ++i) {
-    for (size_t j = 0; j < i; ++j)
+  // subsequence ending at each point), then a third plus a sixth of the way along it; as fastai's
+  // valley() computes it, its start one before the stretch and its update inside the inner loop.
+  std::vector<int64_t> run(n, 1);
+  int64_t end = 0, start = 0;
+  for (size_t i = 1; i < n; ++i)
+    for (size_t j = 0; j < i; ++j) {
       if (smoothed[i] < smoothed[j] && run[i] < run[j] + 1) run[i] = run[j] + 1;
-    if (run[end] < run[i]) end = i, start = end + 1 - run[end];
-  }
+      if (run[static_cast<size_t>(end)] < run[i]) end = static_cast<int64_t>(i), start = end - run[static_cast<size_t>(end)];
+    }
   const double third = static_cast<double>(end - start) / 3;
-  s.valley = lrs[std::min(n - 1, start + static_cast<size_t>(third) + static_cast<size_t>(third / 2))];
+  const int64_t at = start + static_cast<int64_t>(third) + static_cast<int64_t>(third / 2);
+  s.valley = lrs[static_cast<size_t>(std::clamp<int64_t>(at, 0, static_cast<int64_t>(n) - 1))];
   return s;
 }
 
@@ -135,8 +137,11 @@ LrFindResult find_lr(const config::RunConfig& cfg, const LrFindOptions& o) {
   TLTRAIN_CHECK(o.diverge > 1, ErrorKind::Usage, "--diverge must be > 1 (fastai stops at 4 times the best loss)");
   LrFindResult r;
   r.dir = o.out_dir.empty() ? cfg.output_dir + "/lr_find/stage" + std::to_string(o.stage) : o.out_dir;
-  // The test is tltrain's own measurement, cheap to redo: a rerun replaces the last one.
-  if (fs::exists(r.dir)) fs::remove_all(r.dir);
+  // A rerun replaces the last test's files, and nothing else: a folder of other files is refused.
+  if (fs::exists(r.dir) && !fs::is_empty(r.dir))
+    TLTRAIN_CHECK(fs::exists(r.dir + "/lr_find.json"), ErrorKind::Usage,
+                  "'" + r.dir + "' holds other files than a range test's: give --out an empty or new folder");
+  for (const char* f : {"lr_find.json", "lr_find.csv", "lr_find.html", "range"}) fs::remove_all(r.dir + "/" + f);
 
   FitOptions fo;
   fo.init_checkpoint = o.checkpoint;
@@ -144,6 +149,7 @@ LrFindResult find_lr(const config::RunConfig& cfg, const LrFindOptions& o) {
   fo.features = o.features;
   if (o.stage > 0 && o.checkpoint.empty()) {
     log::info("lr-find: training stages 0.." + std::to_string(o.stage - 1) + " first, so the test starts where " + where + " would");
+    fs::remove_all(r.dir + "/before");  // the last test's (a --checkpoint in it is not removed: this branch has none)
     fo.init_checkpoint = fit(with_stages(cfg, 0, o.stage, r.dir + "/before"), fo).last_checkpoint;
   }
   config::RunConfig range = with_stages(cfg, o.stage, o.stage + 1, r.dir + "/range");
@@ -164,6 +170,9 @@ LrFindResult find_lr(const config::RunConfig& cfg, const LrFindOptions& o) {
   rs["optimizer"]["lr"] = o.start_lr;
   rs["schedule"] = {{"name", "exponential"}, {"decay_rate", st.schedule.decay_rate}, {"decay_steps", st.schedule.decay_steps}};
   rs["early_stopping"]["enabled"] = false;
+  // The range run never validates and reads the training images alone: its config says so.
+  range.data.val.clear();
+  range.resolved["data"]["val"] = nullptr;
 
   // The test never validates: the range run gets the training images alone (a separate
   // validation set is not read; a validation_split's share stays out of train).
@@ -183,6 +192,9 @@ LrFindResult find_lr(const config::RunConfig& cfg, const LrFindOptions& o) {
   try {
     Run(range, fo, std::move(callbacks)).fit();
   } catch (const RangeOver&) {
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::Interrupted) throw;
+    TLTRAIN_FAIL(ErrorKind::Interrupted, "lr-find interrupted: nothing to resume, run it again");
   }
   // As fastai: the first tenth (the smoothing's warm-up) and the last 5 points (the divergence)
   // do not vote, nor does a non-finite loss.

@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cmath>
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <set>
 #include <sstream>
 
 #include "tltrain/core/error.h"
@@ -47,10 +49,12 @@ json finetune_template(const json& base) {
 /// AUGMENT's ranges scaled by S: the random crop's area and the zoom reach further from 1, the
 /// others (degrees, shifts, jitter) grow in proportion; flips and fill stay.
 void scale_augment(json& augment, double s) {
-  for (const char* k : {"rotation_range", "width_shift_range", "height_shift_range", "shear_range", "brightness", "contrast", "saturation",
-                        "channel_shift_range"})
-    if (augment.contains(k) && augment[k].is_number()) augment[k] = augment[k].get<double>() * s;
-  if (augment.contains("hue") && augment["hue"].is_number()) augment["hue"] = std::min(0.5, augment["hue"].get<double>() * s);
+  // Each within the range the config accepts (run_config.cpp), so a scaled config stays valid.
+  static const std::map<std::string, double> most{{"rotation_range", 180}, {"width_shift_range", 1}, {"height_shift_range", 1},
+                                                  {"shear_range", 89},     {"brightness", 1},        {"contrast", 1},
+                                                  {"saturation", 1},       {"hue", 0.5},             {"channel_shift_range", 255}};
+  for (const auto& [k, top] : most)
+    if (augment.contains(k) && augment[k].is_number()) augment[k] = std::min(top, augment[k].get<double>() * s);
   if (augment.contains("zoom_range") && augment["zoom_range"].is_array() && augment["zoom_range"].size() == 2) {
     const double lo = augment["zoom_range"][0].get<double>(), hi = augment["zoom_range"][1].get<double>();
     augment["zoom_range"] = {std::max(0.01, 1 - (1 - lo) * s), 1 + (hi - 1) * s};
@@ -133,15 +137,21 @@ Outcome run_once(const config::RunConfig& cfg, const data::Datasets& search, Fea
   return o;
 }
 
-/// SET as a "path,label" list file (data/dataset.h), labels by name ("a;b" for several).
+std::string csv_quoted(const std::string& v) {
+  std::string q = "\"";
+  for (char c : v) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return q + "\"";
+}
+
+/// SET as a "path,label" list file (data/dataset.h), labels by name ("a;b" for several, "" for an
+/// image of a multi-label set with none).
 std::string list_file(const data::Dataset& set) {
   std::ostringstream s;
   for (const auto& x : set.samples) {
-    std::string quoted = "\"";
-    for (char c : x.path) quoted += c == '"' ? std::string("\"\"") : std::string(1, c);
     std::string label;
-    for (int64_t l : x.labels.empty() ? std::vector<int64_t>{x.label} : x.labels) label += (label.empty() ? "" : ";") + set.classes[static_cast<size_t>(l)];
-    s << quoted << "\"," << label << "\n";
+    const std::vector<int64_t> all = !x.labels.empty() ? x.labels : x.label >= 0 ? std::vector<int64_t>{x.label} : std::vector<int64_t>{};
+    for (int64_t l : all) label += (label.empty() ? "" : ";") + set.classes.at(static_cast<size_t>(l));
+    s << csv_quoted(x.path) << "," << csv_quoted(label) << "\n";
   }
   return s.str();
 }
@@ -193,20 +203,38 @@ Candidate Candidate::from_json(const json& j) {
   return c;
 }
 
+Candidate Candidate::of_config(const config::RunConfig& cfg) {
+  Candidate c;
+  c.head_lr = cfg.stages.at(0).optimizer.lr;
+  c.head_epochs = cfg.stages.at(0).epochs;
+  c.augment = 1;
+  if (cfg.stages.size() < 2) return c;  // unfreeze 0: the head alone, as the config
+  const config::StageConfig& ft = cfg.stages[1];
+  c.unfreeze = -1;
+  c.finetune_lr = ft.optimizer.lr;
+  c.optimizer = config::name_of(ft.optimizer.name);
+  c.backbone_lr_mult = ft.backbone_lr_mult;
+  c.label_smoothing = ft.label_smoothing;
+  return c;
+}
+
 SearchSpace SearchSpace::around(const config::RunConfig& cfg, double head_lr_centre) {
   TLTRAIN_CHECK(!cfg.stages.empty() && cfg.stages[0].trainable.kind == config::TrainableSpec::Kind::Head, ErrorKind::Usage,
                 "tune searches the two-stage recipe (the head alone, then the top of the backbone): stages[0] of '" + cfg.source +
                     "' must have \"trainable\": \"head\"");
   SearchSpace s;
   const double h = head_lr_centre > 0 ? head_lr_centre : cfg.stages[0].optimizer.lr;
+  TLTRAIN_CHECK(h > 0, ErrorKind::Usage, "tune searches rates around the head stage's: stages[0].optimizer.lr must be > 0");
   s.head_lr = {h / 10, h * 10};
   const int64_t e = cfg.stages[0].epochs;
   s.head_epochs = {std::max<int64_t>(1, e / 2), e, 2 * e};
   s.head_epochs.erase(std::unique(s.head_epochs.begin(), s.head_epochs.end()), s.head_epochs.end());
   const json ft = finetune_template(cfg.resolved);
   const double f = ft.at("optimizer").value("lr", 1e-4);
+  TLTRAIN_CHECK(f > 0, ErrorKind::Usage, "tune searches rates around the fine-tune stage's: stages[1].optimizer.lr must be > 0");
   s.finetune_lr = {f / 10, f * 10};
-  s.optimizers = {ft.at("optimizer").value("name", "sgd")};
+  // lbfgs trains a head on cached features only; a fine-tune stage takes the others.
+  if (ft.at("optimizer").value("name", "sgd") != "lbfgs") s.optimizers = {ft.at("optimizer").value("name", "sgd")};
   for (const char* o : {"adam", "sgd"})
     if (std::find(s.optimizers.begin(), s.optimizers.end(), o) == s.optimizers.end()) s.optimizers.push_back(o);
   s.finetune_epochs = ft.value("epochs", 5);
@@ -251,9 +279,9 @@ json candidate_config(const json& base, const Candidate& c, int64_t finetune_epo
   head["optimizer"]["lr"] = c.head_lr;
   head["epochs"] = c.head_epochs;
   json stages = json::array({head});
-  if (c.unfreeze > 0) {
+  if (c.unfreeze != 0) {
     json ft = finetune_template(base);
-    ft["trainable"] = {{"fraction", c.unfreeze}};
+    if (c.unfreeze > 0) ft["trainable"] = {{"fraction", c.unfreeze}};
     // Another optimizer keeps none of the template's settings (momentum means nothing to adam).
     if (ft.at("optimizer").value("name", "") != c.optimizer) ft["optimizer"] = json::object();
     ft["optimizer"]["name"] = c.optimizer;
@@ -264,7 +292,7 @@ json candidate_config(const json& base, const Candidate& c, int64_t finetune_epo
     stages.push_back(ft);
   }
   j["stages"] = stages;
-  if (j.contains("data") && j["data"].contains("augment")) scale_augment(j["data"]["augment"], c.augment);
+  if (c.augment != 1 && j.contains("data") && j["data"].contains("augment")) scale_augment(j["data"]["augment"], c.augment);
   return j;
 }
 
@@ -296,14 +324,14 @@ class Search {
     const uint64_t seed = static_cast<uint64_t>(cfg.seed);
     train_ = data::load_datasets(train_only, seed).train;
     const int64_t k = std::max<int64_t>(2, std::llround(1.0 / o.holdout));
+    TLTRAIN_CHECK(static_cast<int64_t>(train_.samples.size()) >= 2 * k, ErrorKind::Data,
+                  "tune: '" + cfg.data.train + "' has " + std::to_string(train_.samples.size()) + " training images, too few to hold 1/" +
+                      std::to_string(k) + " of them out (--holdout)");
     search_ = data::fold_datasets(train_, data::stratified_folds(train_.samples, train_.classes.size(), k, seed, 0), 0);
-    shared_ = std::make_unique<SharedFeatures>(train_.samples);
     log::info("tune: " + std::to_string(search_.train.samples.size()) + " training and " + std::to_string(search_.val.samples.size()) +
-              " holdout images (the validation set is not used)");
+              " holdout images (one stratified fold of " + std::to_string(k) + "; the validation set is not used)");
     if (!o.resume) start();
-    rungs_ = st_.j.at("rungs").get<std::vector<int64_t>>();
-    for (const auto& c : st_.j.at("candidates")) cands_.push_back(Candidate::from_json(c));
-    for (const auto& r : st_.j.at("results")) got_[{r.at("candidate").get<size_t>(), r.at("rung").get<size_t>()}] = Figure::from_json(r);
+    read_state();
     name_heads();
   }
 
@@ -330,6 +358,8 @@ class Search {
       if (!have || key.second > best_rung || (key.second == best_rung && better(o_.metric, v, got_.at({best, best_rung}))))
         best = key.first, best_rung = key.second, have = true;
     TLTRAIN_CHECK(have, ErrorKind::Usage, "tune: the budget (" + std::to_string(o_.budget_s) + " s) ended before any candidate finished; give more");
+    TLTRAIN_CHECK(!failed_.count(best), ErrorKind::Runtime,
+                  "tune: every candidate failed (" + st_.path + " says why); check the config with `tltrain fit --dry-run`");
     json best_cfg = candidate_config(cfg_.resolved, cands_[best], rungs_.back());
     best_cfg["output_dir"] = dir_ + "/best";
     best_cfg.erase("name");
@@ -349,21 +379,54 @@ class Search {
  private:
   double elapsed() const { return spent_before_ + std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count(); }
 
+  /// tune.json's rungs, candidates and results; a Data error naming the file when they do not fit.
+  void read_state() {
+    try {
+      rungs_ = st_.j.at("rungs").get<std::vector<int64_t>>();
+      for (const auto& c : st_.j.at("candidates")) cands_.push_back(Candidate::from_json(c));
+      for (const auto& r : st_.j.at("results")) {
+        const size_t c = r.at("candidate").get<size_t>(), rung = r.at("rung").get<size_t>();
+        TLTRAIN_CHECK(c < cands_.size() && rung < rungs_.size(), ErrorKind::Data,
+                      "'" + st_.path + "': a result of candidate " + std::to_string(c) + " at rung " + std::to_string(rung) +
+                          ", which the search does not have");
+        got_[{c, rung}] = Figure::from_json(r);
+      }
+    } catch (const json::exception& e) {
+      TLTRAIN_FAIL(ErrorKind::Data, "'" + st_.path + "' is not a search's state (" + e.what() + "); start the search again in another output_dir");
+    }
+    TLTRAIN_CHECK(!rungs_.empty() && !cands_.empty(), ErrorKind::Data, "'" + st_.path + "' has no rungs or no candidates; start the search again");
+  }
+
+  /// One feature cache per augmentation the head stages see: un-augmented heads all share one, a
+  /// head trained on augmented views shares only with those of the same augmentation.
+  SharedFeatures* shared_for(size_t i) {
+    const double key = head_sees_augmentation(head_cfg_.at(i).at("stages").at(0)) ? cands_[i].augment : 0.0;
+    auto& s = shared_[key];
+    if (!s) s = std::make_unique<SharedFeatures>(train_.samples);
+    return s.get();
+  }
   /// A new search: the range test (when asked), the space, the candidates and the split's lists.
   void start() {
     fs::create_directories(dir_);
     double centre = 0;
-    if (o_.lr_find) {
+    if (o_.lr_find && cfg_.stages[0].optimizer.name == config::Optimizer::Lbfgs) {
+      log::warn("tune: the head stage uses lbfgs, which sets its own steps: no range test; its rates are searched around the config's");
+    } else if (o_.lr_find) {
       LrFindOptions lf;
       lf.out_dir = dir_ + "/lr_find";
       lf.datasets = &search_;
-      lf.features = shared_.get();
+      const bool augmented = head_sees_augmentation(cfg_.resolved.at("stages").at(0));
+      auto& s = shared_[augmented ? 1.0 : 0.0];  // the config's augmentation: factor 1
+      if (!s) s = std::make_unique<SharedFeatures>(train_.samples);
+      lf.features = s.get();
       centre = find_lr(cfg_, lf).suggestion.valley;
-      log::info("tune: the head's rates are searched around the range test's valley, " + std::to_string(centre));
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%g", centre);
+      log::info(std::string("tune: the head's rates are searched around the range test's valley, ") + buf);
     }
     const SearchSpace space = SearchSpace::around(cfg_, centre);
-    json candidates = json::array();
-    for (const auto& c : space.sample(o_.trials, static_cast<uint64_t>(cfg_.seed))) candidates.push_back(c.to_json());
+    json candidates = json::array({Candidate::of_config(cfg_).to_json()});
+    for (const auto& c : space.sample(o_.trials - 1, static_cast<uint64_t>(cfg_.seed))) candidates.push_back(c.to_json());
     st_.j = {{"options",
               {{"budget_s", o_.budget_s}, {"trials", o_.trials}, {"metric", config::name_of(o_.metric)}, {"holdout", o_.holdout},
                {"eta", o_.eta}, {"lr_find", o_.lr_find}, {"seed", cfg_.seed}}},
@@ -391,19 +454,44 @@ class Search {
     }
   }
 
-  /// Candidate I at RUNG: its head run (trained once, then read), and its fine-tune stage at the
-  /// rung's epochs from the head's last weights.
+  /// Candidate I at RUNG, recorded in tune.json. A candidate whose run fails (a loss that diverged at
+  /// a rate the space allowed) gets the worst figure, and the search goes on.
   void run_candidate(size_t i, size_t rung) {
     // A stop asked for between two runs; fit forgets one from before it begins, and so does the
     // search until it has trained something.
-    TLTRAIN_CHECK(!(trained_any_ && stop_requested()), ErrorKind::Interrupted,
-                  "tune interrupted; continue it with `tltrain tune --resume " + dir_ + "`");
+    const std::string resume = "tune interrupted; continue it with `tltrain tune --resume " + dir_ + "`";
+    TLTRAIN_CHECK(!(trained_any_ && stop_requested()), ErrorKind::Interrupted, resume);
+    json rec = {{"candidate", i}, {"rung", rung}, {"head", head_dir_[i]}};
+    Figure figure;
+    try {
+      figure = train_candidate(i, rung, rec);
+    } catch (const Error& e) {
+      if (e.kind() == ErrorKind::Interrupted) TLTRAIN_FAIL(ErrorKind::Interrupted, resume);
+      const bool lower = !improved(o_.metric, 1.0, 0.0, 0.0, true);  // a loss: lower is better
+      figure = {lower ? 1e300 : -1.0, lower ? -1.0 : 1e300};
+      rec["failed"] = e.what();
+      failed_.insert(i);
+      log::warn("tune: candidate " + std::to_string(i) + " failed, ranked last: " + e.what());
+    }
+    rec["value"] = figure.value;
+    rec["tiebreak"] = figure.tiebreak;
+    got_[{i, rung}] = figure;
+    st_.j["results"].push_back(rec);
+    st_.j["seconds"] = elapsed();
+    st_.save();
+    log::info("tune: candidate " + std::to_string(i) + " rung " + std::to_string(rung) + ": " + config::name_of(o_.metric) + " " +
+              std::to_string(figure.value) + " (" + config::name_of(tiebreak_of(o_.metric)) + " " + std::to_string(figure.tiebreak) + ")");
+  }
+
+  /// Candidate I's head run (trained once, then read), and its fine-tune stage at RUNG's epochs from
+  /// the head's last weights; what it ran goes into REC.
+  Figure train_candidate(size_t i, size_t rung, json& rec) {
     const Candidate& c = cands_[i];
-    const Outcome head = run_once(trial_config(head_cfg_[i], head_dir_[i], o_.metric, dir_), search_, shared_.get(), "");
+    const Outcome head = run_once(trial_config(head_cfg_[i], head_dir_[i], o_.metric, dir_), search_, shared_for(i), "");
     trained_any_ |= head.trained;
     Figure figure = head.figure;
-    json rec = {{"candidate", i}, {"rung", rung}, {"head", head_dir_[i]}, {"head_value", head.figure.value}};
-    if (c.unfreeze > 0) {
+    rec["head_value"] = head.figure.value;
+    if (c.unfreeze != 0) {
       json ft_json = candidate_config(cfg_.resolved, c, rungs_[rung]);
       ft_json["stages"] = json::array({ft_json["stages"][1]});
       const std::string tdir = dir_ + "/trials/c" + std::to_string(i) + "_rung" + std::to_string(rung);
@@ -414,14 +502,7 @@ class Search {
       rec["dir"] = tdir;
       rec["epochs"] = rungs_[rung];
     }
-    rec["value"] = figure.value;
-    rec["tiebreak"] = figure.tiebreak;
-    got_[{i, rung}] = figure;
-    st_.j["results"].push_back(rec);
-    st_.j["seconds"] = elapsed();
-    st_.save();
-    log::info("tune: candidate " + std::to_string(i) + " rung " + std::to_string(rung) + ": " + config::name_of(o_.metric) + " " +
-              std::to_string(figure.value) + " (" + config::name_of(tiebreak_of(o_.metric)) + " " + std::to_string(figure.tiebreak) + ")");
+    return figure;
   }
 
   /// The best ceil(n / eta) of ALIVE at RUNG; one that trains the head alone has nothing more to
@@ -447,7 +528,7 @@ class Search {
   double spent_before_ = 0;
   data::Dataset train_;
   data::Datasets search_;
-  std::unique_ptr<SharedFeatures> shared_;  ///< over train_, which it keeps by reference
+  std::map<double, std::unique_ptr<SharedFeatures>> shared_;  ///< by augmentation factor (0: un-augmented); over train_
   std::vector<int64_t> rungs_;
   std::vector<Candidate> cands_;
   std::vector<json> head_cfg_;
@@ -455,6 +536,7 @@ class Search {
   std::map<std::pair<size_t, size_t>, Figure> got_;  ///< (candidate, rung) → figure
   std::string stop_reason_;
   bool trained_any_ = false;
+  std::set<size_t> failed_;
 };
 
 }  // namespace
@@ -462,6 +544,9 @@ class Search {
 TuneResult tune(const config::RunConfig& cfg, const TuneOptions& o) {
   TLTRAIN_CHECK(o.trials >= 1 && o.eta >= 2, ErrorKind::Usage, "--trials must be >= 1 and --eta >= 2");
   TLTRAIN_CHECK(o.holdout > 0 && o.holdout <= 0.5, ErrorKind::Usage, "--holdout must be in (0, 0.5], got " + std::to_string(o.holdout));
+  TLTRAIN_CHECK(o.metric == config::Metric::ValAccuracy || o.metric == config::Metric::ValLoss, ErrorKind::Usage,
+                "--metric " + config::name_of(o.metric) + " judges the training images; the search judges the holdout: val_accuracy or val_loss");
+  TLTRAIN_CHECK(o.budget_s > 0, ErrorKind::Usage, "--budget must be > 0");
   SearchSpace::around(cfg);  // refuses a config without a head stage before any work
   Search s(cfg, o);
   s.run();
@@ -485,7 +570,12 @@ std::pair<config::RunConfig, TuneOptions> load_tune_dir(const std::string& dir) 
     TLTRAIN_FAIL(ErrorKind::Data, "'" + dir + "/tune.json' has no complete options (" + e.what() + ")");
   }
   o.resume = true;
-  return {config::parse_run_config(config::parse_json_file(dir + "/base_config.json"), dir + "/base_config.json"), o};
+  auto cfg = config::parse_run_config(config::parse_json_file(dir + "/base_config.json"), dir + "/base_config.json");
+  // Its runs and their records name the folder it started in: a search resumes there.
+  std::error_code ec;
+  TLTRAIN_CHECK(fs::equivalent(dir, cfg.output_dir + "/tune", ec), ErrorKind::Data,
+                "'" + dir + "' was started as " + cfg.output_dir + "/tune: resume it there (a moved search's runs name the old place)");
+  return {cfg, o};
 }
 
 }  // namespace tltrain::train

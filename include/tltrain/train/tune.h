@@ -25,7 +25,7 @@ double parse_duration(const std::string& value);
 
 struct TuneOptions {
   double budget_s = 1800;  ///< no trial starts after this much wall-clock time (resumed runs count what they spent)
-  int64_t trials = 9;      ///< candidates at the first rung
+  int64_t trials = 9;      ///< candidates at the first rung: the config itself and TRIALS - 1 drawn
   config::Metric metric = config::Metric::ValAccuracy;  ///< on the holdout
   double holdout = 0.2;    ///< share of the training images the search validates on (one stratified fold)
   int64_t eta = 3;         ///< successive halving keeps the best 1/eta at each rung
@@ -37,7 +37,9 @@ struct TuneOptions {
 struct Candidate {
   double head_lr = 1e-3;
   int64_t head_epochs = 1;
-  double unfreeze = 0;          ///< share of the backbone's blocks the fine-tune stage trains; 0: the head alone
+  /// Share of the backbone's blocks the fine-tune stage trains; 0: the head alone; < 0: the fine-tune
+  /// stage's own trainable part (the config itself, whatever way it names it).
+  double unfreeze = 0;
   double finetune_lr = 1e-4;
   std::string optimizer = "sgd";  ///< the fine-tune stage's
   double backbone_lr_mult = 1;
@@ -45,6 +47,9 @@ struct Candidate {
   double augment = 1;           ///< the config's augmentation ranges scaled by this
   config::json to_json() const;
   static Candidate from_json(const config::json& j);
+  /// The config itself as a candidate: the search's first, so that it returns the config when
+  /// nothing beats it on the holdout.
+  static Candidate of_config(const config::RunConfig& cfg);
 };
 
 /// The documented space around a config: log-uniform rates within a factor of 10 either side of
@@ -63,7 +68,8 @@ struct SearchSpace {
   /// its head rate centred on HEAD_LR_CENTRE (0: the config's).
   static SearchSpace around(const config::RunConfig& cfg, double head_lr_centre = 0);
   config::json to_json() const;
-  /// N candidates from SEED: the same N for the same seed, whatever else runs.
+  /// N candidates from SEED: the same N for the same seed, whatever else runs (the search adds the
+  /// config itself in front of N - 1 of them).
   std::vector<Candidate> sample(int64_t n, uint64_t seed) const;
 };
 
