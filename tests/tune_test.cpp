@@ -252,3 +252,21 @@ TEST(TuneCli, TuneAndLrFindRunFromTheCommandLineAndResume) {
   EXPECT_NE(r.output.find("--set stages[0].optimizer.lr="), std::string::npos) << r.output;
   EXPECT_TRUE(fs::exists(p.dir / "cli/lr_find/stage0/lr_find.html"));
 }
+
+TEST(Tune, ABudgetSpentBeforeAnyCandidateSaysSoAndAResumeWithMoreFinishes) {
+  Squares p;
+  const auto cfg = p.config("budget");
+  auto o = quick();
+  o.budget_s = 1e-9;  // spent before the first candidate starts
+  test::expect_error([&] { train::tune(cfg, o); }, ErrorKind::Usage, "ended before any candidate finished");
+  const json state = config::parse_json_file(cfg.output_dir + "/tune/tune.json");
+  EXPECT_EQ(state.at("results").size(), 0u);
+  EXPECT_EQ(state.at("candidates").size(), 6u) << "the search's candidates are recorded before it trains";
+  auto [again_cfg, again] = train::load_tune_dir(cfg.output_dir + "/tune");
+  EXPECT_DOUBLE_EQ(again.budget_s, 1e-9);
+  again.budget_s = 3600;
+  const auto r = train::tune(again_cfg, again);
+  EXPECT_EQ(r.summary.at("status"), "done");
+  EXPECT_EQ(r.summary.at("candidates"), state.at("candidates"));
+  EXPECT_TRUE(fs::exists(r.best_config));
+}
