@@ -76,6 +76,29 @@ model::Predictions eval_predictions(const std::string& checkpoint, const std::st
   return model::predict(m, loader, 8);
 }
 
+/// `tltrain export --checkpoint CK --out OUT ARGS` with SCRIPTS/NAME a stand-in that writes TEXT at
+/// its --out and prints the summary SUMMARY, after a user's earlier file is put at OUT.
+test::CommandResult export_with_stand_in(const test::TempDir& scripts, const std::string& name, const std::string& text,
+                                         const std::string& summary, const std::string& ck, const std::string& out,
+                                         const std::string& args) {
+  test::write_text(scripts / name, "import json, sys\nout = sys.argv[sys.argv.index('--out') + 1]\nopen(out, 'w').write('" + text +
+                                       "')\nprint(json.dumps(" + summary + "))\n");
+  test::write_text(out, "the user's earlier export");  // what a failed export must leave as it was
+  return test::run_command("TLTRAIN_SCRIPTS_DIR=" + scripts.path() + " " + std::string(TLTRAIN_BIN) + " export --checkpoint " + ck +
+                           " --out " + out + " " + args);
+}
+
+/// The files beside OUT that an export made on the way (its name with a prefix or a suffix).
+std::vector<std::string> intermediates_of(const std::string& out) {
+  std::vector<std::string> left;
+  const std::string name = fs::path(out).filename().string();
+  for (const auto& e : fs::directory_iterator(fs::path(out).parent_path())) {
+    const std::string f = e.path().filename().string();
+    if (f != name && f.find(name) != std::string::npos) left.push_back(f);
+  }
+  return left;
+}
+
 std::string read_bytes(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   return {std::istreambuf_iterator<char>(f), {}};
@@ -236,13 +259,9 @@ TEST(ShipOnnx, AFileOpenCvCannotRunIsNotWrittenAndTheEarlierFileStays) {
   const auto& s = shipped();
   // A converter that writes what no runtime reads, standing in for an operator OpenCV DNN lacks.
   test::TempDir scripts("fake_scripts");
-  test::write_text(scripts / "export_onnx.py", "import json, sys\nout = sys.argv[sys.argv.index('--out') + 1]\n"
-                                               "open(out, 'w').write('not onnx')\n"
-                                               "print(json.dumps({'out': out, 'opset': 10, 'bytes': 8, 'ops': []}))\n");
   const std::string out = s.dir / "unrunnable.onnx";
-  test::write_text(out, "the user's earlier export");  // what a failed export must leave as it was
-  auto r = test::run_command("TLTRAIN_SCRIPTS_DIR=" + scripts.path() + " " + std::string(TLTRAIN_BIN) + " export --checkpoint " +
-                             s.checkpoint + " --out " + out + " --format onnx");
+  auto r = export_with_stand_in(scripts, "export_onnx.py", "not onnx", "{'out': out, 'opset': 10, 'bytes': 8, 'ops': []}", s.checkpoint,
+                                out, "--format onnx");
   EXPECT_EQ(r.exit_code, exit_code::runtime) << r.output;
   EXPECT_NE(r.output.find("unrunnable.onnx' not written: OpenCV DNN cannot run it"), std::string::npos) << r.output;
   // The manual path names files that exist once its first command has run: the TorchScript file
@@ -250,25 +269,20 @@ TEST(ShipOnnx, AFileOpenCvCannotRunIsNotWrittenAndTheEarlierFileStays) {
   EXPECT_NE(r.output.find("tltrain export --checkpoint " + s.checkpoint + " --out " + (s.dir / "unrunnable.pt")), std::string::npos) << r.output;
   EXPECT_NE(r.output.find(scripts / "export_onnx.py --model " + (s.dir / "unrunnable.pt") + " --out " + out), std::string::npos) << r.output;
   EXPECT_EQ(read_file(out, "the earlier export"), "the user's earlier export");
-  EXPECT_FALSE(fs::exists(out + ".unchecked.tmp")) << "the unchecked file is left behind";
+  EXPECT_EQ(intermediates_of(out), std::vector<std::string>{}) << "the unchecked file is left behind";
 }
 
 TEST(ShipInt8, AFileThatDoesNotLoadBackIsNotWrittenAndCalibrationNeedsQuantize) {
   const auto& s = shipped();
   // A quantizer whose file does not load, standing in for a defect of scripts/quantize_int8.py.
   test::TempDir scripts("fake_quantizer");
-  test::write_text(scripts / "quantize_int8.py", "import json, sys\nout = sys.argv[sys.argv.index('--out') + 1]\n"
-                                                 "open(out, 'w').write('not torchscript')\n"
-                                                 "print(json.dumps({'out': out, 'backend': 'onednn', 'top1_agreement': 1.0}))\n");
   const std::string out = s.dir / "broken_int8.pt";
-  test::write_text(out, "the user's earlier export");
-  auto r = test::run_command("TLTRAIN_SCRIPTS_DIR=" + scripts.path() + " " + std::string(TLTRAIN_BIN) + " export --checkpoint " +
-                             s.checkpoint + " --out " + out + " --quantize int8 --calibration 4");
+  auto r = export_with_stand_in(scripts, "quantize_int8.py", "not torchscript", "{'out': out, 'backend': 'onednn', 'top1_agreement': 1.0}",
+                                s.checkpoint, out, "--quantize int8 --calibration 4");
   EXPECT_EQ(r.exit_code, exit_code::runtime) << r.output;
   EXPECT_NE(r.output.find("broken_int8.pt' not written: the int8 file does not run"), std::string::npos) << r.output;
   EXPECT_EQ(read_file(out, "the earlier export"), "the user's earlier export");
-  for (const char* left : {".unchecked.tmp", ".fp32.tmp", ".calibration.tmp.npy"})
-    EXPECT_FALSE(fs::exists(out + left)) << "an intermediate file is left behind: " << left;
+  EXPECT_EQ(intermediates_of(out), std::vector<std::string>{}) << "an intermediate file (fp32, calibration, unchecked) is left behind";
 
   // Calibration options mean nothing without --quantize: refused, not ignored.
   for (const std::string& opt : {std::string("--calibration 4"), "--calibration-data " + (s.dir / "val")}) {

@@ -99,25 +99,15 @@ Check check_file(torch::jit::Module& root, const torch::Tensor& x, const torch::
   return {diff, true};
 }
 
-/// Where a script writes O.out's file before tltrain has checked it: a user's earlier file at
-/// O.out stays until the new one passes, and is never replaced by one that fails.
-std::string unchecked_path(const ExportOptions& o) { return o.out + ".unchecked.tmp"; }
-
-/// Puts the checked file UNCHECKED at O.out (a rename within one folder: atomic).
-void publish(const std::string& unchecked, const ExportOptions& o) {
-  std::error_code ec;
-  std::filesystem::rename(unchecked, o.out, ec);
-  TLTRAIN_CHECK(!ec, ErrorKind::Runtime, "cannot move the checked file to '" + o.out + "': " + ec.message());
-}
-
 /// The ONNX file for O: ROOT saved as a TorchScript file beside O.out, converted by the script,
-/// then run by OpenCV DNN on X against ROOT's logits (relative to their size, as check_file).
+/// then run by OpenCV DNN on X against ROOT's logits (relative to their size, as check_file). The
+/// script writes write_atomically's temporary file and the check runs on it: only a file that
+/// passes becomes O.out, so a refused export leaves an earlier one as it was.
 ExportSummary export_onnx(const ExportOptions& o, torch::jit::Module& root, const torch::jit::ExtraFilesMap& extra,
                           const torch::Tensor& x, ExportSummary summary) {
-  const std::string pt = o.out + ".torchscript.tmp", unchecked = unchecked_path(o);
-  RemoveOnExit remove_pt{pt}, remove_unchecked{unchecked};
+  const std::string pt = o.out + ".torchscript.tmp";
+  RemoveOnExit remove_pt{pt};
   root.save(pt, extra);
-  const OnnxExport onnx = convert_to_onnx(pt, unchecked, o.checkpoint);
   const auto want = root.forward({x}).toTensor().contiguous();
   const auto in = x.contiguous();
   // A file OpenCV DNN cannot run, or runs differently, is not shipped as checked: the message
@@ -129,57 +119,59 @@ ExportSummary export_onnx(const ExportOptions& o, torch::jit::Module& root, cons
                                          model_pt + ") and run " + script_python() + " " + script_path("export_onnx.py") +
                                          " --model " + model_pt + " --out " + o.out);
   };
-  int64_t classes = 0;
-  std::vector<float> got;
-  try {
-    checkpoint::OnnxNet net(unchecked);
-    got = net.forward(in.data_ptr<float>(), in.size(0), in.size(2), in.size(3), &classes);
-  } catch (const Error& e) {
-    refuse(std::string("OpenCV DNN cannot run it (") + e.what() + ")");
-  }
-  if (classes != want.size(1))
-    refuse("OpenCV DNN gives " + std::to_string(classes) + " logits per image, the model " + std::to_string(want.size(1)));
-  const auto got_t = torch::from_blob(got.data(), want.sizes(), torch::kFloat);
-  const double diff = (got_t - want).abs().max().item<double>() / std::max(1.0, want.abs().max().item<double>());
-  if (diff > o.check_tolerance)
-    refuse("under OpenCV DNN it differs from the TorchScript model by " + std::to_string(diff) + " (relative; allowed " +
-           std::to_string(o.check_tolerance) + "), an operator OpenCV reads differently");
-  publish(unchecked, o);
-  summary.onnx_max_abs_diff = diff;
-  summary.onnx_opset = onnx.opset;
+  write_atomically(o.out, [&](const std::string& unchecked) {
+    summary.onnx_opset = convert_to_onnx(pt, unchecked, o.checkpoint).opset;
+    int64_t classes = 0;
+    std::vector<float> got;
+    try {
+      checkpoint::OnnxNet net(unchecked);
+      got = net.forward(in.data_ptr<float>(), in.size(0), in.size(2), in.size(3), &classes);
+    } catch (const Error& e) {
+      refuse(std::string("OpenCV DNN cannot run it (") + e.what() + ")");
+    }
+    if (classes != want.size(1))
+      refuse("OpenCV DNN gives " + std::to_string(classes) + " logits per image, the model " + std::to_string(want.size(1)));
+    const auto got_t = torch::from_blob(got.data(), want.sizes(), torch::kFloat);
+    const double diff = (got_t - want).abs().max().item<double>() / std::max(1.0, want.abs().max().item<double>());
+    if (diff > o.check_tolerance)
+      refuse("under OpenCV DNN it differs from the TorchScript model by " + std::to_string(diff) + " (relative; allowed " +
+             std::to_string(o.check_tolerance) + "), an operator OpenCV reads differently");
+    summary.onnx_max_abs_diff = diff;
+  });
   return summary;
 }
 
 /// The int8 file for O: ROOT saved as a TorchScript file beside O.out, quantized on calibration
-/// images, then loaded as predict and serve will load it and run on X: N×C finite logits.
+/// images into write_atomically's temporary file, then loaded as predict and serve will load it
+/// and run on X: only N×C finite logits make it O.out.
 ExportSummary export_int8(const ExportOptions& o, torch::jit::Module& root, const torch::jit::ExtraFilesMap& extra,
                           const config::RunConfig& cfg, const data::Preprocess& pre, const torch::Tensor& x, ExportSummary summary) {
   const auto calibration = calibration_images(cfg, pre, o.calibration, o.calibration_data);
-  const std::string pt = o.out + ".fp32.tmp", unchecked = unchecked_path(o);
-  RemoveOnExit remove_pt{pt}, remove_unchecked{unchecked};
+  const std::string pt = o.out + ".fp32.tmp";
+  RemoveOnExit remove_pt{pt};
   root.save(pt, extra);
-  summary.quantization = quantize_int8(pt, calibration, unchecked, o.checkpoint);
   const auto fail = [&](const std::string& why) {
     TLTRAIN_FAIL(ErrorKind::Runtime, "'" + o.out + "' not written: the int8 file " + why +
                                          " when loaded back: a bug in scripts/quantize_int8.py; the fp32 file (no --quantize) is exact");
   };
-  int64_t classes = 0;
-  torch::Tensor got;
-  config::json metadata;
-  try {
-    auto mf = checkpoint::load_model_file(unchecked);
-    classes = static_cast<int64_t>(mf.info.classes.size());
-    got = mf.logits(x);
-    metadata = mf.info.raw;
-  } catch (const std::exception& e) {  // tltrain's errors and torch's (c10::Error)
-    fail(std::string("does not run (") + e.what() + ")");
-  }
-  if (got.dim() != 2 || got.size(0) != x.size(0) || got.size(1) != classes || !torch::isfinite(got).all().item<bool>())
-    fail("does not give finite " + std::to_string(classes) + "-class logits");
-  publish(unchecked, o);
-  summary.metadata = std::move(metadata);
+  write_atomically(o.out, [&](const std::string& unchecked) {
+    summary.quantization = quantize_int8(pt, calibration, unchecked, o.checkpoint);
+    int64_t classes = 0;
+    torch::Tensor got;
+    try {
+      auto mf = checkpoint::load_model_file(unchecked);
+      classes = static_cast<int64_t>(mf.info.classes.size());
+      got = mf.logits(x);
+      summary.metadata = mf.info.raw;
+    } catch (const std::exception& e) {  // tltrain's errors and torch's (c10::Error)
+      fail(std::string("does not run (") + e.what() + ")");
+    }
+    if (got.dim() != 2 || got.size(0) != x.size(0) || got.size(1) != classes || !torch::isfinite(got).all().item<bool>())
+      fail("does not give finite " + std::to_string(classes) + "-class logits");
+  });
   return summary;
 }
+
 /// Every option against the others, before the checkpoint is read.
 void check_options(const ExportOptions& o) {
   TLTRAIN_CHECK(!o.out.empty(), ErrorKind::Usage, "--out is required");
