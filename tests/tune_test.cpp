@@ -72,11 +72,13 @@ TEST(TuneSpace, SamplesTheSameCandidatesFromTheSameSeedWithinTheSpace) {
   EXPECT_DOUBLE_EQ(space.head_lr.second, 0.1);
   EXPECT_EQ(space.head_epochs, (std::vector<int64_t>{1, 2, 4}));
   EXPECT_EQ(space.optimizers, (std::vector<std::string>{"sgd", "adam"}));
-  EXPECT_EQ(space.finetune_epochs, 4);
+  EXPECT_EQ(space.finetune_epochs, (std::vector<int64_t>{2, 4, 8, 12})) << "half to three times the config's";
   const auto a = space.sample(20, 7), b = space.sample(20, 7), c = space.sample(20, 8);
   ASSERT_EQ(a.size(), 20u);
   std::set<double> unfreeze;
+  std::set<int64_t> ft_epochs;
   for (size_t i = 0; i < a.size(); ++i) {
+    ft_epochs.insert(a[i].finetune_epochs);
     EXPECT_EQ(a[i].to_json(), b[i].to_json());
     EXPECT_GE(a[i].head_lr, 0.001);
     EXPECT_LE(a[i].head_lr, 0.1);
@@ -85,6 +87,9 @@ TEST(TuneSpace, SamplesTheSameCandidatesFromTheSameSeedWithinTheSpace) {
     unfreeze.insert(a[i].unfreeze);
   }
   EXPECT_GE(unfreeze.size(), 3u) << "20 draws cover most of the 5 depths";
+  EXPECT_GE(ft_epochs.size(), 3u) << "20 draws cover most of the 4 schedules";
+  EXPECT_EQ(a[0].epochs_at(1), 1);
+  EXPECT_EQ(a[0].epochs_at(100), a[0].finetune_epochs) << "a rung longer than the candidate's schedule trains its schedule";
   EXPECT_NE(a[0].to_json(), c[0].to_json()) << "another seed, other candidates";
 
   // A candidate's config: its values in the two stages, the augmentation scaled, and nothing
@@ -106,6 +111,7 @@ TEST(TuneSpace, SamplesTheSameCandidatesFromTheSameSeedWithinTheSpace) {
   // The config itself is a candidate whose config is the config's.
   const auto own = train::Candidate::of_config(p.config("space"));
   EXPECT_LT(own.unfreeze, 0);
+  EXPECT_EQ(own.finetune_epochs, 4);
   const json same = train::candidate_config(p.config("space").resolved, own, 4);
   EXPECT_EQ(same["stages"], p.config("space").resolved["stages"]);
   EXPECT_EQ(same["data"], p.config("space").resolved["data"]);
@@ -128,7 +134,7 @@ TEST(Tune, HalvesTheCandidatesReusesEachHeadAndNeverReadsTheValidationSet) {
   EXPECT_TRUE(fs::exists(r.dir + "/lr_find/lr_find.json"));
   const json& s = r.summary;
   EXPECT_EQ(s.at("status"), "done");
-  EXPECT_EQ(s.at("rungs"), json({1, 2, 4}));
+  EXPECT_EQ(s.at("rungs"), json({2, 4, 12})) << "up to the space's longest fine-tune stage, 3 x 4 epochs";
   std::map<size_t, std::map<size_t, double>> at;  // rung → candidate → value
   std::map<size_t, double> loss_at_first;          // candidate → its tie-breaker (val_loss) at rung 0
   std::map<size_t, std::set<std::string>> heads_of;
@@ -136,6 +142,12 @@ TEST(Tune, HalvesTheCandidatesReusesEachHeadAndNeverReadsTheValidationSet) {
     at[x.at("rung")][x.at("candidate")] = x.at("value");
     if (x.at("rung") == 0) loss_at_first[x.at("candidate")] = x.at("tiebreak");
     if (x.contains("head")) heads_of[x.at("candidate")].insert(x.at("head").get<std::string>());
+    if (!x.contains("dir")) continue;
+    // A fine-tune trial trains the rung's epochs, or the candidate's own schedule when shorter.
+    const auto cand = train::Candidate::from_json(s.at("candidates").at(x.at("candidate").get<size_t>()));
+    const int64_t epochs = std::min(cand.finetune_epochs, s.at("rungs").at(x.at("rung").get<size_t>()).get<int64_t>());
+    EXPECT_EQ(x.at("epochs"), epochs);
+    EXPECT_EQ(lines_of(x.at("dir").get<std::string>() + "/log.jsonl"), static_cast<size_t>(epochs)) << x.dump();
   }
   ASSERT_EQ(at[0].size(), 6u);
   EXPECT_EQ(train::Candidate::from_json(s.at("candidates").at(0)).to_json(), train::Candidate::of_config(cfg).to_json())

@@ -27,7 +27,7 @@ void tune(const TuneRequest& o, std::ostream& out) {
   const std::string metric = s.at("options").at("metric").get<std::string>();
   out << "tune: " << s.at("results").size() << " results in " << g(s.value("seconds", 0.0) / 60, "%.1f") << " min (" << s.at("status").get<std::string>()
       << "); " << metric << " on the holdout of the training images\n";
-  out << "rank  cand  rung  " << metric << "  head lr  epochs  unfreeze  ft optimizer  ft lr  bb mult  smoothing  augment\n";
+  out << "rank  cand  rung  " << metric << "  head lr  epochs  unfreeze  ft optimizer  ft lr  ft epochs  bb mult  smoothing  augment\n";
   int rank = 0;
   for (const auto& row : eval::tune_ranking(s)) {
     const auto& c = row.at("recipe");
@@ -36,7 +36,7 @@ void tune(const TuneRequest& o, std::ostream& out) {
         << g(c.at("head_lr")) << "  " << c.at("head_epochs") << "  "
         << (head_only ? "head only" : c.at("unfreeze").get<double>() < 0 ? "as config" : g(c.at("unfreeze").get<double>()))
         << "  " << (head_only ? "-" : c.at("optimizer").get<std::string>()) << "  " << (head_only ? "-" : g(c.at("finetune_lr")))
-        << "  " << (head_only ? "-" : g(c.at("backbone_lr_mult"))) << "  " << (head_only ? "-" : g(c.at("label_smoothing"))) << "  "
+        << "  " << (head_only ? "-" : c.at("finetune_epochs").dump()) << "  " << (head_only ? "-" : g(c.at("backbone_lr_mult"))) << "  " << (head_only ? "-" : g(c.at("label_smoothing"))) << "  "
         << g(c.at("augment")) << "\n";
   }
   out << "wrote " << r.best_config << " and " << eval::write_tune_report(r.dir) << "\n";

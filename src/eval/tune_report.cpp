@@ -65,7 +65,7 @@ std::string write_tune_report(const std::string& dir) {
     << " on a holdout of the training images (the validation set is not used); " << escape(s.value("status", "")) << " after "
     << num(s.value("seconds", 0.0) / 60, 3) << " min.</p>\n";
   h << "<section id=\"ranking\"><h2>Ranking</h2>\n<table class=\"ranking\"><tr><th>rank</th><th>candidate</th><th>rung</th><th>"
-    << escape(metric) << "</th><th>head lr</th><th>head epochs</th><th>unfreeze</th><th>optimizer</th><th>fine-tune lr</th>"
+    << escape(metric) << "</th><th>head lr</th><th>head epochs</th><th>unfreeze</th><th>optimizer</th><th>fine-tune lr</th><th>fine-tune epochs</th>"
     << "<th>backbone ×</th><th>smoothing</th><th>augment ×</th></tr>\n";
   int rank = 0;
   for (const auto& r : rows) {
@@ -77,12 +77,14 @@ std::string write_tune_report(const std::string& dir) {
       << "</td><td>"
       << (head_only ? "head only" : c.at("unfreeze").get<double>() < 0 ? "the config's" : num(c.at("unfreeze").get<double>(), 3)) << "</td><td>"
       << ft(escape(c.at("optimizer").get<std::string>())) << "</td><td>" << ft(num(c.at("finetune_lr").get<double>(), 3)) << "</td><td>"
+      << ft(c.at("finetune_epochs").dump()) << "</td><td>"
       << ft(num(c.at("backbone_lr_mult").get<double>(), 3)) << "</td><td>" << ft(num(c.at("label_smoothing").get<double>(), 3))
       << "</td><td>" << num(c.at("augment").get<double>(), 3) << "</td></tr>\n";
   }
   h << "</table></section>\n";
 
-  // What mattered: at the first rung every candidate was measured under the same budget.
+  // What mattered: at the first rung every candidate was measured under the same budget. The
+  // fine-tune epochs are left out: there they are the rung's for nearly all, so they show nothing.
   std::map<size_t, double> first;
   for (const auto& r : s.at("results"))
     if (r.at("rung").get<size_t>() == 0) first[r.at("candidate").get<size_t>()] = r.at("value").get<double>();

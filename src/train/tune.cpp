@@ -187,7 +187,7 @@ double parse_duration(const std::string& value) {
 json Candidate::to_json() const {
   return {{"head_lr", head_lr},     {"head_epochs", head_epochs},           {"unfreeze", unfreeze},
           {"finetune_lr", finetune_lr}, {"optimizer", optimizer},          {"backbone_lr_mult", backbone_lr_mult},
-          {"label_smoothing", label_smoothing}, {"augment", augment}};
+          {"label_smoothing", label_smoothing}, {"augment", augment},             {"finetune_epochs", finetune_epochs}};
 }
 
 Candidate Candidate::from_json(const json& j) {
@@ -200,6 +200,7 @@ Candidate Candidate::from_json(const json& j) {
   c.backbone_lr_mult = j.at("backbone_lr_mult").get<double>();
   c.label_smoothing = j.at("label_smoothing").get<double>();
   c.augment = j.at("augment").get<double>();
+  c.finetune_epochs = j.at("finetune_epochs").get<int64_t>();
   return c;
 }
 
@@ -208,6 +209,7 @@ Candidate Candidate::of_config(const config::RunConfig& cfg) {
   c.head_lr = cfg.stages.at(0).optimizer.lr;
   c.head_epochs = cfg.stages.at(0).epochs;
   c.augment = 1;
+  c.finetune_epochs = finetune_template(cfg.resolved).value("epochs", 5);
   if (cfg.stages.size() < 2) return c;  // unfreeze 0: the head alone, as the config
   const config::StageConfig& ft = cfg.stages[1];
   c.unfreeze = -1;
@@ -237,7 +239,9 @@ SearchSpace SearchSpace::around(const config::RunConfig& cfg, double head_lr_cen
   if (ft.at("optimizer").value("name", "sgd") != "lbfgs") s.optimizers = {ft.at("optimizer").value("name", "sgd")};
   for (const char* o : {"adam", "sgd"})
     if (std::find(s.optimizers.begin(), s.optimizers.end(), o) == s.optimizers.end()) s.optimizers.push_back(o);
-  s.finetune_epochs = ft.value("epochs", 5);
+  const int64_t fe = ft.value("epochs", 5);
+  s.finetune_epochs = {std::max<int64_t>(1, fe / 2), fe, 2 * fe, 3 * fe};
+  s.finetune_epochs.erase(std::unique(s.finetune_epochs.begin(), s.finetune_epochs.end()), s.finetune_epochs.end());
   return s;
 }
 
@@ -268,6 +272,7 @@ std::vector<Candidate> SearchSpace::sample(int64_t n, uint64_t seed) const {
     c.backbone_lr_mult = pick(backbone_lr_mult, rng);
     c.label_smoothing = pick(label_smoothing, rng);
     c.augment = pick(augment, rng);
+    c.finetune_epochs = pick(finetune_epochs, rng);  // drawn last: the other dimensions keep their draws
     out.push_back(c);
   }
   return out;
@@ -360,7 +365,7 @@ class Search {
     TLTRAIN_CHECK(have, ErrorKind::Usage, "tune: the budget (" + std::to_string(o_.budget_s) + " s) ended before any candidate finished; give more");
     TLTRAIN_CHECK(!failed_.count(best), ErrorKind::Runtime,
                   "tune: every candidate failed (" + st_.path + " says why); check the config with `tltrain fit --dry-run`");
-    json best_cfg = candidate_config(cfg_.resolved, cands_[best], rungs_.back());
+    json best_cfg = candidate_config(cfg_.resolved, cands_[best], cands_[best].finetune_epochs);
     best_cfg["output_dir"] = dir_ + "/best";
     best_cfg.erase("name");
     TuneResult res{dir_, dir_ + "/best_config.json", {}};
@@ -431,7 +436,7 @@ class Search {
               {{"budget_s", o_.budget_s}, {"trials", o_.trials}, {"metric", config::name_of(o_.metric)}, {"holdout", o_.holdout},
                {"eta", o_.eta}, {"lr_find", o_.lr_find}, {"seed", cfg_.seed}}},
              {"space", space.to_json()},
-             {"rungs", rung_epochs(space.finetune_epochs, o_.eta)},
+             {"rungs", rung_epochs(space.longest_finetune(), o_.eta)},
              {"candidates", candidates},
              {"results", json::array()},
              {"status", "running"},
@@ -447,7 +452,9 @@ class Search {
   void name_heads() {
     std::map<std::string, std::string> by_stage;
     for (const Candidate& c : cands_) {
-      head_cfg_.push_back(candidate_config(cfg_.resolved, {c.head_lr, c.head_epochs, 0, 0, "", 1, 0, c.augment}, 0));
+      Candidate head_only = c;
+      head_only.unfreeze = 0;
+      head_cfg_.push_back(candidate_config(cfg_.resolved, head_only, 0));
       json key = head_cfg_.back().at("stages").at(0);
       if (head_sees_augmentation(key)) key["augment"] = head_cfg_.back().at("data").at("augment");
       head_dir_.push_back(by_stage.emplace(key.dump(), dir_ + "/heads/h" + std::to_string(by_stage.size())).first->second);
@@ -492,26 +499,29 @@ class Search {
     Figure figure = head.figure;
     rec["head_value"] = head.figure.value;
     if (c.unfreeze != 0) {
-      json ft_json = candidate_config(cfg_.resolved, c, rungs_[rung]);
+      const int64_t epochs = c.epochs_at(rungs_[rung]);
+      json ft_json = candidate_config(cfg_.resolved, c, epochs);
       ft_json["stages"] = json::array({ft_json["stages"][1]});
-      const std::string tdir = dir_ + "/trials/c" + std::to_string(i) + "_rung" + std::to_string(rung);
+      // Named by its epochs: a candidate shorter than two rungs trains its schedule once.
+      const std::string tdir = dir_ + "/trials/c" + std::to_string(i) + "_e" + std::to_string(epochs);
       const Outcome ft = run_once(trial_config(ft_json, tdir, o_.metric, dir_), search_, nullptr, head.last);
       trained_any_ |= ft.trained;
       // A fit's best.pt is the best epoch of either stage: the candidate's figure is too.
       if (better(o_.metric, ft.figure, head.figure)) figure = ft.figure;
       rec["dir"] = tdir;
-      rec["epochs"] = rungs_[rung];
+      rec["epochs"] = epochs;
     }
     return figure;
   }
 
-  /// The best ceil(n / eta) of ALIVE at RUNG; one that trains the head alone has nothing more to
-  /// train, and its figure carries up.
+  /// The best ceil(n / eta) of ALIVE at RUNG; one that trains the head alone, or whose fine-tune
+  /// stage is no longer than the next rung's, has nothing more to train, and its figure carries up.
   std::vector<size_t> promote(std::vector<size_t> alive, size_t rung) {
     std::stable_sort(alive.begin(), alive.end(), [&](size_t a, size_t b) { return better(o_.metric, got_.at({a, rung}), got_.at({b, rung})); });
     alive.resize(static_cast<size_t>(std::ceil(static_cast<double>(alive.size()) / static_cast<double>(o_.eta))));
     for (size_t i : alive)
-      if (cands_[i].unfreeze == 0 && !got_.count({i, rung + 1})) {
+      if ((cands_[i].unfreeze == 0 || cands_[i].epochs_at(rungs_[rung]) == cands_[i].epochs_at(rungs_[rung + 1])) &&
+          !got_.count({i, rung + 1})) {
         got_[{i, rung + 1}] = got_.at({i, rung});
         st_.j["results"].push_back({{"candidate", i}, {"rung", rung + 1}, {"value", got_.at({i, rung}).value},
                                     {"tiebreak", got_.at({i, rung}).tiebreak}, {"carried", true}});

@@ -3,12 +3,14 @@
 // recipe is the two stages the tutorials teach, a head on the frozen backbone, then the top of the
 // backbone at a low rate; the search space (SearchSpace) is centred on the config's own values.
 // Candidates are drawn from the seed and judged by successive halving: every candidate's fine-tune
-// stage trains for the first rung's epochs, the best 1/eta go on to the next rung's (retrained
-// from their head, so each result is a complete schedule), and so on up to the config's epochs.
+// stage trains for the first rung's epochs (or its own, when shorter), the best 1/eta go on to the
+// next rung's (retrained from their head, so each result is a complete schedule), and so on up to
+// the longest fine-tune stage the space allows.
 // Candidates with the same head stage share one head run, and head runs share one feature cache.
 // Everything is judged on a holdout split of the training images: the validation set the user
 // reports is never read. Each run is a directory under DIR; tune.json records where the search
 // stands, so --resume continues after a kill. No torch here.
+#include <algorithm>
 #include <cstdint>
 #include <random>
 #include <string>
@@ -45,6 +47,9 @@ struct Candidate {
   double backbone_lr_mult = 1;
   double label_smoothing = 0;   ///< the fine-tune stage's
   double augment = 1;           ///< the config's augmentation ranges scaled by this
+  int64_t finetune_epochs = 5;  ///< the fine-tune stage's whole schedule (a rung trains at most this)
+  /// The fine-tune epochs at a rung of RUNG_EPOCHS: the rung's, or the candidate's own when shorter.
+  int64_t epochs_at(int64_t rung_epochs) const { return std::min(finetune_epochs, rung_epochs); }
   config::json to_json() const;
   static Candidate from_json(const config::json& j);
   /// The config itself as a candidate: the search's first, so that it returns the config when
@@ -62,7 +67,10 @@ struct SearchSpace {
   std::vector<double> backbone_lr_mult{1, 0.3, 0.1};
   std::vector<double> label_smoothing{0, 0.1};
   std::vector<double> augment{0.5, 1, 1.5};
-  int64_t finetune_epochs = 5;                      ///< the last rung's; the config's fine-tune epochs
+  /// Half, as many, twice and three times the config's fine-tune epochs: the tutorials' schedules
+  /// are often too short for data unlike ImageNet, and only a longer candidate can show it.
+  std::vector<int64_t> finetune_epochs;
+  int64_t longest_finetune() const { return finetune_epochs.empty() ? 1 : finetune_epochs.back(); }
 
   /// The space around CFG (stage 0 a head stage; stage 1, when present, the fine-tune template),
   /// its head rate centred on HEAD_LR_CENTRE (0: the config's).
@@ -77,7 +85,8 @@ struct SearchSpace {
 /// stage FINETUNE_EPOCHS long (none when C trains the head alone). Stages after the second are dropped.
 config::json candidate_config(const config::json& base, const Candidate& c, int64_t finetune_epochs);
 
-/// The fine-tune epochs of each rung: the last is SPACE's, each earlier one eta times fewer (at least 1).
+/// The fine-tune epochs of each rung: the last is FINETUNE_EPOCHS (the space's longest), each earlier
+/// one eta times fewer (at least 1).
 std::vector<int64_t> rung_epochs(int64_t finetune_epochs, int64_t eta, int64_t rungs = 3);
 
 struct TuneResult {
