@@ -14,6 +14,7 @@
 #include "test_util.h"
 #include "tltrain/config/run_config.h"
 #include "tltrain/core/error.h"
+#include "tltrain/dist/context.h"
 #include "tltrain/eval/report.h"
 #include "tltrain/train/trainer.h"
 #include "tltrain/train/tune.h"
@@ -263,6 +264,35 @@ TEST(TuneCli, TuneAndLrFindRunFromTheCommandLineAndResume) {
   EXPECT_NE(r.output.find("suggested learning rates: valley"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("--set stages[0].optimizer.lr="), std::string::npos) << r.output;
   EXPECT_TRUE(fs::exists(p.dir / "cli/lr_find/stage0/lr_find.html"));
+}
+
+TEST(TuneCli, TrialsRunOnePerRankUnderALaunchAndRankAsOneProcessDoes) {
+  if (!dist::gloo_available()) GTEST_SKIP() << "this build has no c10d Gloo (install libgloo-dev)";
+  Squares p;
+  const std::string file = p.dir / "squares.json";
+  json c = p.config("unused").resolved;
+  test::write_color_dataset(p.dir / "val_ok", {"blue", "green", "red"}, 3);  // the winner's fit reports on it
+  c["data"]["val"] = p.dir / "val_ok";
+  test::write_text(file, c.dump(2));
+  const std::string search = " --budget 10m --trials 4 --no-lr-find --set output_dir=";
+  auto one = test::run_tltrain("tune --config " + file + search + (p.dir / "one"));
+  ASSERT_EQ(one.exit_code, 0) << one.output;
+  auto two = test::run_tltrain("launch --nproc 2 -- tune --config " + file + " --fit" + search + (p.dir / "two"));
+  ASSERT_EQ(two.exit_code, 0) << two.output;
+  const json a = config::parse_json_file(p.dir / "one/tune/tune.json"), b = config::parse_json_file(p.dir / "two/tune/tune.json");
+  // The same trials, value for value, whichever process trained each.
+  EXPECT_EQ(eval::tune_ranking(a), eval::tune_ranking(b));
+  for (const char* k : {"candidate", "rung", "value", "tiebreak"}) EXPECT_EQ(a.at("best").at(k), b.at("best").at(k)) << k;
+  std::set<int> ranks;
+  for (const auto& x : b.at("results"))
+    if (!x.value("carried", false)) ranks.insert(x.at("rank").get<int>());
+  EXPECT_EQ(ranks, (std::set<int>{0, 1})) << "one rank trained every trial";
+  size_t tables = 0;
+  for (size_t at = two.output.find("rank  cand  rung"); at != std::string::npos; at = two.output.find("rank  cand  rung", at + 1)) ++tables;
+  EXPECT_EQ(tables, 1u) << "rank 0 alone prints the ranking: " << two.output;
+  // --fit: the winner trained data-parallel on the same launch.
+  EXPECT_NE(two.output.find("data-parallel: 2 ranks"), std::string::npos) << two.output;
+  EXPECT_TRUE(fs::exists(p.dir / "two/tune/best/checkpoints/best.pt"));
 }
 
 TEST(Tune, ABudgetSpentBeforeAnyCandidateSaysSoAndAResumeWithMoreFinishes) {

@@ -1,4 +1,5 @@
 #include "tltrain/app/commands.h"
+#include "fit_summary.h"
 
 #include <chrono>
 #include <cstdio>
@@ -28,6 +29,15 @@ std::string finish(const train::FitResult& r, const config::RunConfig& cfg) {
 }
 
 }  // namespace
+
+void report_fit(const train::FitResult& r, const config::RunConfig& cfg, std::ostream& out) {
+  const std::string report = finish(r, cfg);
+  out << "run: " << r.run_dir << "\n"
+      << "best " << r.monitor << ": " << r.best_value << "  (" << r.best_checkpoint << ")\n"
+      << "last checkpoint: " << r.last_checkpoint << "\n"
+      << "logs: " << r.run_dir << "/log.csv\n"
+      << (report.empty() ? "" : "report: " + report + "\n") << "next: tltrain eval --checkpoint " << r.best_checkpoint << "\n";
+}
 
 void inspect(const InspectRequest& o, std::ostream& out) {
   if (!checkpoint::looks_like_checkpoint(o.path)) {
@@ -71,13 +81,7 @@ void fit(const FitRequest& o, std::ostream& out) {
     return;
   }
   const auto r = train::fit_on_ranks(cfg, {!o.resume.empty(), "", o.tensorboard, nullptr}, o.dist_timeout);
-  if (!log::is_output_rank()) return;
-  const std::string report = finish(r, cfg);
-  out << "run: " << r.run_dir << "\n"
-      << "best " << r.monitor << ": " << r.best_value << "  (" << r.best_checkpoint << ")\n"
-      << "last checkpoint: " << r.last_checkpoint << "\n"
-      << "logs: " << r.run_dir << "/log.csv\n"
-      << (report.empty() ? "" : "report: " + report + "\n") << "next: tltrain eval --checkpoint " << r.best_checkpoint << "\n";
+  if (log::is_output_rank()) report_fit(r, cfg, out);
 }
 
 void distill(const DistillRequest& o, std::ostream& out) {

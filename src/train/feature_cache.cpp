@@ -29,6 +29,10 @@ FeatureCache build_cache(model::Classifier& m, const std::vector<data::Sample>& 
   const int64_t n = static_cast<int64_t>(samples.size());
   std::vector<int64_t> seen(static_cast<size_t>(n), 0);  // views in which each sample decoded
   std::vector<torch::Tensor> full, full_teacher;
+  // For training and validation sets alike: name the set by its size and first file.
+  const std::string none_decoded = "none of the " + std::to_string(n) + " images" +
+                                   (samples.empty() ? std::string() : " ('" + samples[0].path + "', ...)") +
+                                   " could be decoded; `tltrain data check --config CONFIG` lists the files it cannot read";
   // The backbone is frozen for the whole cache: run its inference-optimized copy.
   std::string why;
   torch::jit::Module fast = model::optimized_for_inference(
@@ -69,7 +73,7 @@ FeatureCache build_cache(model::Classifier& m, const std::vector<data::Sample>& 
       // Each row was filled by exactly one rank (zeros elsewhere): the sum is every rank's rows.
       std::vector<double> dim{out.defined() ? static_cast<double>(out.size(1)) : 0.0, out.defined() ? 1.0 : 0.0};
       group->all_reduce_sum(dim);
-      TLTRAIN_CHECK(dim[1] > 0, ErrorKind::Data, "no training image could be decoded");
+      TLTRAIN_CHECK(dim[1] > 0, ErrorKind::Data, none_decoded);
       if (!out.defined())
         out = torch::zeros({n, static_cast<int64_t>(std::llround(dim[0] / dim[1]))}, torch::TensorOptions(m.device()));
       std::vector<torch::Tensor> t{out};
@@ -90,7 +94,7 @@ FeatureCache build_cache(model::Classifier& m, const std::vector<data::Sample>& 
   std::vector<int64_t> rows;
   for (int64_t i = 0; i < n; ++i)
     if (seen[static_cast<size_t>(i)] == static_cast<int64_t>(full.size())) rows.push_back(i);
-  TLTRAIN_CHECK(!rows.empty(), ErrorKind::Data, "no training image could be decoded");
+  TLTRAIN_CHECK(!rows.empty(), ErrorKind::Data, none_decoded);
   auto idx = torch::tensor(rows, torch::kLong).to(m.device());
   for (auto& f : full) c.views.push_back(f.index_select(0, idx));
   for (auto& t : full_teacher) c.teacher.push_back(t.index_select(0, idx));

@@ -5,15 +5,21 @@
 #include <cstdio>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "tltrain/core/error.h"
 #include "tltrain/core/fs.h"
 #include "tltrain/core/log.h"
+#include "tltrain/core/threads.h"
 #include "tltrain/data/dataset.h"
+#include "tltrain/dist/context.h"
+#include "tltrain/model/classifier.h"
 #include "tltrain/train/callback.h"
 #include "tltrain/train/lr_find.h"
 #include "tltrain/train/shared_features.h"
@@ -26,45 +32,6 @@ namespace tltrain::train {
 using config::json;
 
 namespace {
-
-/// Uniform in [0, 1) from 53 bits: the same on every standard library (its distributions are not).
-double uniform(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11) * 0x1.0p-53; }
-
-template <typename T>
-const T& pick(const std::vector<T>& choices, std::mt19937_64& rng) {
-  return choices[std::min(choices.size() - 1, static_cast<size_t>(uniform(rng) * static_cast<double>(choices.size())))];
-}
-
-double log_uniform(const std::pair<double, double>& range, std::mt19937_64& rng) {
-  return std::exp(std::log(range.first) + uniform(rng) * (std::log(range.second) - std::log(range.first)));
-}
-
-/// The fine-tune stage a config's second stage gives, or the tutorials' when it has one stage.
-json finetune_template(const json& base) {
-  const json& stages = base.at("stages");
-  if (stages.size() >= 2) return stages.at(1);
-  return {{"name", "finetune"}, {"epochs", 5}, {"trainable", {{"fraction", 0.2}}}, {"optimizer", {{"name", "sgd"}, {"lr", 1e-4}}}};
-}
-
-/// AUGMENT's ranges scaled by S: the random crop's area and the zoom reach further from 1, the
-/// others (degrees, shifts, jitter) grow in proportion; flips and fill stay.
-void scale_augment(json& augment, double s) {
-  // Each within the range the config accepts (run_config.cpp), so a scaled config stays valid.
-  static const std::map<std::string, double> most{{"rotation_range", 180}, {"width_shift_range", 1}, {"height_shift_range", 1},
-                                                  {"shear_range", 89},     {"brightness", 1},        {"contrast", 1},
-                                                  {"saturation", 1},       {"hue", 0.5},             {"channel_shift_range", 255}};
-  for (const auto& [k, top] : most)
-    if (augment.contains(k) && augment[k].is_number()) augment[k] = std::min(top, augment[k].get<double>() * s);
-  if (augment.contains("zoom_range") && augment["zoom_range"].is_array() && augment["zoom_range"].size() == 2) {
-    const double lo = augment["zoom_range"][0].get<double>(), hi = augment["zoom_range"][1].get<double>();
-    augment["zoom_range"] = {std::max(0.01, 1 - (1 - lo) * s), 1 + (hi - 1) * s};
-  }
-  json& rrc = augment["random_resized_crop"];
-  if (rrc.is_object() && rrc.contains("scale") && rrc["scale"].is_array() && rrc["scale"].size() == 2) {
-    const double hi = rrc["scale"][1].get<double>();
-    rrc["scale"][0] = std::clamp(hi - (hi - rrc["scale"][0].get<double>()) * s, 0.01, hi);
-  }
-}
 
 /// Whether the head stage sees augmented images (so its result depends on the augmentation).
 bool head_sees_augmentation(const json& head) {
@@ -158,7 +125,10 @@ std::string list_file(const data::Dataset& set) {
 
 /// A trial's config: what it trains on is the search's split (DIR/../search_train.csv and
 /// holdout.csv, written once), so the config says so and never names the user's validation data.
-config::RunConfig trial_config(json j, const std::string& dir, config::Metric metric, const std::string& tune_dir) {
+/// LOCAL_WORLD ranks training trials side by side on one machine share its cores.
+config::RunConfig trial_config(json j, const std::string& dir, config::Metric metric, const std::string& tune_dir, int local_world) {
+  if (local_world > 1)
+    for (const char* k : {"intra_op", "loader"}) j["threads"][k] = threads_or_cores(j["threads"].value(k, int64_t{0}), local_world);
   j["data"]["train"] = tune_dir + "/search_train.csv";
   j["data"]["val"] = tune_dir + "/holdout.csv";
   j["data"]["validation_split"] = 0;
@@ -169,159 +139,94 @@ config::RunConfig trial_config(json j, const std::string& dir, config::Metric me
 
 }  // namespace
 
-double parse_duration(const std::string& value) {
-  static const std::map<std::string, double> unit{{"", 1}, {"s", 1}, {"m", 60}, {"min", 60}, {"h", 3600}};
-  size_t used = 0;
-  double v = 0;
-  try {
-    v = std::stod(value, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  const auto it = used > 0 ? unit.find(value.substr(used)) : unit.end();
-  TLTRAIN_CHECK(it != unit.end() && v > 0 && std::isfinite(v), ErrorKind::Usage,
-                "--budget '" + value + "': give a positive duration such as 90s, 30m or 1.5h (a bare number is seconds)");
-  return v * it->second;
-}
-
-json Candidate::to_json() const {
-  return {{"head_lr", head_lr},     {"head_epochs", head_epochs},           {"unfreeze", unfreeze},
-          {"finetune_lr", finetune_lr}, {"optimizer", optimizer},          {"backbone_lr_mult", backbone_lr_mult},
-          {"label_smoothing", label_smoothing}, {"augment", augment},             {"finetune_epochs", finetune_epochs}};
-}
-
-Candidate Candidate::from_json(const json& j) {
-  Candidate c;
-  c.head_lr = j.at("head_lr").get<double>();
-  c.head_epochs = j.at("head_epochs").get<int64_t>();
-  c.unfreeze = j.at("unfreeze").get<double>();
-  c.finetune_lr = j.at("finetune_lr").get<double>();
-  c.optimizer = j.at("optimizer").get<std::string>();
-  c.backbone_lr_mult = j.at("backbone_lr_mult").get<double>();
-  c.label_smoothing = j.at("label_smoothing").get<double>();
-  c.augment = j.at("augment").get<double>();
-  c.finetune_epochs = j.at("finetune_epochs").get<int64_t>();
-  return c;
-}
-
-Candidate Candidate::of_config(const config::RunConfig& cfg) {
-  Candidate c;
-  c.head_lr = cfg.stages.at(0).optimizer.lr;
-  c.head_epochs = cfg.stages.at(0).epochs;
-  c.augment = 1;
-  c.finetune_epochs = finetune_template(cfg.resolved).value("epochs", 5);
-  if (cfg.stages.size() < 2) return c;  // unfreeze 0: the head alone, as the config
-  const config::StageConfig& ft = cfg.stages[1];
-  c.unfreeze = -1;
-  c.finetune_lr = ft.optimizer.lr;
-  c.optimizer = config::name_of(ft.optimizer.name);
-  c.backbone_lr_mult = ft.backbone_lr_mult;
-  c.label_smoothing = ft.label_smoothing;
-  return c;
-}
-
-SearchSpace SearchSpace::around(const config::RunConfig& cfg, double head_lr_centre) {
-  TLTRAIN_CHECK(!cfg.stages.empty() && cfg.stages[0].trainable.kind == config::TrainableSpec::Kind::Head, ErrorKind::Usage,
-                "tune searches the two-stage recipe (the head alone, then the top of the backbone): stages[0] of '" + cfg.source +
-                    "' must have \"trainable\": \"head\"");
-  SearchSpace s;
-  const double h = head_lr_centre > 0 ? head_lr_centre : cfg.stages[0].optimizer.lr;
-  TLTRAIN_CHECK(h > 0, ErrorKind::Usage, "tune searches rates around the head stage's: stages[0].optimizer.lr must be > 0");
-  s.head_lr = {h / 10, h * 10};
-  const int64_t e = cfg.stages[0].epochs;
-  s.head_epochs = {std::max<int64_t>(1, e / 2), e, 2 * e};
-  s.head_epochs.erase(std::unique(s.head_epochs.begin(), s.head_epochs.end()), s.head_epochs.end());
-  const json ft = finetune_template(cfg.resolved);
-  const double f = ft.at("optimizer").value("lr", 1e-4);
-  TLTRAIN_CHECK(f > 0, ErrorKind::Usage, "tune searches rates around the fine-tune stage's: stages[1].optimizer.lr must be > 0");
-  s.finetune_lr = {f / 10, f * 10};
-  // lbfgs trains a head on cached features only; a fine-tune stage takes the others.
-  if (ft.at("optimizer").value("name", "sgd") != "lbfgs") s.optimizers = {ft.at("optimizer").value("name", "sgd")};
-  for (const char* o : {"adam", "sgd"})
-    if (std::find(s.optimizers.begin(), s.optimizers.end(), o) == s.optimizers.end()) s.optimizers.push_back(o);
-  const int64_t fe = ft.value("epochs", 5);
-  s.finetune_epochs = {std::max<int64_t>(1, fe / 2), fe, 2 * fe, 3 * fe};
-  s.finetune_epochs.erase(std::unique(s.finetune_epochs.begin(), s.finetune_epochs.end()), s.finetune_epochs.end());
-  return s;
-}
-
-json SearchSpace::to_json() const {
-  return {{"head_lr", {{"log_uniform", {head_lr.first, head_lr.second}}}},
-          {"head_epochs", head_epochs},
-          {"unfreeze", unfreeze},
-          {"finetune_lr", {{"log_uniform", {finetune_lr.first, finetune_lr.second}}}},
-          {"optimizer", optimizers},
-          {"backbone_lr_mult", backbone_lr_mult},
-          {"label_smoothing", label_smoothing},
-          {"augment", augment},
-          {"finetune_epochs", finetune_epochs}};
-}
-
-std::vector<Candidate> SearchSpace::sample(int64_t n, uint64_t seed) const {
-  // A stream of its own (the seed mixed with a constant), so the candidates do not move when
-  // anything else draws from the run's seed.
-  std::mt19937_64 rng(seed ^ 0x74756e65ULL);
-  std::vector<Candidate> out;
-  for (int64_t i = 0; i < n; ++i) {
-    Candidate c;
-    c.head_lr = log_uniform(head_lr, rng);
-    c.head_epochs = pick(head_epochs, rng);
-    c.unfreeze = pick(unfreeze, rng);
-    c.finetune_lr = log_uniform(finetune_lr, rng);
-    c.optimizer = pick(optimizers, rng);
-    c.backbone_lr_mult = pick(backbone_lr_mult, rng);
-    c.label_smoothing = pick(label_smoothing, rng);
-    c.augment = pick(augment, rng);
-    c.finetune_epochs = pick(finetune_epochs, rng);  // drawn last: the other dimensions keep their draws
-    out.push_back(c);
-  }
-  return out;
-}
-
-json candidate_config(const json& base, const Candidate& c, int64_t finetune_epochs) {
-  json j = base;
-  json head = base.at("stages").at(0);
-  head["optimizer"]["lr"] = c.head_lr;
-  head["epochs"] = c.head_epochs;
-  json stages = json::array({head});
-  if (c.unfreeze != 0) {
-    json ft = finetune_template(base);
-    if (c.unfreeze > 0) ft["trainable"] = {{"fraction", c.unfreeze}};
-    // Another optimizer keeps none of the template's settings (momentum means nothing to adam).
-    if (ft.at("optimizer").value("name", "") != c.optimizer) ft["optimizer"] = json::object();
-    ft["optimizer"]["name"] = c.optimizer;
-    ft["optimizer"]["lr"] = c.finetune_lr;
-    ft["backbone_lr_mult"] = c.backbone_lr_mult;
-    ft["label_smoothing"] = c.label_smoothing;
-    ft["epochs"] = finetune_epochs;
-    stages.push_back(ft);
-  }
-  j["stages"] = stages;
-  if (c.augment != 1 && j.contains("data") && j["data"].contains("augment")) scale_augment(j["data"]["augment"], c.augment);
-  return j;
-}
-
-std::vector<int64_t> rung_epochs(int64_t finetune_epochs, int64_t eta, int64_t rungs) {
-  std::vector<int64_t> e;
-  for (int64_t r = rungs - 1; r >= 0; --r) {
-    const int64_t v = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(static_cast<double>(finetune_epochs) / std::pow(eta, r))));
-    if (e.empty() || v > e.back()) e.push_back(v);
-  }
-  return e;
-}
-
 namespace {
+
+std::string read_text(const std::string& path) {
+  std::ifstream f(path);
+  return {std::istreambuf_iterator<char>(f), {}};
+}
+
+/// The ranks of a search (tltrain launch, torchrun, SLURM): each trains its share of a rung's
+/// candidates as a one-process fit, and they meet through files in the search's folder, which they
+/// share (one machine, or a shared filesystem), because a rung can outlast any collective's
+/// timeout. DIR/ranks holds each rank's mark for each rung ("done", or "stopped" when its budget
+/// ran out) and a failed rank's reason; DIR/results each result a rank other than 0 trained.
+struct Ranks {
+  dist::ProcessGroup* group = nullptr;
+  int rank = 0, world = 1, local_world = 1;
+  std::string dir;  ///< the search's folder
+
+  std::string marks() const { return dir + "/ranks"; }
+  std::string mark_of(size_t rung, int r) const { return marks() + "/rung" + std::to_string(rung) + "_rank" + std::to_string(r); }
+  std::string failed_of(int r) const { return marks() + "/rank" + std::to_string(r) + ".failed"; }
+  std::string result_of(size_t candidate, size_t rung) const {
+    return dir + "/results/c" + std::to_string(candidate) + "_r" + std::to_string(rung) + ".json";
+  }
+  void mark(size_t rung, bool stopped) const {
+    if (world > 1) write_file_atomically(mark_of(rung, rank), stopped ? "stopped\n" : "done\n");
+  }
+  /// Fails with another rank's reason when one has failed, and on Ctrl-C with RESUME.
+  void check(const std::string& resume) const {
+    for (int r = 0; r < world; ++r)
+      if (r != rank && fs::exists(failed_of(r))) TLTRAIN_FAIL(ErrorKind::Runtime, "tune: rank " + std::to_string(r) + " failed: " + read_text(failed_of(r)));
+    TLTRAIN_CHECK(!stop_requested(), ErrorKind::Interrupted, resume);
+  }
+  /// Waits until READY holds, saying so once when it takes a while.
+  template <typename Ready>
+  void wait(Ready ready, const std::string& what, const std::string& resume) const {
+    const auto t0 = std::chrono::steady_clock::now();
+    bool said = false;
+    while (!ready()) {
+      check(resume);
+      if (!said && std::chrono::steady_clock::now() - t0 > std::chrono::seconds(10)) {
+        log::info("tune: rank " + std::to_string(rank) + " waits for " + what);
+        said = true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+  /// Waits until every rank has marked RUNG; whether one of them stopped for the budget.
+  bool all_marked(size_t rung, const std::string& resume) const {
+    if (world == 1) return false;
+    wait([&] {
+      for (int r = 0; r < world; ++r)
+        if (!fs::exists(mark_of(rung, r))) return false;
+      return true;
+    }, "the other ranks' candidates of rung " + std::to_string(rung), resume);
+    for (int r = 0; r < world; ++r)
+      if (read_text(mark_of(rung, r)).rfind("stopped", 0) == 0) return true;
+    return false;
+  }
+};
+
+/// While a rank trains its own trial it is that run's only writer, so it writes its files (the
+/// log's output rank); afterwards it is one of the search's ranks again.
+class OwnRun {
+ public:
+  explicit OwnRun(int rank) : rank_(rank) { log::set_rank(0); }
+  ~OwnRun() { log::set_rank(rank_); }
+  OwnRun(const OwnRun&) = delete;
+  OwnRun& operator=(const OwnRun&) = delete;
+
+ private:
+  int rank_;
+};
 
 /// One search: its sets, its candidates and their results, and the state file that records them.
 class Search {
  public:
-  Search(const config::RunConfig& cfg, const TuneOptions& o)
-      : cfg_(cfg), o_(o), dir_(cfg.output_dir + "/tune"), started_(std::chrono::steady_clock::now()) {
+  Search(const config::RunConfig& cfg, const TuneOptions& o, Ranks ranks)
+      : cfg_(cfg), o_(o), dir_(cfg.output_dir + "/tune"), started_(std::chrono::steady_clock::now()), ranks_(std::move(ranks)) {
     if (!o.resume)
       TLTRAIN_CHECK(!fs::exists(dir_ + "/tune.json"), ErrorKind::Usage,
                     "'" + dir_ + "' already holds a search; continue it with `tltrain tune --resume " + dir_ + "` or choose another output_dir");
-    st_ = {o.resume ? config::parse_json_file(dir_ + "/tune.json") : json::object(), dir_ + "/tune.json"};
-    spent_before_ = st_.j.value("seconds", 0.0);
+    st_.path = dir_ + "/tune.json";
+    if (ranks_.rank == 0) {  // marks from an earlier session; a new search keeps no earlier results either
+      fs::remove_all(ranks_.marks());
+      if (!o.resume) fs::remove_all(dir_ + "/results");
+      fs::create_directories(ranks_.marks());
+    }
+    if (ranks_.group) ranks_.group->barrier();  // no rank reads the folder before rank 0 has cleared it
     // The search sees the training images only: a separate validation set is not even listed, and
     // a validation_split's share stays out as load_datasets leaves it out of train.
     config::DataConfig train_only = cfg.data;
@@ -335,7 +240,11 @@ class Search {
     search_ = data::fold_datasets(train_, data::stratified_folds(train_.samples, train_.classes.size(), k, seed, 0), 0);
     log::info("tune: " + std::to_string(search_.train.samples.size()) + " training and " + std::to_string(search_.val.samples.size()) +
               " holdout images (one stratified fold of " + std::to_string(k) + "; the validation set is not used)");
-    if (!o.resume) start();
+    if (!o.resume && ranks_.rank == 0) start();
+    if (ranks_.rank != 0 && !o.resume)  // rank 0 writes the new search's state, after its range test
+      ranks_.wait([&] { return fs::exists(dir_ + "/tune.json"); }, "rank 0's range test and candidates", resume_);
+    if (ranks_.rank != 0 || o.resume) st_ = {config::parse_json_file(dir_ + "/tune.json"), dir_ + "/tune.json"};
+    spent_before_ = st_.j.value("seconds", 0.0);
     read_state();
     name_heads();
   }
@@ -345,11 +254,16 @@ class Search {
     std::vector<size_t> alive(cands_.size());
     for (size_t i = 0; i < alive.size(); ++i) alive[i] = i;
     for (size_t rung = 0; rung < rungs_.size(); ++rung) {
-      for (size_t i : alive) {
-        if (got_.count({i, rung})) continue;
-        if (elapsed() > o_.budget_s) return void(stop_reason_ = "budget spent");
+      absorb(alive, rung);
+      bool stopped = false;
+      for (size_t i : share(alive, rung)) {
+        if ((stopped = elapsed() > o_.budget_s)) break;
         run_candidate(i, rung);
       }
+      ranks_.mark(rung, stopped);
+      stopped = ranks_.all_marked(rung, resume_) || stopped;
+      absorb(alive, rung);
+      if (stopped) return void(stop_reason_ = "budget spent");
       if (rung + 1 == rungs_.size()) return;
       alive = promote(alive, rung);
     }
@@ -383,6 +297,53 @@ class Search {
 
  private:
   double elapsed() const { return spent_before_ + std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count(); }
+
+  /// This rank's share of ALIVE's candidates still to train at RUNG: those with one head stage go
+  /// to one rank (no two ranks train a head at once), the groups to the least loaded rank, largest
+  /// first, with a trial's cost its fine-tune epochs. The same split on every rank.
+  std::vector<size_t> share(const std::vector<size_t>& alive, size_t rung) const {
+    std::map<std::string, std::vector<size_t>> by_head;
+    for (size_t i : alive)
+      if (!got_.count({i, rung})) by_head[head_dir_[i]].push_back(i);
+    std::vector<std::pair<int64_t, std::vector<size_t>>> groups;
+    for (auto& [head, members] : by_head) {
+      int64_t cost = 0;
+      for (size_t i : members) cost += 1 + (cands_[i].unfreeze != 0 ? cands_[i].epochs_at(rungs_[rung]) : 0);
+      groups.emplace_back(cost, members);
+    }
+    std::stable_sort(groups.begin(), groups.end(), [](const auto& a, const auto& b) {
+      return a.first != b.first ? a.first > b.first : a.second.front() < b.second.front();
+    });
+    std::vector<int64_t> load(static_cast<size_t>(ranks_.world), 0);
+    std::vector<size_t> mine;
+    for (const auto& [cost, members] : groups) {
+      const auto r = static_cast<int>(std::min_element(load.begin(), load.end()) - load.begin());
+      load[static_cast<size_t>(r)] += cost;
+      if (r == ranks_.rank) mine.insert(mine.end(), members.begin(), members.end());
+    }
+    std::sort(mine.begin(), mine.end());
+    return mine;
+  }
+
+  /// The results at RUNG that other ranks (or an earlier session's) left in DIR/results.
+  void absorb(const std::vector<size_t>& alive, size_t rung) {
+    for (size_t i : alive)
+      if (!got_.count({i, rung}) && fs::exists(ranks_.result_of(i, rung))) record(config::parse_json_file(ranks_.result_of(i, rung)));
+  }
+
+  /// REC, one candidate's result at one rung, into the search's state.
+  void record(const json& rec) {
+    const size_t i = rec.at("candidate").get<size_t>(), rung = rec.at("rung").get<size_t>();
+    const Figure figure = Figure::from_json(rec);
+    got_[{i, rung}] = figure;
+    if (rec.contains("failed")) failed_.insert(i);
+    st_.j["results"].push_back(rec);
+    st_.j["seconds"] = elapsed();
+    st_.save();
+    log::info("tune: candidate " + std::to_string(i) + " rung " + std::to_string(rung) +
+              (ranks_.world > 1 ? " (rank " + std::to_string(rec.value("rank", 0)) + ")" : "") + ": " + config::name_of(o_.metric) + " " +
+              std::to_string(figure.value) + " (" + config::name_of(tiebreak_of(o_.metric)) + " " + std::to_string(figure.tiebreak) + ")");
+  }
 
   /// tune.json's rungs, candidates and results; a Data error naming the file when they do not fit.
   void read_state() {
@@ -466,35 +427,30 @@ class Search {
   void run_candidate(size_t i, size_t rung) {
     // A stop asked for between two runs; fit forgets one from before it begins, and so does the
     // search until it has trained something.
-    const std::string resume = "tune interrupted; continue it with `tltrain tune --resume " + dir_ + "`";
-    TLTRAIN_CHECK(!(trained_any_ && stop_requested()), ErrorKind::Interrupted, resume);
-    json rec = {{"candidate", i}, {"rung", rung}, {"head", head_dir_[i]}};
+    TLTRAIN_CHECK(!(trained_any_ && stop_requested()), ErrorKind::Interrupted, resume_);
+    json rec = {{"candidate", i}, {"rung", rung}, {"head", head_dir_[i]}, {"rank", ranks_.rank}};
     Figure figure;
     try {
+      const OwnRun own(ranks_.rank);
       figure = train_candidate(i, rung, rec);
     } catch (const Error& e) {
-      if (e.kind() == ErrorKind::Interrupted) TLTRAIN_FAIL(ErrorKind::Interrupted, resume);
+      if (e.kind() == ErrorKind::Interrupted) TLTRAIN_FAIL(ErrorKind::Interrupted, resume_);
       const bool lower = !improved(o_.metric, 1.0, 0.0, 0.0, true);  // a loss: lower is better
       figure = {lower ? 1e300 : -1.0, lower ? -1.0 : 1e300};
       rec["failed"] = e.what();
-      failed_.insert(i);
       log::warn("tune: candidate " + std::to_string(i) + " failed, ranked last: " + e.what());
     }
     rec["value"] = figure.value;
     rec["tiebreak"] = figure.tiebreak;
-    got_[{i, rung}] = figure;
-    st_.j["results"].push_back(rec);
-    st_.j["seconds"] = elapsed();
-    st_.save();
-    log::info("tune: candidate " + std::to_string(i) + " rung " + std::to_string(rung) + ": " + config::name_of(o_.metric) + " " +
-              std::to_string(figure.value) + " (" + config::name_of(tiebreak_of(o_.metric)) + " " + std::to_string(figure.tiebreak) + ")");
+    if (ranks_.world > 1) write_file_atomically(ranks_.result_of(i, rung), rec.dump() + "\n");
+    record(rec);
   }
 
   /// Candidate I's head run (trained once, then read), and its fine-tune stage at RUNG's epochs from
   /// the head's last weights; what it ran goes into REC.
   Figure train_candidate(size_t i, size_t rung, json& rec) {
     const Candidate& c = cands_[i];
-    const Outcome head = run_once(trial_config(head_cfg_[i], head_dir_[i], o_.metric, dir_), search_, shared_for(i), "");
+    const Outcome head = run_once(trial_config(head_cfg_[i], head_dir_[i], o_.metric, dir_, ranks_.local_world), search_, shared_for(i), "");
     trained_any_ |= head.trained;
     Figure figure = head.figure;
     rec["head_value"] = head.figure.value;
@@ -504,7 +460,7 @@ class Search {
       ft_json["stages"] = json::array({ft_json["stages"][1]});
       // Named by its epochs: a candidate shorter than two rungs trains its schedule once.
       const std::string tdir = dir_ + "/trials/c" + std::to_string(i) + "_e" + std::to_string(epochs);
-      const Outcome ft = run_once(trial_config(ft_json, tdir, o_.metric, dir_), search_, nullptr, head.last);
+      const Outcome ft = run_once(trial_config(ft_json, tdir, o_.metric, dir_, ranks_.local_world), search_, nullptr, head.last);
       trained_any_ |= ft.trained;
       // A fit's best.pt is the best epoch of either stage: the candidate's figure is too.
       if (better(o_.metric, ft.figure, head.figure)) figure = ft.figure;
@@ -534,6 +490,8 @@ class Search {
   const TuneOptions& o_;
   std::string dir_;
   std::chrono::steady_clock::time_point started_;
+  Ranks ranks_;
+  std::string resume_ = "tune interrupted; continue it with `tltrain tune --resume " + dir_ + "`";
   State st_;
   double spent_before_ = 0;
   data::Dataset train_;
@@ -558,9 +516,36 @@ TuneResult tune(const config::RunConfig& cfg, const TuneOptions& o) {
                 "--metric " + config::name_of(o.metric) + " judges the training images; the search judges the holdout: val_accuracy or val_loss");
   TLTRAIN_CHECK(o.budget_s > 0, ErrorKind::Usage, "--budget must be > 0");
   SearchSpace::around(cfg);  // refuses a config without a head stage before any work
-  Search s(cfg, o);
-  s.run();
-  return s.finish();
+  Ranks ranks{o.group, 0, 1, 1, cfg.output_dir + "/tune"};
+  if (o.group) ranks = {o.group, o.group->rank(), o.group->world(), std::max(1, o.group->context().local_world), ranks.dir};
+  try {
+    Search s(cfg, o, ranks);
+    s.run();
+    return s.finish();
+  } catch (const Error& e) {
+    // The other ranks wait on files, not on a collective: tell them why this one stops.
+    if (ranks.world > 1 && e.kind() != ErrorKind::Interrupted && fs::exists(ranks.marks()))
+      write_file_atomically(ranks.failed_of(ranks.rank), e.what());
+    throw;
+  }
+}
+
+TuneResult tune_on_ranks(const config::RunConfig& cfg, TuneOptions o, const std::function<void(const TuneResult&, dist::ProcessGroup*)>& then,
+                         double dist_timeout) {
+  const dist::DistContext ctx = dist::context_from_env();
+  log::set_rank(ctx.rank);
+  std::unique_ptr<dist::ProcessGroup> group;
+  if (ctx.distributed()) group = start_process_group(ctx, dist_timeout, model::resolve_device(cfg.device, ctx.local_rank));
+  o.group = group.get();
+  try {
+    auto r = tune(cfg, o);
+    if (then) then(r, group.get());
+    if (group) group->barrier();  // rank 0 hosts the store: it leaves last
+    return r;
+  } catch (const std::exception& e) {
+    if (group) group->report_failure(e.what());
+    throw;
+  }
 }
 
 std::pair<config::RunConfig, TuneOptions> load_tune_dir(const std::string& dir) {

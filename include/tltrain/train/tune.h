@@ -12,13 +12,17 @@
 // stands, so --resume continues after a kill. No torch here.
 #include <algorithm>
 #include <cstdint>
-#include <random>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "tltrain/config/json_reader.h"
 #include "tltrain/config/run_config.h"
+
+namespace tltrain::dist {
+class ProcessGroup;
+}
 
 namespace tltrain::train {
 
@@ -33,6 +37,9 @@ struct TuneOptions {
   int64_t eta = 3;         ///< successive halving keeps the best 1/eta at each rung
   bool lr_find = true;     ///< centre the head's rate range on a range test's valley (else on the config's rate)
   bool resume = false;     ///< continue the search in cfg.output_dir/tune
+  /// One trial per rank: each rank trains its share of every rung as a one-process fit, and the
+  /// ranks, which share the output folder, exchange results through it. Null: one process.
+  dist::ProcessGroup* group = nullptr;
 };
 
 /// One point of the search space: the values a trial's config takes.
@@ -98,6 +105,13 @@ struct TuneResult {
 /// Runs (or with O.resume continues) the search. Usage error for a config whose first stage does not
 /// train the head alone, or a directory that already holds a search without --resume.
 TuneResult tune(const config::RunConfig& cfg, const TuneOptions& o);
+
+/// tune on the ranks the environment describes (torchrun, SLURM, tltrain launch; as fit_on_ranks):
+/// every rank gets the same result; rank 0 writes the search's own files. THEN runs on every rank
+/// with the result and the ranks' group (null: one process), while the group lives: what comes
+/// after the search (the winner's fit) uses the same rendezvous.
+TuneResult tune_on_ranks(const config::RunConfig& cfg, TuneOptions o,
+                         const std::function<void(const TuneResult&, dist::ProcessGroup*)>& then = {}, double dist_timeout = 60);
 
 /// The config and options of the search in DIR (its tune.json), for --resume.
 std::pair<config::RunConfig, TuneOptions> load_tune_dir(const std::string& dir);
