@@ -295,6 +295,51 @@ TEST(TuneCli, TrialsRunOnePerRankUnderALaunchAndRankAsOneProcessDoes) {
   EXPECT_TRUE(fs::exists(p.dir / "two/tune/best/checkpoints/best.pt"));
 }
 
+TEST(Tune, ABudgetSpentMidSearchNamesTheBestSoFarAndAChangedTrainingFolderIsRefused) {
+  Squares p;
+  const auto cfg = p.config("partial");
+  std::atomic<bool> done{false};
+  std::thread stopper([&] {  // Ctrl-C once two results are in (as in the resume test)
+    const std::string state = cfg.output_dir + "/tune/tune.json";
+    while (!done) {
+      try {
+        if (fs::exists(state) && config::parse_json_file(state).at("results").size() >= 2) train::request_stop();
+      } catch (const std::exception&) {
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  });
+  try {
+    train::tune(cfg, quick());
+  } catch (const Error&) {
+  }
+  done = true;
+  stopper.join();
+  const json stopped = config::parse_json_file(cfg.output_dir + "/tune/tune.json");
+  ASSERT_GE(stopped.at("results").size(), 2u);
+  ASSERT_LT(stopped.at("results").size(), 6u) << "the search finished its first rung before the stop: the test proved nothing";
+  // Resumed with the budget it has already spent: no candidate starts, and the winner is the best
+  // first-rung result so far.
+  auto [again_cfg, again] = train::load_tune_dir(cfg.output_dir + "/tune");
+  again.budget_s = stopped.at("seconds").get<double>();
+  const auto r = train::tune(again_cfg, again);
+  EXPECT_EQ(r.summary.at("status"), "budget spent");
+  EXPECT_EQ(r.summary.at("results").size(), stopped.at("results").size()) << "a candidate started after the budget";
+  std::vector<json> firsts;
+  for (const auto& x : stopped.at("results")) firsts.push_back(x);
+  std::stable_sort(firsts.begin(), firsts.end(), [](const json& a, const json& b) {
+    return a.at("value") != b.at("value") ? a.at("value").get<double>() > b.at("value").get<double>()
+                                          : a.at("tiebreak").get<double>() < b.at("tiebreak").get<double>();
+  });
+  EXPECT_EQ(r.summary.at("best").at("candidate"), firsts[0].at("candidate"));
+  EXPECT_EQ(r.summary.at("best").at("rung"), 0);
+  EXPECT_TRUE(fs::exists(r.best_config));
+  // One more image in the training folder: the search's split is no longer the one it judged.
+  test::write_color_dataset(p.dir / "more", {"red"}, 1);
+  for (const auto& e : fs::directory_iterator(p.dir / "more/red")) fs::copy_file(e.path(), p.dir / "train/red/extra.png");
+  test::expect_error([&] { train::tune(again_cfg, again); }, ErrorKind::Data, "has changed since the search");
+}
+
 TEST(Tune, ABudgetSpentBeforeAnyCandidateSaysSoAndAResumeWithMoreFinishes) {
   Squares p;
   const auto cfg = p.config("budget");

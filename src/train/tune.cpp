@@ -244,6 +244,12 @@ class Search {
     if (ranks_.rank != 0 && !o.resume)  // rank 0 writes the new search's state, after its range test
       ranks_.wait([&] { return fs::exists(dir_ + "/tune.json"); }, "rank 0's range test and candidates", resume_);
     if (ranks_.rank != 0 || o.resume) st_ = {config::parse_json_file(dir_ + "/tune.json"), dir_ + "/tune.json"};
+    // The results so far judged this split: a training folder changed since would mix two searches.
+    if (o.resume)
+      TLTRAIN_CHECK(read_text(dir_ + "/search_train.csv") == list_file(search_.train) && read_text(dir_ + "/holdout.csv") == list_file(search_.val),
+                    ErrorKind::Data,
+                    "'" + cfg.data.train + "' has changed since the search in " + dir_ + " began (its images no longer split into " + dir_ +
+                        "/search_train.csv and holdout.csv): start a new search in another output_dir");
     spent_before_ = st_.j.value("seconds", 0.0);
     read_state();
     name_heads();
