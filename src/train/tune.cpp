@@ -545,6 +545,7 @@ TuneResult tune_on_ranks(const config::RunConfig& cfg, TuneOptions o, const std:
   o.group = group.get();
   try {
     auto r = tune(cfg, o);
+    if (group) group->barrier();  // rank 0 has written best_config.json, which THEN may read
     if (then) then(r, group.get());
     if (group) group->barrier();  // rank 0 hosts the store: it leaves last
     return r;
