@@ -2,6 +2,9 @@
 #   bench_prepare NAME   sets PY, SHARED, WEIGHTS, BACKBONE; exits 0 with a message when ../shared
 #                        is absent, 1 when build/tltrain is missing; exports the backbone if needed.
 #   wait_up PORT         returns once a server answers /health on PORT (1 after 60 s).
+#   torch2_py            prints the Python with PyTorch 2.x the references also run under:
+#                        TORCH2_PY when set ("" leaves them out), else bench/torch2_reference.sh's
+#                        venv when it is ready, else nothing.
 bench_prepare() {
   local name=$1
   PY=/usr/bin/python3
@@ -28,4 +31,11 @@ wait_up() {
   done
   echo "server on $port did not come up" >&2
   return 1
+}
+
+torch2_py() {
+  if [[ -n "${TORCH2_PY+set}" ]]; then echo "$TORCH2_PY"; return 0; fi
+  local v=${TORCH2_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/tltrain/venv-torch2}/bin/python
+  if [[ -x "$v" ]] && "$v" -c "import torchvision, PIL" 2>/dev/null; then echo "$v"; fi
+  return 0
 }

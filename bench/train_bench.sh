@@ -14,6 +14,8 @@
 #   SHARED=../shared  DATA=$SHARED/data/hymenoptera  WEIGHTS=$SHARED/models/mobilenet_v2_imagenet.pth
 #   OUT=<tmp dir>     where the runs' logs are kept
 #   TLTRAIN_BIN=build/tltrain  the binary to measure
+#   TORCH2_PY=<python>  PyTorch 2.x from PyPI (default: bench/torch2_reference.sh's venv when
+#                     ready): (a) again with it, eager and under torch.compile; "" leaves it out
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +31,7 @@ DATA=${DATA:-$SHARED/data/hymenoptera}
 OUT=${OUT:-$(mktemp -d /tmp/train_bench.XXXXXX)}
 CONFIG=configs/hymenoptera.json
 mkdir -p "$OUT"
+TORCH2_PY=$(torch2_py)
 
 
 now() { date +%s.%N; }
@@ -68,6 +71,20 @@ for micro in 0 8; do
     >"$OUT/py_micro$micro.json" 2>"$OUT/py_micro$micro.err"
 done
 
+# (a') the same under PyTorch 2.x, eager and compiled.
+py2_runs=()
+if [[ -n "$TORCH2_PY" ]]; then
+  for mode in eager compile; do
+    for micro in 0 8; do
+      echo "train_bench: PyTorch 2.x ($mode) fine-tune, micro $micro" >&2
+      "$TORCH2_PY" bench/reference/finetune_speed.py --config "$CONFIG" --weights "$WEIGHTS" --data "$DATA/train" \
+        --epochs "$E" --batch 32 --micro "$micro" --threads "$THREADS" --workers "$WORKERS" $([[ $mode == compile ]] && echo --compile) \
+        >"$OUT/py2_${mode}_micro$micro.json" 2>"$OUT/py2_${mode}_micro$micro.err"
+      py2_runs+=("${mode}_micro$micro")
+    done
+  done
+fi
+
 # (b) tltrain fine-tuning (micro_batch left at its default: 8 on CPU).
 echo "train_bench: tltrain fine-tune" >&2
 FT_STAGES='[{"name":"finetune","epochs":'"$E"',"trainable":{"fraction":0.2},"optimizer":{"name":"sgd","lr":1e-4,"momentum":0.9},"feature_cache":false}]'
@@ -95,6 +112,13 @@ PY8=$(json_field "$OUT/py_micro8.json" images_per_s)
 PY32E=$(json_field "$OUT/py_micro0.json" images_per_s_epochs_after_first)
 PY8E=$(json_field "$OUT/py_micro8.json" images_per_s_epochs_after_first)
 TL=$(jsonl_stat "$OUT/tl_finetune/log.jsonl" ips skip)
+PY2_ROWS=""
+for run in "${py2_runs[@]}"; do
+  f=$OUT/py2_$run.json
+  ver=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["torch"])' "$f")
+  label=${run/_micro0/, batch 32}
+  PY2_ROWS+="| PyTorch $ver ${label/_micro8/, micro 8} | $(json_field "$f" images_per_s) | $(json_field "$f" images_per_s_epochs_after_first) | $(ratio "$TL" "$(json_field "$f" images_per_s)") |"$'\n'
+done
 CACHE_SECS=$(jsonl_stat "$OUT/tl_head_cache/log.jsonl" secs)
 NOCACHE_SECS=$(jsonl_stat "$OUT/tl_head_nocache/log.jsonl" secs)
 
@@ -108,7 +132,7 @@ Fine-tuning MobileNetV2, top 20% of blocks (features.15..18), BN frozen, SGD 1e-
 |---|---:|---:|---:|
 | Python eager, batch 32 | $PY32 | $PY32E | $(ratio "$TL" "$PY32") |
 | Python eager, micro 8 | $PY8 | $PY8E | $(ratio "$TL" "$PY8") |
-| tltrain fit (micro_batch default 8), epochs 2..E of log.jsonl | — | $TL | 1.00 |
+${PY2_ROWS}| tltrain fit (micro_batch default 8), epochs 2..E of log.jsonl | — | $TL | 1.00 |
 
 tltrain fine-tune command wall time (incl. startup and per-epoch validation): ${TL_FT_WALL} s
 

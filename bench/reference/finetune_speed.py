@@ -7,10 +7,12 @@ folder.
 
   bench/reference/finetune_speed.py --weights /work/shared/models/mobilenet_v2_imagenet.pth \
       [--config configs/hymenoptera.json] [--epochs 3] [--batch 32] [--micro 8] \
-      [--threads 2] [--workers 2] [--limit N] [--data DIR]
+      [--threads 2] [--workers 2] [--limit N] [--data DIR] [--compile]
 
 --micro N splits each batch into chunks of N with gradient accumulation (loss scaled by the
-whole batch: the same gradients while BatchNorm is frozen). Prints one JSON object:
+whole batch: the same gradients while BatchNorm is frozen). --compile (PyTorch 2.x) runs the model
+through torch.compile, as a user after speed would, and drops the last partial batch so that no
+shape recompiles mid-epoch; its compilation falls in the warm-up batch. Prints one JSON object:
 images_per_s is steady-state training throughput over all epochs with the very first batch
 left out as warm-up; images_per_s_epochs_after_first is measured as tltrain's log.jsonl does
 (images / epoch wall time, loader start included) averaged over epochs 2..E.
@@ -44,6 +46,7 @@ def main():
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--limit", type=int, default=0, help="smoke tests: only N training images")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (PyTorch 2.x)")
     args = p.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -53,13 +56,15 @@ def main():
     samples = r.limit_samples(samples, args.limit)
     pre = r.resolve_preprocess(cfg, args.arch)
     loader = torch.utils.data.DataLoader(r.ImageList(samples, r.train_transform(pre, cfg["data"]["augment"])),
-                                         batch_size=args.batch, shuffle=True, num_workers=args.workers)
+                                         batch_size=args.batch, shuffle=True, num_workers=args.workers,
+                                         drop_last=args.compile)
 
     model = r.Classifier(args.arch, args.weights, cfg["model"], len(classes), args.seed)
     cut = r.resolve_cut(model.block_names, ("fraction", args.fraction))
     model.set_trainable(cut)
     params = [q for q in model.parameters() if q.requires_grad]
     opt = torch.optim.SGD(params, lr=args.lr, momentum=0.9)
+    forward = torch.compile(model) if args.compile else model
 
     images = 0
     t_steady = None
@@ -74,7 +79,7 @@ def main():
             micro = args.micro if 0 < args.micro < n else n
             total = 0.0
             for s in range(0, n, micro):
-                loss = F.cross_entropy(model(x[s:s + micro]), y[s:s + micro], reduction="sum") / n
+                loss = F.cross_entropy(forward(x[s:s + micro]), y[s:s + micro], reduction="sum") / n
                 loss.backward()
                 total += loss.item()
             opt.step()
@@ -95,7 +100,7 @@ def main():
         "epochs": args.epochs, "batch": args.batch, "micro": args.micro, "threads": args.threads,
         "workers": args.workers, "train_images": len(samples),
         "trainable_blocks": model.block_names[cut:], "final_loss": losses[-1] if losses else None,
-        "torch": torch.__version__,
+        "torch": torch.__version__, "compile": args.compile,
     }))
 
 
