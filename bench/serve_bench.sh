@@ -2,7 +2,8 @@
 # Serving benchmark on loopback with wrk: tltrain serve with dynamic batching, tltrain serve
 # without (--max-batch 1), and the Flask/torch reference (bench/reference/flask_server.py) on the
 # same model file (as the seeds run it, and tuned with optimize_for_inference like tltrain serve),
-# one server at a time, at concurrency 1, 8 and 32. Prints a markdown table.
+# one server at a time, at concurrency 1, 8 and 32; the tuned reference under PyTorch 2.x too when
+# bench/torch2_reference.sh's venv is ready (TORCH2_PY="" leaves it out). Prints a markdown table.
 #   bench/serve_bench.sh MODEL.pt IMAGE.jpg [SECONDS per point, default 15]
 # Env: TLTRAIN (default build/tltrain), SERVE_ARGS (extra args for the batching server).
 set -euo pipefail
@@ -61,3 +62,9 @@ run_server "tltrain serve, dynamic batching (max 16, 2 ms)" "$tltrain" serve --m
 run_server "tltrain serve, no batching (--max-batch 1)" "$tltrain" serve --model "$model" --port "$port" --max-batch 1
 run_server "Flask + torch.jit.load (reference, as the seeds)" /usr/bin/python3 bench/reference/flask_server.py --model "$model" --port "$port"
 run_server "Flask + optimize_for_inference (tuned reference)" /usr/bin/python3 bench/reference/flask_server.py --model "$model" --port "$port" --optimize
+# The tuned reference again under PyTorch 2.x from PyPI (bench/torch2_reference.sh), when ready.
+py2=$(torch2_py)
+if [[ -n "$py2" ]]; then
+  run_server "Flask + optimize_for_inference, PyTorch $("$py2" -c 'import torch; print(torch.__version__)' 2>/dev/null)" \
+    "$py2" bench/reference/flask_server.py --model "$model" --port "$port" --optimize
+fi
