@@ -153,16 +153,29 @@ TEST(Tune, HalvesTheCandidatesReusesEachHeadAndNeverReadsTheValidationSet) {
   ASSERT_EQ(at[0].size(), 6u);
   EXPECT_EQ(train::Candidate::from_json(s.at("candidates").at(0)).to_json(), train::Candidate::of_config(cfg).to_json())
       << "the config itself is the first candidate";
-  ASSERT_EQ(at[1].size(), 2u) << "ceil(6 / 3) go on";
-  ASSERT_EQ(at[2].size(), 1u);
-  // The two promoted are the two best of the first rung: higher accuracy, then lower loss on a tie.
-  std::vector<size_t> first;
-  for (const auto& entry : at[0]) first.push_back(entry.first);
-  std::stable_sort(first.begin(), first.end(), [&](size_t a, size_t b) {
-    return at[0][a] != at[0][b] ? at[0][a] > at[0][b] : loss_at_first[a] < loss_at_first[b];
-  });
-  EXPECT_EQ(std::set<size_t>({first[0], first[1]}), std::set<size_t>({at[1].begin()->first, std::next(at[1].begin())->first}))
-      << "the promoted are not the first rung's two best";
+  // Promoted: the best ceil(n / 3) by accuracy, then the config itself on a tie, then the lower
+  // loss; and the config itself, whatever its place.
+  std::map<size_t, std::map<size_t, double>> loss_at;  // rung → candidate → tie-breaker
+  for (const auto& x : s.at("results")) loss_at[x.at("rung")][x.at("candidate")] = x.at("tiebreak");
+  const auto ranked = [&](size_t rung) {
+    std::vector<size_t> order;
+    for (const auto& entry : at[rung]) order.push_back(entry.first);
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+      if (at[rung][a] != at[rung][b]) return at[rung][a] > at[rung][b];
+      if ((a == 0) != (b == 0)) return a == 0;
+      return loss_at[rung][a] < loss_at[rung][b];
+    });
+    return order;
+  };
+  const auto keys = [&](size_t rung) {
+    std::set<size_t> k;
+    for (const auto& entry : at[rung]) k.insert(entry.first);
+    return k;
+  };
+  const auto first = ranked(0), second = ranked(1);
+  EXPECT_EQ(keys(1), (std::set<size_t>{first[0], first[1], 0})) << "rung 1 is not the first rung's two best and the config";
+  EXPECT_EQ(keys(2), (std::set<size_t>{second[0], 0})) << "rung 2 is not rung 1's best and the config";
+  EXPECT_EQ(s.at("best").at("candidate"), ranked(2)[0]);
   for (const auto& [c, loss] : loss_at_first) EXPECT_GT(loss, 0) << "candidate " << c << " has no tie-breaker";
   // One head run per candidate's head stage, trained once however many rungs use it.
   for (const auto& [c, dirs] : heads_of) {
@@ -328,8 +341,9 @@ TEST(Tune, ABudgetSpentMidSearchNamesTheBestSoFarAndAChangedTrainingFolderIsRefu
   std::vector<json> firsts;
   for (const auto& x : stopped.at("results")) firsts.push_back(x);
   std::stable_sort(firsts.begin(), firsts.end(), [](const json& a, const json& b) {
-    return a.at("value") != b.at("value") ? a.at("value").get<double>() > b.at("value").get<double>()
-                                          : a.at("tiebreak").get<double>() < b.at("tiebreak").get<double>();
+    if (a.at("value") != b.at("value")) return a.at("value").get<double>() > b.at("value").get<double>();
+    if ((a.at("candidate") == 0) != (b.at("candidate") == 0)) return a.at("candidate") == 0;  // the config on a tie
+    return a.at("tiebreak").get<double>() < b.at("tiebreak").get<double>();
   });
   EXPECT_EQ(r.summary.at("best").at("candidate"), firsts[0].at("candidate"));
   EXPECT_EQ(r.summary.at("best").at("rung"), 0);

@@ -44,11 +44,13 @@ json tune_ranking(const json& summary) {
   for (const auto& [c, r] : top)
     rows.push_back({{"candidate", c}, {"rung", r.at("rung")}, {"value", r.at("value")}, {"tiebreak", r.value("tiebreak", 0.0)},
                     {"recipe", summary.at("candidates").at(c)}});
-  // As the search ranks: the metric, then the other of loss and accuracy on a tie.
+  // As the search ranks: the metric, then on a tie the config itself (candidate 0), then the
+  // other of loss and accuracy.
   std::stable_sort(rows.begin(), rows.end(), [&](const json& a, const json& b) {
     if (a.at("rung") != b.at("rung")) return a.at("rung").get<size_t>() > b.at("rung").get<size_t>();
     const double x = a.at("value").get<double>(), y = b.at("value").get<double>();
     if (x != y) return lower_is_better ? x < y : x > y;
+    if ((a.at("candidate") == 0) != (b.at("candidate") == 0)) return a.at("candidate") == 0;
     const double s = a.at("tiebreak").get<double>(), t = b.at("tiebreak").get<double>();
     return lower_is_better ? s > t : s < t;
   });

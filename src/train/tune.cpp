@@ -280,7 +280,7 @@ class Search {
     size_t best = 0, best_rung = 0;
     bool have = false;
     for (const auto& [key, v] : got_)
-      if (!have || key.second > best_rung || (key.second == best_rung && better(o_.metric, v, got_.at({best, best_rung}))))
+      if (!have || key.second > best_rung || (key.second == best_rung && ahead(key.first, best, best_rung)))
         best = key.first, best_rung = key.second, have = true;
     TLTRAIN_CHECK(have, ErrorKind::Usage, "tune: the budget (" + std::to_string(o_.budget_s) + " s) ended before any candidate finished; give more");
     TLTRAIN_CHECK(!failed_.count(best), ErrorKind::Runtime,
@@ -476,11 +476,24 @@ class Search {
     return figure;
   }
 
-  /// The best ceil(n / eta) of ALIVE at RUNG; one that trains the head alone, or whose fine-tune
+  /// Whether candidate A is ahead of B at RUNG: the better metric; on a tie the config itself
+  /// (candidate 0), since a recipe is replaced on evidence only, then the tie-breaker. A small
+  /// holdout near the ceiling ties most candidates, and there their losses did not predict the
+  /// validation set (docs/benchmarks.md).
+  bool ahead(size_t a, size_t b, size_t rung) const {
+    const Figure &x = got_.at({a, rung}), &y = got_.at({b, rung});
+    if (x.value != y.value || (a != 0 && b != 0)) return better(o_.metric, x, y);
+    return a == 0 && b != 0;
+  }
+
+  /// The best ceil(n / eta) of ALIVE at RUNG, and the config itself, which every rung measures so
+  /// that the winner is always set against it; one that trains the head alone, or whose fine-tune
   /// stage is no longer than the next rung's, has nothing more to train, and its figure carries up.
   std::vector<size_t> promote(std::vector<size_t> alive, size_t rung) {
-    std::stable_sort(alive.begin(), alive.end(), [&](size_t a, size_t b) { return better(o_.metric, got_.at({a, rung}), got_.at({b, rung})); });
+    std::stable_sort(alive.begin(), alive.end(), [&](size_t a, size_t b) { return ahead(a, b, rung); });
+    const bool config_alive = std::find(alive.begin(), alive.end(), size_t{0}) != alive.end();
     alive.resize(static_cast<size_t>(std::ceil(static_cast<double>(alive.size()) / static_cast<double>(o_.eta))));
+    if (config_alive && std::find(alive.begin(), alive.end(), size_t{0}) == alive.end()) alive.push_back(0);
     for (size_t i : alive)
       if ((cands_[i].unfreeze == 0 || cands_[i].epochs_at(rungs_[rung]) == cands_[i].epochs_at(rungs_[rung + 1])) &&
           !got_.count({i, rung + 1})) {
