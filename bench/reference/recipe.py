@@ -405,7 +405,7 @@ def resolve_preprocess(cfg, arch):
     else:
         resize = int(round(meta.get("resize", 256) * min(h, w) / min(in_size)))
     if d["normalization"] == "backbone":
-        mean, std = meta.get("mean", eb.IMAGENET_MEAN), meta.get("std", eb.IMAGENET_STD)
+        mean, std = meta.get("mean", PRESETS["imagenet"][0]), meta.get("std", PRESETS["imagenet"][1])
         bgr = meta.get("color_order", "RGB") == "BGR"
         scale = meta.get("pixel_range", 1.0) / 255.0
     else:
@@ -453,9 +453,14 @@ class Head(nn.Module):
 class Classifier(nn.Module):
     def __init__(self, arch, weights, head_cfg, num_classes, seed):
         super().__init__()
-        model = eb.build_model(arch)
-        eb.load_into(model, eb.read_state_dict(weights, arch, "pass a torchvision state dict"), weights, arch)
-        self.backbone, self.block_names = eb.make_backbone(arch, model)
+        # As scripts/export_backbone.py builds and cuts it, so the blocks are the exported file's.
+        spec = eb.ARCHS[arch]
+        size = spec.input_size
+        model = getattr(torchvision.models, arch)(weights=None, **spec.family.build(size))
+        state = eb.read_state_dict(weights, arch, "pass a torchvision state dict")
+        eb.load_into(model, spec.family.adapt_state(state, model, size), weights, arch)
+        model.eval()
+        self.backbone, self.block_names = spec.family.wrap(model)
         with torch.no_grad():
             channels = self.backbone.eval()(torch.zeros(1, 3, 64, 64)).shape[1]
         torch.manual_seed(seed)  # tltrain seeds just before building the head
