@@ -89,6 +89,10 @@ TEST(TuneSpace, SamplesTheSameCandidatesFromTheSameSeedWithinTheSpace) {
   }
   EXPECT_GE(unfreeze.size(), 3u) << "20 draws cover most of the 5 depths";
   EXPECT_GE(ft_epochs.size(), 3u) << "20 draws cover most of the 4 schedules";
+  std::set<std::pair<double, int64_t>> heads;
+  for (const auto& k : a) heads.insert({k.head_lr, k.head_epochs});
+  EXPECT_EQ(heads.size(), 7u) << "20 candidates in families of 3 around 7 head stages";
+  EXPECT_EQ(a[0].head_lr, a[7].head_lr) << "candidate i fine-tunes head i mod 7";
   EXPECT_EQ(a[0].epochs_at(1), 1);
   EXPECT_EQ(a[0].epochs_at(100), a[0].finetune_epochs) << "a rung longer than the candidate's schedule trains its schedule";
   EXPECT_NE(a[0].to_json(), c[0].to_json()) << "another seed, other candidates";
@@ -177,12 +181,19 @@ TEST(Tune, HalvesTheCandidatesReusesEachHeadAndNeverReadsTheValidationSet) {
   EXPECT_EQ(keys(2), (std::set<size_t>{second[0], 0})) << "rung 2 is not rung 1's best and the config";
   EXPECT_EQ(s.at("best").at("candidate"), ranked(2)[0]);
   for (const auto& [c, loss] : loss_at_first) EXPECT_GT(loss, 0) << "candidate " << c << " has no tie-breaker";
-  // One head run per candidate's head stage, trained once however many rungs use it.
+  // One head run per head stage, shared by the candidates that have it and trained once however
+  // many of them and their rungs use it: the config's, and the 2 that the 5 drawn share.
+  std::map<std::string, std::set<size_t>> users;  // head run → candidates
   for (const auto& [c, dirs] : heads_of) {
-    ASSERT_EQ(dirs.size(), 1u) << "candidate " << c << " trained its head more than once";
+    ASSERT_EQ(dirs.size(), 1u) << "candidate " << c << " has more than one head run";
     const auto cand = train::Candidate::from_json(s.at("candidates").at(c));
     EXPECT_EQ(lines_of(*dirs.begin() + "/log.jsonl"), static_cast<size_t>(cand.head_epochs)) << *dirs.begin();
+    users[*dirs.begin()].insert(c);
   }
+  EXPECT_EQ(users.size(), 3u);
+  EXPECT_EQ(heads_of[1], heads_of[3]) << "candidates 1 and 3 share a head stage, hence one head run";
+  EXPECT_EQ(heads_of[2], heads_of[4]);
+  EXPECT_NE(heads_of[1], heads_of[2]);
   // Nothing under the search's runs names the validation folder.
   for (const auto& e : fs::recursive_directory_iterator(r.dir)) {
     if (!e.is_regular_file() || e.path().extension() == ".pt") continue;

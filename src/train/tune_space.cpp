@@ -4,6 +4,7 @@
 #include <cmath>
 #include <map>
 #include <random>
+#include <tuple>
 
 #include "tltrain/core/error.h"
 #include "tltrain/train/tune.h"
@@ -140,18 +141,26 @@ json SearchSpace::to_json() const {
           {"backbone_lr_mult", backbone_lr_mult},
           {"label_smoothing", label_smoothing},
           {"augment", augment},
-          {"finetune_epochs", finetune_epochs}};
+          {"finetune_epochs", finetune_epochs},
+          {"candidates_per_head", candidates_per_head}};
 }
 
 std::vector<Candidate> SearchSpace::sample(int64_t n, uint64_t seed) const {
   // A stream of its own (the seed mixed with a constant), so the candidates do not move when
   // anything else draws from the run's seed.
   std::mt19937_64 rng(seed ^ 0x74756e65ULL);
+  // The head stages first: candidate i fine-tunes head i mod H, so each head run is shared by
+  // about candidates_per_head candidates (the search trains it once).
+  const int64_t per = std::max<int64_t>(1, candidates_per_head), heads_n = std::max<int64_t>(1, (n + per - 1) / per);
+  std::vector<std::pair<double, int64_t>> heads;
+  for (int64_t k = 0; k < heads_n; ++k) {
+    const double lr = log_uniform(head_lr, rng);
+    heads.emplace_back(lr, pick(head_epochs, rng));
+  }
   std::vector<Candidate> out;
   for (int64_t i = 0; i < n; ++i) {
     Candidate c;
-    c.head_lr = log_uniform(head_lr, rng);
-    c.head_epochs = pick(head_epochs, rng);
+    std::tie(c.head_lr, c.head_epochs) = heads[static_cast<size_t>(i % heads_n)];
     c.unfreeze = pick(unfreeze, rng);
     c.finetune_lr = log_uniform(finetune_lr, rng);
     c.optimizer = pick(optimizers, rng);

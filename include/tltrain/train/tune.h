@@ -78,6 +78,9 @@ struct SearchSpace {
   /// are often too short for data unlike ImageNet, and only a longer candidate can show it.
   std::vector<int64_t> finetune_epochs;
   int64_t longest_finetune() const { return finetune_epochs.empty() ? 1 : finetune_epochs.back(); }
+  /// Drawn candidates come in families around one head stage (a tree: several fine-tunings of one
+  /// trained head, as a user tries them), which share its run.
+  int64_t candidates_per_head = 3;
 
   /// The space around CFG (stage 0 a head stage; stage 1, when present, the fine-tune template),
   /// its head rate centred on HEAD_LR_CENTRE (0: the config's).
