@@ -224,7 +224,7 @@ class Search {
     if (ranks_.rank == 0) {  // marks from an earlier session; a new search keeps no earlier results either
       fs::remove_all(ranks_.marks());
       if (!o.resume) fs::remove_all(dir_ + "/results");
-      fs::create_directories(ranks_.marks());
+      if (ranks_.world > 1) fs::create_directories(ranks_.marks());
     }
     if (ranks_.group) ranks_.group->barrier();  // no rank reads the folder before rank 0 has cleared it
     // The search sees the training images only: a separate validation set is not even listed, and
