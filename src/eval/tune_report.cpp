@@ -2,6 +2,7 @@
 // dimension, the mean holdout figure of each of its values over the first rung's candidates.
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <map>
 #include <sstream>
 
@@ -35,10 +36,13 @@ std::string bucket(const std::string& key, const json& recipe) {
 json tune_ranking(const json& summary) {
   const std::string metric = summary.at("options").at("metric").get<std::string>();
   const bool lower_is_better = metric == "loss" || metric == "val_loss";
-  std::map<size_t, json> top;  // candidate → its result at the highest rung it reached
+  // Each candidate at the highest rung it reached, up to the rung the winner was judged at (a
+  // search cut short by its budget judges the last rung every candidate alive finished).
+  const size_t cap = summary.contains("best") ? summary.at("best").at("rung").get<size_t>() : SIZE_MAX;
+  std::map<size_t, json> top;  // candidate → that result
   for (const auto& r : summary.at("results")) {
-    const size_t c = r.at("candidate").get<size_t>();
-    if (!top.count(c) || r.at("rung").get<size_t>() >= top[c].at("rung").get<size_t>()) top[c] = r;
+    const size_t c = r.at("candidate").get<size_t>(), rung = r.at("rung").get<size_t>();
+    if (rung <= cap && (!top.count(c) || rung >= top[c].at("rung").get<size_t>())) top[c] = r;
   }
   std::vector<json> rows;
   for (const auto& [c, r] : top)

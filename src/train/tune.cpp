@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cmath>
 #include <filesystem>
@@ -24,6 +25,7 @@
 #include "tltrain/train/lr_find.h"
 #include "tltrain/train/shared_features.h"
 #include "tltrain/train/trainer.h"
+#include "tune_ranks.h"
 
 namespace fs = std::filesystem;
 
@@ -141,76 +143,9 @@ config::RunConfig trial_config(json j, const std::string& dir, config::Metric me
 
 namespace {
 
-std::string read_text(const std::string& path) {
-  std::ifstream f(path);
-  return {std::istreambuf_iterator<char>(f), {}};
-}
-
-/// The ranks of a search (tltrain launch, torchrun, SLURM): each trains its share of a rung's
-/// candidates as a one-process fit, and they meet through files in the search's folder, which they
-/// share (one machine, or a shared filesystem), because a rung can outlast any collective's
-/// timeout. DIR/ranks holds each rank's mark for each rung ("done", or "stopped" when its budget
-/// ran out) and a failed rank's reason; DIR/results each result a rank other than 0 trained.
-struct Ranks {
-  dist::ProcessGroup* group = nullptr;
-  int rank = 0, world = 1, local_world = 1;
-  std::string dir;  ///< the search's folder
-
-  std::string marks() const { return dir + "/ranks"; }
-  std::string mark_of(size_t rung, int r) const { return marks() + "/rung" + std::to_string(rung) + "_rank" + std::to_string(r); }
-  std::string failed_of(int r) const { return marks() + "/rank" + std::to_string(r) + ".failed"; }
-  std::string result_of(size_t candidate, size_t rung) const {
-    return dir + "/results/c" + std::to_string(candidate) + "_r" + std::to_string(rung) + ".json";
-  }
-  void mark(size_t rung, bool stopped) const {
-    if (world > 1) write_file_atomically(mark_of(rung, rank), stopped ? "stopped\n" : "done\n");
-  }
-  /// Fails with another rank's reason when one has failed, and on Ctrl-C with RESUME.
-  void check(const std::string& resume) const {
-    for (int r = 0; r < world; ++r)
-      if (r != rank && fs::exists(failed_of(r))) TLTRAIN_FAIL(ErrorKind::Runtime, "tune: rank " + std::to_string(r) + " failed: " + read_text(failed_of(r)));
-    TLTRAIN_CHECK(!stop_requested(), ErrorKind::Interrupted, resume);
-  }
-  /// Waits until READY holds, saying so once when it takes a while.
-  template <typename Ready>
-  void wait(Ready ready, const std::string& what, const std::string& resume) const {
-    const auto t0 = std::chrono::steady_clock::now();
-    bool said = false;
-    while (!ready()) {
-      check(resume);
-      if (!said && std::chrono::steady_clock::now() - t0 > std::chrono::seconds(10)) {
-        log::info("tune: rank " + std::to_string(rank) + " waits for " + what);
-        said = true;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-  }
-  /// Waits until every rank has marked RUNG; whether one of them stopped for the budget.
-  bool all_marked(size_t rung, const std::string& resume) const {
-    if (world == 1) return false;
-    wait([&] {
-      for (int r = 0; r < world; ++r)
-        if (!fs::exists(mark_of(rung, r))) return false;
-      return true;
-    }, "the other ranks' candidates of rung " + std::to_string(rung), resume);
-    for (int r = 0; r < world; ++r)
-      if (read_text(mark_of(rung, r)).rfind("stopped", 0) == 0) return true;
-    return false;
-  }
-};
-
-/// While a rank trains its own trial it is that run's only writer, so it writes its files (the
-/// log's output rank); afterwards it is one of the search's ranks again.
-class OwnRun {
- public:
-  explicit OwnRun(int rank) : rank_(rank) { log::set_rank(0); }
-  ~OwnRun() { log::set_rank(rank_); }
-  OwnRun(const OwnRun&) = delete;
-  OwnRun& operator=(const OwnRun&) = delete;
-
- private:
-  int rank_;
-};
+using tune_detail::OwnRun;
+using tune_detail::Ranks;
+using tune_detail::read_text;
 
 /// One search: its sets, its candidates and their results, and the state file that records them.
 class Search {
@@ -227,6 +162,9 @@ class Search {
       if (ranks_.world > 1) fs::create_directories(ranks_.marks());
     }
     if (ranks_.group) ranks_.group->barrier();  // no rank reads the folder before rank 0 has cleared it
+    TLTRAIN_CHECK(ranks_.world == 1 || fs::exists(ranks_.marks()), ErrorKind::Usage,
+                  "tune: rank " + std::to_string(ranks_.rank) + " does not see rank 0's " + ranks_.marks() +
+                      ": the ranks of a search must share its output folder (one machine, or a shared filesystem)");
     // The search sees the training images only: a separate validation set is not even listed, and
     // a validation_split's share stays out as load_datasets leaves it out of train.
     config::DataConfig train_only = cfg.data;
@@ -253,6 +191,9 @@ class Search {
     spent_before_ = st_.j.value("seconds", 0.0);
     read_state();
     name_heads();
+    // Every rank's share of a rung is computed from the state they all hold now: no rank may have
+    // recorded a new result before the slowest has read tune.json.
+    if (ranks_.group) ranks_.group->barrier();
   }
 
   /// Successive halving over the rungs, until the last rung or the budget.
@@ -260,16 +201,21 @@ class Search {
     std::vector<size_t> alive(cands_.size());
     for (size_t i = 0; i < alive.size(); ++i) alive[i] = i;
     for (size_t rung = 0; rung < rungs_.size(); ++rung) {
-      absorb(alive, rung);
       bool stopped = false;
       for (size_t i : share(alive, rung)) {
+        if (fs::exists(ranks_.result_of(i, rung))) {  // trained by an earlier session
+          record(config::parse_json_file(ranks_.result_of(i, rung)));
+          continue;
+        }
         if ((stopped = elapsed() > o_.budget_s)) break;
         run_candidate(i, rung);
       }
       ranks_.mark(rung, stopped);
       stopped = ranks_.all_marked(rung, resume_) || stopped;
       absorb(alive, rung);
-      if (stopped) return void(stop_reason_ = "budget spent");
+      // A rung cut short is judged by the one before it, which every candidate alive finished:
+      // otherwise a figure carried up would beat candidates that never got to train.
+      if (stopped) return void((stop_reason_ = "budget spent", judged_ = rung > 0 ? rung - 1 : 0));
       if (rung + 1 == rungs_.size()) return;
       alive = promote(alive, rung);
     }
@@ -280,7 +226,7 @@ class Search {
     size_t best = 0, best_rung = 0;
     bool have = false;
     for (const auto& [key, v] : got_)
-      if (!have || key.second > best_rung || (key.second == best_rung && ahead(key.first, best, best_rung)))
+      if (key.second <= judged_ && (!have || key.second > best_rung || (key.second == best_rung && ahead(key.first, best, best_rung))))
         best = key.first, best_rung = key.second, have = true;
     TLTRAIN_CHECK(have, ErrorKind::Usage, "tune: the budget (" + std::to_string(o_.budget_s) + " s) ended before any candidate finished; give more");
     TLTRAIN_CHECK(!failed_.count(best), ErrorKind::Runtime,
@@ -340,6 +286,9 @@ class Search {
   /// REC, one candidate's result at one rung, into the search's state.
   void record(const json& rec) {
     const size_t i = rec.at("candidate").get<size_t>(), rung = rec.at("rung").get<size_t>();
+    TLTRAIN_CHECK(i < cands_.size() && rung < rungs_.size(), ErrorKind::Data,
+                  "a result of candidate " + std::to_string(i) + " at rung " + std::to_string(rung) + " in " + dir_ +
+                      "/results, which the search does not have: start the search again in another output_dir");
     const Figure figure = Figure::from_json(rec);
     got_[{i, rung}] = figure;
     if (rec.contains("failed")) failed_.insert(i);
@@ -362,6 +311,7 @@ class Search {
                       "'" + st_.path + "': a result of candidate " + std::to_string(c) + " at rung " + std::to_string(rung) +
                           ", which the search does not have");
         got_[{c, rung}] = Figure::from_json(r);
+        if (r.contains("failed")) failed_.insert(c);
       }
     } catch (const json::exception& e) {
       TLTRAIN_FAIL(ErrorKind::Data, "'" + st_.path + "' is not a search's state (" + e.what() + "); start the search again in another output_dir");
@@ -522,6 +472,7 @@ class Search {
   std::vector<std::string> head_dir_;
   std::map<std::pair<size_t, size_t>, Figure> got_;  ///< (candidate, rung) → figure
   std::string stop_reason_;
+  size_t judged_ = SIZE_MAX;  ///< the highest rung the winner may come from (a budget stop lowers it)
   bool trained_any_ = false;
   std::set<size_t> failed_;
 };
@@ -541,9 +492,11 @@ TuneResult tune(const config::RunConfig& cfg, const TuneOptions& o) {
     Search s(cfg, o, ranks);
     s.run();
     return s.finish();
-  } catch (const Error& e) {
-    // The other ranks wait on files, not on a collective: tell them why this one stops.
-    if (ranks.world > 1 && e.kind() != ErrorKind::Interrupted && fs::exists(ranks.marks()))
+  } catch (const std::exception& e) {
+    // The other ranks wait on files, not on a collective: tell them why this one stops (all of
+    // them see Ctrl-C themselves).
+    const auto* err = dynamic_cast<const Error*>(&e);
+    if (ranks.world > 1 && !(err && err->kind() == ErrorKind::Interrupted) && fs::exists(ranks.marks()))
       write_file_atomically(ranks.failed_of(ranks.rank), e.what());
     throw;
   }
@@ -554,7 +507,13 @@ TuneResult tune_on_ranks(const config::RunConfig& cfg, TuneOptions o, const std:
   const dist::DistContext ctx = dist::context_from_env();
   log::set_rank(ctx.rank);
   std::unique_ptr<dist::ProcessGroup> group;
-  if (ctx.distributed()) group = start_process_group(ctx, dist_timeout, model::resolve_device(cfg.device, ctx.local_rank));
+  const torch::Device device = model::resolve_device(cfg.device, ctx.local_rank);
+  // A trial is a one-process fit, which takes the first GPU: ranks sharing a machine's GPUs would
+  // all train on it.
+  TLTRAIN_CHECK(!(ctx.local_world > 1 && device.is_cuda()), ErrorKind::Usage,
+                "tune with " + std::to_string(ctx.local_world) + " ranks on one machine trains every trial on GPU 0: run one rank per "
+                "machine (--nproc 1), or set \"device\": \"cpu\"");
+  if (ctx.distributed()) group = start_process_group(ctx, dist_timeout, device);
   o.group = group.get();
   try {
     auto r = tune(cfg, o);
