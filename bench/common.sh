@@ -2,6 +2,7 @@
 #   bench_prepare NAME   sets PY, SHARED, WEIGHTS, BACKBONE; exits 0 with a message when ../shared
 #                        is absent, 1 when build/tltrain is missing; exports the backbone if needed.
 #   wait_up PORT         returns once a server answers /health on PORT (1 after 60 s).
+#   eval_accuracy FILE   prints an eval.json's accuracy with 4 decimals.
 #   torch2_py            prints the Python with PyTorch 2.x the references also run under:
 #                        TORCH2_PY when set ("" leaves them out), else bench/torch2_reference.sh's
 #                        venv when it is ready, else nothing.
@@ -39,3 +40,5 @@ torch2_py() {
   if [[ -x "$v" ]] && "$v" -c "import torchvision, PIL" 2>/dev/null; then echo "$v"; fi
   return 0
 }
+
+eval_accuracy() { /usr/bin/python3 -c 'import json, sys; print("%.4f" % json.load(open(sys.argv[1]))["accuracy"])' "$1"; }

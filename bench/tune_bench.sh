@@ -12,7 +12,6 @@ config=$1 budget=${2:-20m} trials=${3:-27}
 work=${WORK:-/tmp/tune_bench}/$(basename "$config" .json)
 rm -rf "$work"
 mkdir -p "$work"
-acc() { /usr/bin/python3 -c 'import json, sys; print("%.4f" % json.load(open(sys.argv[1]))["accuracy"])' "$1"; }
 t0=$(date +%s)
 build/tltrain fit --config "$config" --set output_dir="$work/shipped" >"$work/fit.log" 2>&1
 t1=$(date +%s)
@@ -23,4 +22,4 @@ print("cand %d rung %d holdout %.4f: %s" % (b["candidate"], b["rung"], b["value"
 searched=$(/usr/bin/python3 -c 'import json, sys; t = json.load(open(sys.argv[1])); print(len([r for r in t["results"] if not r.get("carried")]), t["status"], "%.0f" % t["seconds"])' "$work/tuned/tune/tune.json")
 echo "| config | shipped val acc | fit s | tuned val acc | tune + fit s | runs, status, search s | winner |"
 echo "|---|---:|---:|---:|---:|---|---|"
-echo "| $(basename "$config") | $(acc "$work/shipped/eval.json") | $((t1 - t0)) | $(acc "$work/tuned/tune/best/eval.json") | $((t2 - t1)) | $searched | $best |"
+echo "| $(basename "$config") | $(eval_accuracy "$work/shipped/eval.json") | $((t1 - t0)) | $(eval_accuracy "$work/tuned/tune/best/eval.json") | $((t2 - t1)) | $searched | $best |"

@@ -6,16 +6,16 @@
 # Env: WORK (default /tmp/tune_bench), as tune_bench.sh used.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/common.sh
 config=$1 seeds=${2:-1 2}
 work=${WORK:-/tmp/tune_bench}/$(basename "$config" .json)
 best=$work/tuned/tune/best_config.json
 [[ -f "$best" && -f "$work/shipped/eval.json" ]] || { echo "tune_seeds: run bench/tune_bench.sh $config first" >&2; exit 1; }
-acc() { /usr/bin/python3 -c 'import json, sys; print("%.4f" % json.load(open(sys.argv[1]))["accuracy"])' "$1"; }
-shipped=("$(acc "$work/shipped/eval.json")") tuned=("$(acc "$work/tuned/tune/best/eval.json")")
+shipped=("$(eval_accuracy "$work/shipped/eval.json")") tuned=("$(eval_accuracy "$work/tuned/tune/best/eval.json")")
 for s in $seeds; do
   build/tltrain fit --config "$config" --set seed="$s" --set output_dir="$work/shipped_s$s" >"$work/shipped_s$s.log" 2>&1
   build/tltrain fit --config "$best" --set seed="$s" --set output_dir="$work/tuned_s$s" >"$work/tuned_s$s.log" 2>&1
-  shipped+=("$(acc "$work/shipped_s$s/eval.json")") tuned+=("$(acc "$work/tuned_s$s/eval.json")")
+  shipped+=("$(eval_accuracy "$work/shipped_s$s/eval.json")") tuned+=("$(eval_accuracy "$work/tuned_s$s/eval.json")")
 done
 stats() { /usr/bin/python3 -c 'import statistics as s, sys; v = [float(x) for x in sys.argv[1:]]; print("%s: mean %.4f, sd %.4f" % (" ".join(sys.argv[1:]), s.mean(v), s.stdev(v)))' "$@"; }
 echo "seeds: the config's own, then $seeds"

@@ -6,13 +6,10 @@
 #include <cstdio>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <map>
 #include <memory>
 #include <set>
 #include <sstream>
-#include <thread>
 
 #include "tltrain/core/error.h"
 #include "tltrain/core/fs.h"
@@ -145,7 +142,6 @@ namespace {
 
 using tune_detail::OwnRun;
 using tune_detail::Ranks;
-using tune_detail::read_text;
 
 /// One search: its sets, its candidates and their results, and the state file that records them.
 class Search {
@@ -184,7 +180,7 @@ class Search {
     if (ranks_.rank != 0 || o.resume) st_ = {config::parse_json_file(dir_ + "/tune.json"), dir_ + "/tune.json"};
     // The results so far judged this split: a training folder changed since would mix two searches.
     if (o.resume)
-      TLTRAIN_CHECK(read_text(dir_ + "/search_train.csv") == list_file(search_.train) && read_text(dir_ + "/holdout.csv") == list_file(search_.val),
+      TLTRAIN_CHECK(read_file(dir_ + "/search_train.csv", "the search's training list") == list_file(search_.train) && read_file(dir_ + "/holdout.csv", "the search's holdout list") == list_file(search_.val),
                     ErrorKind::Data,
                     "'" + cfg.data.train + "' has changed since the search in " + dir_ + " began (its images no longer split into " + dir_ +
                         "/search_train.csv and holdout.csv): start a new search in another output_dir");
@@ -203,10 +199,7 @@ class Search {
     for (size_t rung = 0; rung < rungs_.size(); ++rung) {
       bool stopped = false;
       for (size_t i : share(alive, rung)) {
-        if (fs::exists(ranks_.result_of(i, rung))) {  // trained by an earlier session
-          record(config::parse_json_file(ranks_.result_of(i, rung)));
-          continue;
-        }
+        if (take_result(i, rung)) continue;  // trained by an earlier session
         if ((stopped = elapsed() > o_.budget_s)) break;
         run_candidate(i, rung);
       }
@@ -277,10 +270,18 @@ class Search {
     return mine;
   }
 
-  /// The results at RUNG that other ranks (or an earlier session's) left in DIR/results.
+  /// Candidate I's result at RUNG from DIR/results, when a rank (of this session or an earlier
+  /// one) left it there: whether there was one.
+  bool take_result(size_t i, size_t rung) {
+    if (!fs::exists(ranks_.result_of(i, rung))) return false;
+    record(config::parse_json_file(ranks_.result_of(i, rung)));
+    return true;
+  }
+
+  /// The results at RUNG that other ranks left in DIR/results.
   void absorb(const std::vector<size_t>& alive, size_t rung) {
     for (size_t i : alive)
-      if (!got_.count({i, rung}) && fs::exists(ranks_.result_of(i, rung))) record(config::parse_json_file(ranks_.result_of(i, rung)));
+      if (!got_.count({i, rung})) take_result(i, rung);
   }
 
   /// REC, one candidate's result at one rung, into the search's state.

@@ -3,8 +3,6 @@
 // search's folder, with no torch here.
 #include <chrono>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <string>
 #include <thread>
 
@@ -20,11 +18,6 @@ class ProcessGroup;
 namespace tltrain::train::tune_detail {
 
 namespace fs = std::filesystem;
-
-inline std::string read_text(const std::string& path) {
-  std::ifstream f(path);
-  return {std::istreambuf_iterator<char>(f), {}};
-}
 
 /// The ranks of a search (tltrain launch, torchrun, SLURM): each trains its share of a rung's
 /// candidates as a one-process fit, and they meet through files in the search's folder, which they
@@ -48,7 +41,7 @@ struct Ranks {
   /// Fails with another rank's reason when one has failed, and on Ctrl-C with RESUME.
   void check(const std::string& resume) const {
     for (int r = 0; r < world; ++r)
-      if (r != rank && fs::exists(failed_of(r))) TLTRAIN_FAIL(ErrorKind::Runtime, "tune: rank " + std::to_string(r) + " failed: " + read_text(failed_of(r)));
+      if (r != rank && fs::exists(failed_of(r))) TLTRAIN_FAIL(ErrorKind::Runtime, "tune: rank " + std::to_string(r) + " failed: " + read_file(failed_of(r), "a failed rank's reason"));
     TLTRAIN_CHECK(!stop_requested(), ErrorKind::Interrupted, resume);
   }
   /// Waits until READY holds, saying so once when it takes a while.
@@ -74,7 +67,7 @@ struct Ranks {
       return true;
     }, "the other ranks' candidates of rung " + std::to_string(rung), resume);
     for (int r = 0; r < world; ++r)
-      if (read_text(mark_of(rung, r)).rfind("stopped", 0) == 0) return true;
+      if (read_file(mark_of(rung, r), "a rank's mark").rfind("stopped", 0) == 0) return true;
     return false;
   }
 };
