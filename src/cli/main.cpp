@@ -1,6 +1,7 @@
 // tltrain: thin CLI over tltrain_lib. Parses, dispatches, and maps failures to exit codes.
 #include <torch/version.h>
 
+#include <malloc.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -22,11 +23,23 @@ void use_passive_openmp(char** argv) {
   ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
   ::execv("/proc/self/exe", argv);  // returns only on failure: then run with the default policy
 }
+
+/// glibc serves blocks over its dynamic mmap threshold (at most 32 MiB) from fresh mappings and
+/// trims freed heap above 128 KiB: every batch's decode buffers, image tensors and activations
+/// were mapped, faulted in page by page and unmapped again. That was 8 of 31 CPU seconds in the
+/// kernel for hymenoptera's feature cache; with these two settings 0.7, and the cache took 10.4 s
+/// instead of 14.5 (docs/benchmarks.md, issue 18). Freed memory up to the trim threshold stays
+/// with the process for the next batch.
+void keep_batch_buffers() {
+  mallopt(M_MMAP_THRESHOLD, 64 << 20);
+  mallopt(M_TRIM_THRESHOLD, 128 << 20);
+}
 }  // namespace
 
 int main(int argc, char** argv) {
   using namespace tltrain;
   use_passive_openmp(argv);
+  keep_batch_buffers();
   CLI::App app{"tltrain — transfer learning for image classification on LibTorch"};
   app.set_version_flag("--version", std::string("tltrain 0.1.0 (LibTorch ") + TORCH_VERSION + ")");
   app.require_subcommand(1);
