@@ -1,4 +1,5 @@
 #include "tltrain/data/loader.h"
+#include "tltrain/core/side_by_side.h"
 
 #include <torch/cuda.h>
 #include <torch/torch.h>
@@ -82,6 +83,7 @@ struct Loader::Impl {
   }
 
   void work() {
+    set_intra_op_threads(1);  // one image at a time: its tensor ops need no team of their own
     const auto& pre = transform.preprocess();
     const int64_t sample_floats = 3 * pre.height * pre.width;
     const int64_t second_floats = second ? 3 * second->preprocess().height * second->preprocess().width : 0;

@@ -10,6 +10,7 @@
 #include "tltrain/data/loader.h"
 #include "tltrain/model/inference.h"
 #include "tltrain/checkpoint/checkpoint.h"
+#include "tltrain/core/side_by_side.h"
 
 namespace tltrain::eval {
 
@@ -27,7 +28,7 @@ ClassificationReport multilabel_report(const model::Predictions& p, const std::v
 
 ClassificationReport evaluate_checkpoint(const EvalOptions& o) {
   const torch::Device device = model::resolve_device(o.device);
-  if (o.threads > 0) torch::set_num_threads(static_cast<int>(o.threads));
+  if (o.threads > 0) set_intra_op_threads(o.threads);
   auto ck = checkpoint::load(o.checkpoint, device);
   const config::RunConfig& cfg = ck.config;
   const std::vector<std::string>& classes = ck.classes;

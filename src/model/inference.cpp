@@ -3,23 +3,36 @@
 #include <torch/csrc/jit/runtime/graph_executor.h>
 
 #include <optional>
+#include <set>
 #include <sstream>
 
+#include "tltrain/core/side_by_side.h"
 #include "tltrain/data/device_batches.h"
 
 namespace tltrain::model {
 
-torch::Tensor in_chunks(const torch::Tensor& x, int64_t micro, const std::function<torch::Tensor(const torch::Tensor&)>& fn) {
+std::vector<torch::Tensor> chunks_of(const torch::Tensor& x, int64_t micro,
+                                     const std::function<torch::Tensor(const torch::Tensor&)>& fn) {
   const int64_t n = x.size(0);
-  if (micro <= 0 || micro >= n) return fn(x);
-  std::vector<torch::Tensor> parts;
-  for (int64_t start = 0; start < n; start += micro) parts.push_back(fn(x.narrow(0, start, std::min(micro, n - start))));
-  return torch::cat(parts, 0);
+  if (micro <= 0) return {fn(x)};
+  // A batch smaller than a chunk per worker is shared out too: a worker runs on one thread.
+  const int64_t workers = x.device().is_cpu() ? side_by_side_workers() : 1;
+  const int64_t rows = std::max<int64_t>(1, std::min(micro, (n + workers - 1) / workers));
+  if (rows >= n) return {fn(x)};
+  return concurrently((n + rows - 1) / rows, x.device().is_cpu(),
+                      [&](int64_t i) { return fn(x.narrow(0, i * rows, std::min(rows, n - i * rows))); });
+}
+
+torch::Tensor in_chunks(const torch::Tensor& x, int64_t micro, const std::function<torch::Tensor(const torch::Tensor&)>& fn) {
+  auto parts = chunks_of(x, micro, fn);
+  return parts.size() == 1 ? parts[0] : torch::cat(parts, 0);
 }
 
 torch::jit::Module optimized_for_inference(const torch::jit::Module& module, const std::vector<int64_t>& input_shape,
-                                           std::string* why) {
+                                           std::string* why, bool side_by_side) {
   torch::NoGradGuard no_grad;
+  // Freezing makes the oneDNN primitives, which keep this thread count when they run.
+  OneThreadHere one_thread(side_by_side);
   try {
     // optimize_for_inference freezes a copy: MODULE itself keeps its parameters and types.
     torch::jit::Module copy = module;
@@ -50,6 +63,44 @@ torch::jit::Module optimized_for_inference(const torch::jit::Module& module, con
   return module;
 }
 
+namespace {
+/// The trained blocks and the head over each stored chunk of frozen-block outputs, concatenated on the CPU.
+torch::Tensor from_frozen(Classifier& model, const std::vector<torch::Tensor>& frozen) {
+  if (frozen.empty()) return torch::empty({0, model.num_classes()});
+  const auto parts = concurrently(static_cast<int64_t>(frozen.size()), frozen[0].device().is_cpu(),
+                                  [&](int64_t i) { return model.forward_from_frozen(frozen[static_cast<size_t>(i)]); });
+  return torch::cat(parts, 0).to(torch::kCPU);
+}
+}  // namespace
+
+namespace {
+bool samples(const torch::jit::Block* block) {
+  static const std::set<std::string> ops = {
+      "dropout", "feature_dropout", "alpha_dropout", "feature_alpha_dropout", "bernoulli", "rand", "rand_like", "randn",
+      "randn_like", "randint", "randint_like", "randperm", "normal", "uniform", "multinomial", "poisson", "exponential",
+      "geometric", "cauchy", "log_normal", "rrelu", "native_dropout"};
+  for (const torch::jit::Node* node : block->nodes()) {
+    std::string op = node->kind().toUnqualString();
+    if (!op.empty() && op.back() == '_') op.pop_back();  // in-place variants: bernoulli_, uniform_
+    if (node->kind().is_aten() && ops.count(op)) return true;
+    for (const torch::jit::Block* inner : node->blocks())
+      if (samples(inner)) return true;
+  }
+  return false;
+}
+}  // namespace
+
+bool draws_random_numbers(const torch::jit::Module& module) {
+  for (const auto& m : module.modules())
+    for (const auto& method : m.get_methods())
+      if (samples(method.graph()->block())) return true;
+  return false;
+}
+
+bool draws_random_numbers(Classifier& model) {
+  return model.head()->cfg.dropout > 0 || draws_random_numbers(model.backbone_module());
+}
+
 Predictions predict(Classifier& model, data::Loader& loader, int64_t micro, int64_t epoch, FrozenInputs* keep) {
   torch::NoGradGuard no_grad;
   model.set_training(false, config::BatchNormPolicy::Frozen);
@@ -57,7 +108,7 @@ Predictions predict(Classifier& model, data::Loader& loader, int64_t micro, int6
   Predictions p;
   const bool split = model.frozen_blocks_optimized();
   if (split && keep && keep->complete) {
-    for (const auto& f : keep->chunks) logits.push_back(model.forward_from_frozen(f).to(torch::kCPU));
+    logits.push_back(from_frozen(model, keep->chunks));
     p.logits = logits.empty() ? torch::empty({0, model.num_classes()}) : torch::cat(logits, 0);
     p.labels = keep->labels.empty() ? torch::empty({0}, torch::kLong) : torch::cat(keep->labels, 0);
     p.indices = keep->indices;
@@ -73,16 +124,16 @@ Predictions predict(Classifier& model, data::Loader& loader, int64_t micro, int6
   while (auto batch = batches.next()) {
     const auto& x = batch->images;
     if (split) {
-      logits.push_back(in_chunks(x, micro, [&](const torch::Tensor& c) {
-                         auto f = model.frozen_features(c);
-                         if (storing && keep->bytes + f.nbytes() <= kMaxKeptBytes) {
-                           keep->chunks.push_back(f);
-                           keep->bytes += static_cast<int64_t>(f.nbytes());
-                         } else {
-                           storing = false;
-                         }
-                         return model.forward_from_frozen(f);
-                       }).to(torch::kCPU));
+      auto frozen = chunks_of(x, micro, [&](const torch::Tensor& c) { return model.frozen_features(c); });
+      for (const auto& f : frozen) {
+        if (storing && keep->bytes + static_cast<int64_t>(f.nbytes()) <= kMaxKeptBytes) {
+          keep->chunks.push_back(f);
+          keep->bytes += static_cast<int64_t>(f.nbytes());
+        } else {
+          storing = false;
+        }
+      }
+      logits.push_back(from_frozen(model, frozen));
     } else {
       if (!fast) {
         std::vector<int64_t> shape = x.sizes().vec();

@@ -4,6 +4,8 @@
 
 #include <vector>
 
+#include "tltrain/core/side_by_side.h"
+
 namespace tltrain::serve {
 
 Batcher::Batcher(BatcherOptions opts, std::function<torch::Tensor(const torch::Tensor&)> forward)
@@ -61,6 +63,7 @@ int64_t Batcher::queued() const {
 }
 
 void Batcher::run() {
+  set_intra_op_threads(opts_.threads);
   torch::InferenceMode guard;
   for (;;) {
     std::vector<JobPtr> batch;

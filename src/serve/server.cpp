@@ -19,6 +19,7 @@
 #include "tltrain/model/inference.h"
 #include "tltrain/serve/batcher.h"
 #include "tltrain/checkpoint/model_file.h"
+#include "tltrain/core/side_by_side.h"
 
 namespace tltrain::serve {
 
@@ -71,7 +72,7 @@ struct Server::Impl {
     // for one forward on one or two threads (docs/benchmarks.md, Serving).
     workers = threads_or_cores(opts.forward_workers);
     const int64_t threads = threads_or_cores(opts.torch_threads, workers);
-    torch::set_num_threads(static_cast<int>(threads));  // the workers start with this many
+    set_intra_op_threads(threads);  // this thread's, for optimize and warm-up; each worker sets its own
     if (opts.optimize && !model.is_onnx()) optimize();  // OpenCV DNN optimises an ONNX net itself
     warm_up();
     BatcherOptions bo;
@@ -80,6 +81,7 @@ struct Server::Impl {
     bo.queue_capacity = opts.queue_capacity;
     bo.fill = opts.micro;
     bo.workers = workers;
+    bo.threads = threads;
     batcher = std::make_unique<Batcher>(bo, [this](const torch::Tensor& x) {
       return checkpoint::probabilities(model.info, model.logits(x));
     });
@@ -93,7 +95,8 @@ struct Server::Impl {
     torch::InferenceMode guard;
     const auto& pre = model.info.preprocess;
     std::string why;
-    model.module = model::optimized_for_inference(model.module, {2, 3, pre.height, pre.width}, &why);
+    // made on this thread's count, the one each batcher worker runs with
+    model.module = model::optimized_for_inference(model.module, {2, 3, pre.height, pre.width}, &why, false);
     optimized = why.empty();
     if (!optimized) log::warn("cannot optimize the model for inference (" + why + "); serving the file as saved");
   }

@@ -6,6 +6,7 @@
 #include <map>
 
 #include "tltrain/core/error.h"
+#include "tltrain/core/side_by_side.h"
 
 namespace tltrain::train {
 
@@ -111,6 +112,26 @@ class BucketReducer {
 
 }  // namespace
 
+namespace {
+
+/// Adds each chunk's gradients into PARAMS' .grad in chunk order, as backward in turn would.
+void accumulate(std::vector<torch::Tensor>& params, std::vector<std::vector<torch::Tensor>>& grads) {
+  torch::NoGradGuard no_grad;
+  for (auto& chunk : grads)
+    for (size_t i = 0; i < params.size(); ++i) {
+      auto& g = chunk[i];
+      if (!g.defined()) continue;  // this chunk's graph does not reach it
+      auto& p = params[i];
+      if (p.grad().defined())
+        p.mutable_grad().add_(g);
+      else
+        p.mutable_grad() = g.clone();
+    }
+  grads.clear();
+}
+
+}  // namespace
+
 StepStats gradient_step(const Forward& forward, const torch::Tensor& inputs, const torch::Tensor& targets,
                         torch::optim::Optimizer& optimizer, const Objective& objective, const StepOptions& options) {
   int64_t micro = options.micro;
@@ -138,19 +159,45 @@ StepStats gradient_step(const Forward& forward, const torch::Tensor& inputs, con
     if (group) reducer = std::make_unique<BucketReducer>(trainable, *group, 4 << 20);
     StepStats s;
     torch::Tensor sums;  // [loss, weight, correct] on the device: read once a step, not per micro-batch
-    for (int64_t start = 0; start < n; start += micro) {
-      int64_t len = std::min(micro, n - start);
-      if (reducer && start + len >= n) reducer->arm();  // the last backward of the step starts the sums
+    // Forward and loss of the chunk at START; its [loss, weight, correct] go to *PART.
+    const auto chunk_loss = [&](int64_t start, torch::Tensor* part) {
+      const int64_t len = std::min(micro, n - start);
       auto x = inputs.narrow(0, start, len), y = targets.narrow(0, start, len);
       auto logits = forward(x);
       auto [ls, ws] = objective.loss_sum(logits, y);
       auto share = ls / total_w.to(ls.dtype());
-      (scaler ? scaler->scale(share) : share).backward();
       torch::NoGradGuard no_grad;
-      auto part = torch::stack({ls.detach().to(torch::kDouble), ws.to(torch::kDouble),
-                                objective.count_correct(logits.detach(), y).to(torch::kDouble)});
-      sums = sums.defined() ? sums + part : part;
-      s.count += len;
+      *part = torch::stack({ls.detach().to(torch::kDouble), ws.to(torch::kDouble),
+                            objective.count_correct(logits.detach(), y).to(torch::kDouble)});
+      return share;
+    };
+    const int64_t chunks = (n + micro - 1) / micro;
+    const int64_t workers = options.side_by_side && !scaler && inputs.device().is_cpu() ? std::min<int64_t>(chunks, torch::get_num_threads()) : 1;
+    if (workers > 1) {
+      // A wave of one chunk per worker, then its gradients summed in chunk order: at most one
+      // set of gradients per worker is held. Communication then starts from .grad (no hooks).
+      for (int64_t wave = 0; wave < chunks; wave += workers) {
+        const int64_t k = std::min(workers, chunks - wave);
+        std::vector<std::vector<torch::Tensor>> grads(static_cast<size_t>(k));
+        std::vector<torch::Tensor> parts(static_cast<size_t>(k));
+        concurrently(k, true, [&](int64_t j) {
+          const auto share = chunk_loss((wave + j) * micro, &parts[static_cast<size_t>(j)]);
+          grads[static_cast<size_t>(j)] = torch::autograd::grad({share}, trainable, {}, false, false, /*allow_unused=*/true);
+          return torch::Tensor();
+        });
+        accumulate(trainable, grads);
+        for (const auto& part : parts) sums = sums.defined() ? sums + part : part;
+      }
+      s.count = n;
+    } else {
+      for (int64_t start = 0; start < n; start += micro) {
+        if (reducer && start + micro >= n) reducer->arm();  // the last backward of the step starts the sums
+        torch::Tensor part;
+        const auto share = chunk_loss(start, &part);
+        (scaler ? scaler->scale(share) : share).backward();
+        sums = sums.defined() ? sums + part : part;
+      }
+      s.count = n;
     }
     if (reducer) reducer->finish();
     const auto host = sums.defined() ? sums.to(torch::kCPU) : torch::zeros({3}, torch::kDouble);

@@ -4,21 +4,35 @@
 
 #include <vector>
 
+#include "tltrain/core/side_by_side.h"
 #include "tltrain/data/loader.h"
 #include "tltrain/model/classifier.h"
 
 namespace tltrain::model {
 
-/// MICRO (or the whole batch when 0 or larger) rows at a time through FN, results concatenated.
-/// On CPU small chunks are several times faster per image than one big batch.
+/// MICRO (or the whole batch when 0 or larger) rows of X at a time through FN, side by side on CPU
+/// (core/side_by_side.h): there small chunks are several times faster per image than one big batch.
+std::vector<torch::Tensor> chunks_of(const torch::Tensor& x, int64_t micro,
+                                     const std::function<torch::Tensor(const torch::Tensor&)>& fn);
+/// chunks_of, concatenated.
 torch::Tensor in_chunks(const torch::Tensor& x, int64_t micro, const std::function<torch::Tensor(const torch::Tensor&)>& fn);
 
 /// MODULE frozen with BatchNorm folded into oneDNN convolutions (torch.jit.optimize_for_inference),
 /// measured ~3x faster than the saved graph with Debian's LibTorch, when its output on a random
 /// INPUT_SHAPE batch matches the original's; otherwise MODULE itself (LibTorch cannot freeze every
 /// module), with the reason in *WHY. MODULE must be in inference mode and stays untouched.
+/// With SIDE_BY_SIDE (the default) it is made for concurrent workers of one thread each (in_chunks,
+/// core/side_by_side.h): its oneDNN primitives run on one thread wherever they are called;
+/// otherwise on the calling thread's intra-op threads.
 torch::jit::Module optimized_for_inference(const torch::jit::Module& module, const std::vector<int64_t>& input_shape,
-                                           std::string* why = nullptr);
+                                           std::string* why = nullptr, bool side_by_side = true);
+
+/// MODEL's forward may draw random numbers: head dropout, or an operation of the backbone's
+/// TorchScript code that samples (dropout, stochastic depth's bernoulli, rand*, normal, ...),
+/// reachable or not. Such a forward's result depends on the order of its calls.
+bool draws_random_numbers(Classifier& model);
+/// The same for a TorchScript MODULE's code (its own and its submodules' methods).
+bool draws_random_numbers(const torch::jit::Module& module);
 
 struct Predictions {
   torch::Tensor logits;          ///< N×C float, CPU, in loader order

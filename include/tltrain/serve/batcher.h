@@ -24,6 +24,7 @@ struct BatcherOptions {
   int64_t fill = 4;             ///< rows per forward; waiting stops once this many are queued
   int64_t queue_capacity = 128; ///< waiting images; submit() refuses beyond (the server answers 503)
   int64_t workers = 1;          ///< threads running forwards side by side, each taking its own batch
+  int64_t threads = 1;          ///< intra-op threads of each worker
 };
 
 struct BatcherStats {

@@ -44,6 +44,11 @@ struct StepOptions {
   dist::ProcessGroup* group = nullptr;  ///< data-parallel: this rank's share of a global batch
   StepLoss extra;
   LossScaler* scaler = nullptr;         ///< fp16: backward on the scaled loss, overflowing steps skipped
+  /// On CPU, chunks run side by side, one per intra-op thread (core/side_by_side.h), each with its
+  /// own backward; their gradients are summed in chunk order, which is the order backward
+  /// accumulates them in turn, so the step is the same at any thread count. Only for a forward
+  /// that draws no random numbers (dropout would draw in whichever order the chunks ran).
+  bool side_by_side = false;
 };
 
 /// Zero, forward/backward in chunks of MICRO rows (0: all) with the loss normalised by the whole
