@@ -450,6 +450,7 @@ RunConfig parse_run_config(const json& j, const std::string& source, const Parse
     r.resolve("output_dir", c.output_dir);
     c.monitor = r.pick("monitor", Metric::ValAccuracy);
     c.micro_batch = r.integer("micro_batch", 0, closed(0, 65536));
+    c.feature_cache_memory_mb = r.number("feature_cache_memory_mb", 0, closed(0, 1 << 30));
     c.precision = r.pick("precision", Precision::Fp32);
     c.loss_scale = read_loss_scale(r);
     c.distill = read_distill(r, j, {});

@@ -101,7 +101,8 @@ json export_features(const FeaturesOptions& o) {
                   {"classes", ds.train.classes}};
   const auto split = [&](const std::string& name, const std::vector<data::Sample>& samples) {
     const FeatureCache c = build_cache(*m, samples, pre, cfg.data.augment, 0, static_cast<uint64_t>(cfg.seed), 0, cfg.data.batch_size,
-                                       threads, device.is_cuda() ? 0 : 8, stop_requested);
+                                       threads, device.is_cuda() ? 0 : 8, stop_requested, nullptr, nullptr,
+                                       cache_memory(cfg.feature_cache_memory_mb, o.out));
     summary[name] = write_split(o.out, name, c, samples, ds.train.classes);
     log::info(name + ": " + std::to_string(c.labels.size(0)) + " images x " + std::to_string(c.views[0].size(1)) + " features");
   };

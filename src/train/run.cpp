@@ -10,9 +10,11 @@
 #include "tltrain/core/error.h"
 #include "tltrain/core/fs.h"
 #include "tltrain/core/log.h"
+#include "tltrain/core/side_by_side.h"
 #include "tltrain/core/threads.h"
 #include "tltrain/data/device_batches.h"
 #include "tltrain/data/stats.h"
+#include "tltrain/model/inference.h"
 #include "tltrain/train/schedule.h"
 
 namespace fs = std::filesystem;
@@ -59,6 +61,7 @@ RunPaths::RunPaths(const std::string& d)
 /// One stage's optimizer, objective and data.
 struct Run::Stage {
   int64_t micro = 0;      ///< forward chunk (0: the whole batch)
+  bool side_by_side = false;  ///< chunks run concurrently (the forward draws no random numbers)
   bool bn_train = false;  ///< backbone BatchNorm trains in this stage
   std::unique_ptr<torch::optim::Optimizer> optimizer;
   std::vector<double> base_lrs;  ///< per parameter group, before the schedule
@@ -91,7 +94,7 @@ Run::Run(const config::RunConfig& cfg, const FitOptions& opts, std::vector<std::
   const int64_t local_world = group ? std::max(1, group->context().local_world) : 1;
   const int64_t intra = threads_or_cores(cfg.intra_op_threads, local_world);
   loader_threads_ = threads_or_cores(cfg.loader_threads, local_world);
-  torch::set_num_threads(static_cast<int>(intra));
+  set_intra_op_threads(intra);
   if (const std::string blas = reference_blas_loaded(); !blas.empty())
     log::warn("LibTorch is using the unoptimized reference BLAS (" + blas + "); training with one thread per process was 8x " +
               "slower with it here: install libopenblas0-openmp (scripts/setup.sh does)");
@@ -228,6 +231,9 @@ void Run::begin_stage() {
   model_->set_trainable(sp.cut);
   s->bn_train = st.batch_norm == config::BatchNormPolicy::Train && sp.cut.block < model_->meta().blocks.size();
   s->micro = cfg_.micro_batch > 0 ? cfg_.micro_batch : (device_.is_cuda() || s->bn_train ? 0 : 8);
+  s->side_by_side = !s->bn_train && !model::draws_random_numbers(*model_);  // BatchNorm statistics move per forward
+  if (s->side_by_side && s->micro > 0 && device_.is_cpu() && torch::get_num_threads() > 1)
+    log::debug("stage '" + st.name + "': micro-batches run side by side on " + std::to_string(torch::get_num_threads()) + " threads");
   if (s->bn_train && cfg_.micro_batch > 0)
     log::warn("stage '" + st.name + "': batch_norm \"train\" computes statistics per forward chunk; micro_batch " +
               std::to_string(cfg_.micro_batch) + " changes them — set micro_batch 0 for full-batch statistics");
@@ -268,7 +274,7 @@ void Run::build_stage_data(Stage& s) {
     FeatureSource own;
     FeatureSource& source = opts_.features && backbone_as_loaded(state_.stage) ? *opts_.features : own;
     CacheRequest r{pre_, cfg_.data.augment, st.cache_views, seed_, epoch_base_, batch, loader_threads_, s.micro, stop_requested, group(),
-                   s.teacher.get()};
+                   s.teacher.get(), cache_memory(cfg_.feature_cache_memory_mb, cfg_.output_dir)};
     s.cache = std::make_unique<FeatureCache>(source.features(*model_, ds_.train.samples, r));
     if (s.teacher) s.teacher_stack = torch::cat(s.cache->teacher);
     if (ds_.has_val) {
@@ -276,7 +282,7 @@ void Run::build_stage_data(Stage& s) {
       r.teacher = nullptr;  // validation measures the student alone
       s.val_cache = std::make_unique<FeatureCache>(source.features(*model_, s.val_loader ? s.val_subset : ds_.val.samples, r));
     }
-    if (s.cache->views.size() > 1) s.cache_stack = torch::cat(s.cache->views);
+    s.cache_stack = s.cache->stacked;
     skipped_.add_bad("train", s.cache->bad);
     if (s.val_cache) skipped_.add_bad("val", s.val_cache->bad);
     log::info("feature cache: " + std::to_string(s.cache->labels.size(0)) + " images x " +
@@ -402,7 +408,7 @@ StepStats Run::train_epoch(int64_t epoch_id) {
   while (auto b = batches.next()) {
     set_lr();
     auto y = s.teacher_targets ? s.teacher_targets->targets(*b, device_) : b->labels;
-    auto step = gradient_step(whole, b->images, y, *s.optimizer, *s.objective, {s.micro, group(), s.step_loss, s.scaler.get()});
+    auto step = gradient_step(whole, b->images, y, *s.optimizer, *s.objective, {s.micro, group(), s.step_loss, s.scaler.get(), s.side_by_side});
     after_step(step, epoch, ++done);
   }
   return epoch;

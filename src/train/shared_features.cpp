@@ -16,7 +16,7 @@ FeatureCache SharedFeatures::features(model::Classifier& m, const std::vector<da
     log::info("one feature cache for every run (" + std::to_string(all_.size()) + " images)");
     it = built_.emplace(key, build(m, r)).first;
   }
-  return select(it->second, m, samples);
+  return select(it->second, m, samples, r.memory);
 }
 
 SharedFeatures::Built SharedFeatures::build(model::Classifier& m, const CacheRequest& r) {
@@ -29,7 +29,8 @@ SharedFeatures::Built SharedFeatures::build(model::Classifier& m, const CacheReq
   return b;
 }
 
-FeatureCache SharedFeatures::select(const Built& b, model::Classifier& m, const std::vector<data::Sample>& samples) const {
+FeatureCache SharedFeatures::select(const Built& b, model::Classifier& m, const std::vector<data::Sample>& samples,
+                                    const CacheMemory& memory) const {
   FeatureCache c;
   std::vector<int64_t> rows;
   for (size_t i = 0; i < samples.size(); ++i) {
@@ -46,7 +47,13 @@ FeatureCache SharedFeatures::select(const Built& b, model::Classifier& m, const 
   }
   TLTRAIN_CHECK(!rows.empty(), ErrorKind::Data, "no image of this run's set could be decoded");
   const auto idx = torch::tensor(rows, torch::kLong).to(m.device());
-  for (const auto& v : b.cache.views) c.views.push_back(v.index_select(0, idx));
+  const auto kept = static_cast<int64_t>(rows.size());
+  const auto nviews = static_cast<int64_t>(b.cache.views.size());
+  c.stacked = cache_rows(nviews * kept, b.cache.stacked.size(1), m.device(), memory, "this run's feature cache");
+  for (int64_t v = 0; v < nviews; ++v) {
+    c.views.push_back(c.stacked.narrow(0, v * kept, kept));
+    torch::index_select_out(c.views.back(), b.cache.views[static_cast<size_t>(v)], 0, idx);
+  }
   for (const auto& t : b.cache.teacher) c.teacher.push_back(t.index_select(0, idx));
   c.labels = data::targets(samples, c.sample_index, multi_hot_classes(m)).to(m.device());
   return c;

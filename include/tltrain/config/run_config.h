@@ -197,6 +197,10 @@ struct RunConfig {
   /// exact while backbone BatchNorm is frozen. 0: 8 on CPU (measured 3-4x faster per image
   /// than 32 there), the whole batch on CUDA or when a stage trains BatchNorm.
   int64_t micro_batch = 0;
+  /// Feature caches larger than this many MiB live in a memory-mapped file in output_dir rather
+  /// than in RAM, so a run's memory does not grow with the data set. 0: a quarter of the machine's
+  /// physical memory.
+  double feature_cache_memory_mb = 0;
   Precision precision = Precision::Fp32;  ///< the stages' default
   DistillConfig distill;                  ///< the stages' default
   LossScaleConfig loss_scale;

@@ -26,7 +26,7 @@ class SharedFeatures final : public FeatureSource {
     std::map<std::string, std::string> bad;
   };
   Built build(model::Classifier& m, const CacheRequest& r);
-  FeatureCache select(const Built& b, model::Classifier& m, const std::vector<data::Sample>& samples) const;
+  FeatureCache select(const Built& b, model::Classifier& m, const std::vector<data::Sample>& samples, const CacheMemory& memory) const;
 
   const std::vector<data::Sample>& all_;
   std::map<std::string, size_t> index_;
