@@ -2,8 +2,9 @@
 """What this CPU can do, and what each backbone asks of it, for bench/roofline.sh.
 
 Prints one JSON object:
-  peaks: GFLOP/s of fp32 GEMM (1024^3 torch.mm), a dense 3x3 convolution, a 1x1 (pointwise)
-         convolution and a 3x3 depthwise convolution at MobileNet-like shapes (batch 8, oneDNN),
+  peaks: GFLOP/s of fp32 GEMM (1024^3 torch.mm), and of four dense 3x3, 1x1 (pointwise) or 3x3
+         depthwise convolutions with BatchNorm and ReLU at MobileNet-like shapes (batch 8), frozen
+         and optimized for inference as tltrain runs frozen blocks (oneDNN),
          and the copy bandwidth in GB/s (256 MiB), all on --threads intra-op threads;
   archs: per architecture at its native input size, forward GFLOP per image counted from its
          convolutions and linear layers (2 per multiply-add), the depthwise share of them, and
@@ -36,17 +37,30 @@ def rate(fn, flops, seconds=1.5):
     return flops * n / (time.perf_counter() - t0) / 1e9
 
 
+def frozen(make, n=4):
+    """N layers from MAKE, each with BatchNorm and ReLU, as tltrain runs frozen blocks: scripted,
+    frozen and optimized for inference (BatchNorm folded, oneDNN layouts kept between layers,
+    which needs more than one layer to pay off)."""
+    layers = []
+    for _ in range(n):
+        conv = make()
+        layers += [conv, torch.nn.BatchNorm2d(conv.out_channels), torch.nn.ReLU()]
+    return torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.script(torch.nn.Sequential(*layers).eval())))
+
+
 def peaks():
     out = {}
     a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
     out["gemm"] = rate(lambda: torch.mm(a, b), 2 * 1024 ** 3)
     with torch.no_grad():
-        x, w = torch.randn(8, 64, 56, 56), torch.randn(64, 64, 3, 3)
-        out["conv3x3"] = rate(lambda: F.conv2d(x, w, padding=1), 2 * 8 * 64 * 56 * 56 * 64 * 9)
-        x, w = torch.randn(8, 144, 56, 56), torch.randn(32, 144, 1, 1)
-        out["conv1x1"] = rate(lambda: F.conv2d(x, w), 2 * 8 * 32 * 56 * 56 * 144)
-        w = torch.randn(144, 1, 3, 3)
-        out["depthwise3x3"] = rate(lambda: F.conv2d(x, w, padding=1, groups=144), 2 * 8 * 144 * 56 * 56 * 9)
+        x = torch.randn(8, 64, 56, 56)
+        f = frozen(lambda: torch.nn.Conv2d(64, 64, 3, padding=1, bias=False))
+        out["conv3x3"] = rate(lambda: f(x), 4 * 2 * 8 * 64 * 56 * 56 * 64 * 9)
+        x = torch.randn(8, 144, 56, 56)
+        f1 = frozen(lambda: torch.nn.Conv2d(144, 144, 1, bias=False))
+        out["conv1x1"] = rate(lambda: f1(x), 4 * 2 * 8 * 144 * 56 * 56 * 144)
+        fd = frozen(lambda: torch.nn.Conv2d(144, 144, 3, padding=1, groups=144, bias=False))
+        out["depthwise3x3"] = rate(lambda: fd(x), 4 * 2 * 8 * 144 * 56 * 56 * 9)
     src, dst = torch.randn(64 << 20), torch.empty(64 << 20)
     out["copy_gbs"] = rate(lambda: dst.copy_(src), 2 * src.numel() * 4)  # bytes read + written
     return {k: round(v, 1) for k, v in out.items()}
