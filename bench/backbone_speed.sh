@@ -17,19 +17,11 @@ DIR=${EXPORTED:-build/tests/exported}
 N=${BENCH_IMAGES:-24}
 BATCH=${BENCH_BATCH:-8}  # efficientnet_b7 at 600x600 needs more than 24 GB at 8 with batch statistics
 PY=/usr/bin/python3
+source "$(dirname "$0")/common.sh"  # synthetic_jpegs
 [[ -x "$TLTRAIN_BIN" ]] || { echo "backbone_speed: $TLTRAIN_BIN is missing; build it first" >&2; exit 1; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-"$PY" - "$work/data" "$N" <<'EOF'
-import os, sys, numpy as np
-from PIL import Image
-root, n = sys.argv[1], int(sys.argv[2])
-rng = np.random.default_rng(0)
-for c in ("a", "b"):
-    os.makedirs(f"{root}/{c}", exist_ok=True)
-    for i in range(n // 2):
-        Image.fromarray(rng.integers(0, 255, (320, 320, 3), dtype=np.uint8)).save(f"{root}/{c}/{i}.jpg", quality=90)
-EOF
+synthetic_jpegs "$work/data" "$N"
 archs=("$@")
 if [[ ${#archs[@]} -eq 0 ]]; then
   for f in "$DIR"/*.meta.json; do archs+=("$(basename "$f" .meta.json)"); done

@@ -3,6 +3,7 @@
 #                        is absent, 1 when build/tltrain is missing; exports the backbone if needed.
 #   wait_up PORT         returns once a server answers /health on PORT (1 after 60 s).
 #   eval_accuracy FILE   prints an eval.json's accuracy with 4 decimals.
+#   synthetic_jpegs DIR N  writes N random 320x320 JPEGs (seed 0) as DIR/a and DIR/b, for speed benches.
 #   torch2_py            prints the Python with PyTorch 2.x the references also run under:
 #                        TORCH2_PY when set ("" leaves them out), else bench/torch2_reference.sh's
 #                        venv when it is ready, else nothing.
@@ -42,3 +43,16 @@ torch2_py() {
 }
 
 eval_accuracy() { /usr/bin/python3 -c 'import json, sys; print("%.4f" % json.load(open(sys.argv[1]))["accuracy"])' "$1"; }
+
+synthetic_jpegs() {
+  /usr/bin/python3 - "$1" "$2" <<'PY'
+import os, sys, numpy as np
+from PIL import Image
+root, n = sys.argv[1], int(sys.argv[2])
+rng = np.random.default_rng(0)
+for c in ("a", "b"):
+    os.makedirs(f"{root}/{c}", exist_ok=True)
+    for i in range(n // 2):
+        Image.fromarray(rng.integers(0, 255, (320, 320, 3), dtype=np.uint8)).save(f"{root}/{c}/{i}.jpg", quality=90)
+PY
+}

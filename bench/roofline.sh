@@ -33,16 +33,7 @@ for a in "${archs[@]}"; do
 done
 
 "$PY" bench/reference/flops.py --threads "$THREADS" "${archs[@]}" > "$OUT/flops.json"
-"$PY" - "$OUT/data" "$N" <<'PY'
-import os, sys, numpy as np
-from PIL import Image
-root, n = sys.argv[1], int(sys.argv[2])
-rng = np.random.default_rng(0)
-for c in ("a", "b"):
-    os.makedirs(f"{root}/{c}", exist_ok=True)
-    for i in range(n // 2):
-        Image.fromarray(rng.integers(0, 255, (320, 320, 3), dtype=np.uint8)).save(f"{root}/{c}/{i}.jpg", quality=90)
-PY
+synthetic_jpegs "$OUT/data" "$N"
 for a in "${archs[@]}"; do
   cat > "$OUT/$a.json" <<JSON
 {"seed": 1, "device": "cpu", "threads": {"intra_op": $THREADS, "loader": $THREADS}, "monitor": "loss",

@@ -188,7 +188,6 @@ StepStats gradient_step(const Forward& forward, const torch::Tensor& inputs, con
         accumulate(trainable, grads);
         for (const auto& part : parts) sums = sums.defined() ? sums + part : part;
       }
-      s.count = n;
     } else {
       for (int64_t start = 0; start < n; start += micro) {
         if (reducer && start + micro >= n) reducer->arm();  // the last backward of the step starts the sums
@@ -197,8 +196,8 @@ StepStats gradient_step(const Forward& forward, const torch::Tensor& inputs, con
         (scaler ? scaler->scale(share) : share).backward();
         sums = sums.defined() ? sums + part : part;
       }
-      s.count = n;
     }
+    s.count = n;
     if (reducer) reducer->finish();
     const auto host = sums.defined() ? sums.to(torch::kCPU) : torch::zeros({3}, torch::kDouble);
     s.loss_sum = host[0].item<double>();
