@@ -50,8 +50,12 @@ TEST(DataImageIo, EachBadInputHasItsReason) {
   EXPECT_EQ(decode_file(dir / "cut.png").failure, DecodeFailure::Truncated);  // refused before libpng prints its error
   EXPECT_EQ(decode_file(dir / "missing.jpg").failure, DecodeFailure::Unreadable);
   EXPECT_TRUE(decode_file(dir / "cut.jpg").image.empty());
-  // A complete JPEG with trailing bytes after its end marker is fine.
+  // A complete JPEG with trailing bytes after its end marker is fine, 0xFF bytes among them.
   EXPECT_TRUE(decode_image(jpeg + std::string(100, '\0')).ok());
+  EXPECT_TRUE(decode_image(jpeg + std::string("\xff\xff\x00\xff", 4)).ok());
+  // One byte short: the file ends in the end marker's 0xFF without its D9.
+  ASSERT_EQ(jpeg.substr(jpeg.size() - 2), std::string("\xff\xd9", 2));
+  EXPECT_EQ(decode_image(jpeg.substr(0, jpeg.size() - 1)).failure, DecodeFailure::Truncated);
 }
 
 TEST(DataImageIo, PixelGuardRefusesBeforeDecoding) {

@@ -76,11 +76,18 @@ void probe_jpeg(const unsigned char* d, size_t n, ImageHeader& h, int* orientati
       size_t end = std::min(n, i + 2 + len);
       *orientation = tiff_orientation(d + seg + 6, end - (seg + 6));
     } else if (m == 0xDA) {
-      // Entropy-coded data never contains FF D9 (0xFF is stuffed), so the first FF D9 after the
-      // first scan is the image's end marker; without it the file was cut short.
+      // Entropy-coded data never contains FF D9 (0xFF is stuffed), so any FF D9 after the first
+      // scan's header is the image's end marker; without one the file was cut short. Searched
+      // from the end, where it normally is: walking the whole scan forward cost 0.17 ms of a
+      // served request's 8.7 (perf, bench/serve_bench.sh's image).
       h.complete = false;
-      for (size_t k = i + 2 + len; k + 1 < n; ++k)
-        if (d[k] == 0xFF && d[k + 1] == 0xD9) { h.complete = true; break; }
+      const size_t from = i + 2 + len;
+      for (size_t k = n; k > from + 1;) {  // candidates start in [from, k - 1)
+        const void* ff = ::memrchr(d + from, 0xFF, k - 1 - from);
+        if (!ff) break;
+        k = static_cast<size_t>(static_cast<const unsigned char*>(ff) - d);
+        if (d[k + 1] == 0xD9) { h.complete = true; break; }
+      }
       return;
     }
     i += 2 + len;
