@@ -73,7 +73,7 @@ FeatureCache build_cache(model::Classifier& m, const std::vector<data::Sample>& 
   FeatureCache c;
   const int64_t n = static_cast<int64_t>(samples.size());
   std::vector<int64_t> seen(static_cast<size_t>(n), 0);  // views in which each sample decoded
-  std::vector<torch::Tensor> full, full_teacher;
+  std::vector<torch::Tensor> full_teacher;
   // For training and validation sets alike: name the set by its size and first file.
   const std::string none_decoded = "none of the " + std::to_string(n) + " images" +
                                    (samples.empty() ? std::string() : " ('" + samples[0].path + "', ...)") +
@@ -133,7 +133,6 @@ FeatureCache build_cache(model::Classifier& m, const std::vector<data::Sample>& 
       }
       group->all_reduce_sum(t);
     }
-    full.push_back(out);
     if (teacher) full_teacher.push_back(tout);
   }
   if (group) {
@@ -143,12 +142,11 @@ FeatureCache build_cache(model::Classifier& m, const std::vector<data::Sample>& 
   }
   std::vector<int64_t> rows;
   for (int64_t i = 0; i < n; ++i)
-    if (seen[static_cast<size_t>(i)] == static_cast<int64_t>(full.size())) rows.push_back(i);
+    if (seen[static_cast<size_t>(i)] == nviews) rows.push_back(i);
   TLTRAIN_CHECK(!rows.empty(), ErrorKind::Data, none_decoded);
   const auto kept = static_cast<int64_t>(rows.size());
   if (kept < n) {
     // Left-out samples' rows go, in place (row v·kept + k comes from v·n + rows[k], never from below it).
-    full.clear();
     for (int64_t v = 0; v < nviews; ++v)
       for (int64_t k = 0; k < kept; ++k)
         if (v * kept + k != v * n + rows[static_cast<size_t>(k)]) stacked[v * kept + k].copy_(stacked[v * n + rows[static_cast<size_t>(k)]]);

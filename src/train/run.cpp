@@ -68,7 +68,6 @@ struct Run::Stage {
   bool has_backbone_group() const { return base_lrs.size() > 1; }  ///< the backbone group comes first
   std::unique_ptr<Objective> objective;
   std::unique_ptr<FeatureCache> cache, val_cache;  ///< while the backbone is frozen
-  torch::Tensor cache_stack;                       ///< the cache's views one after another (several views)
   std::unique_ptr<data::Loader> train_loader;      ///< otherwise
   std::vector<data::Sample> val_subset;            ///< validation_steps: the images validated
   std::unique_ptr<data::Loader> val_loader;        ///< over val_subset; null: the run's
@@ -76,7 +75,7 @@ struct Run::Stage {
   std::unique_ptr<LossScaler> scaler;              ///< fp16: loss scaling (the run's state carries over)
   std::unique_ptr<Teacher> teacher;                ///< distillation
   std::unique_ptr<TeacherTargets> teacher_targets; ///< distillation on the loader
-  torch::Tensor teacher_stack;                     ///< the cache's teacher logits, stacked as cache_stack
+  torch::Tensor teacher_stack;                     ///< the cache's teacher logits, stacked as the cache's views
   model::FrozenInputs val_frozen;  ///< validation images after the frozen blocks, for this stage
   int64_t steps_per_epoch = 0, stage_step = 0;
   double lr = 0, lr_backbone = 0;  ///< the rates of the epoch's last step
@@ -282,7 +281,6 @@ void Run::build_stage_data(Stage& s) {
       r.teacher = nullptr;  // validation measures the student alone
       s.val_cache = std::make_unique<FeatureCache>(source.features(*model_, s.val_loader ? s.val_subset : ds_.val.samples, r));
     }
-    s.cache_stack = s.cache->stacked;
     skipped_.add_bad("train", s.cache->bad);
     if (s.val_cache) skipped_.add_bad("val", s.val_cache->bad);
     log::info("feature cache: " + std::to_string(s.cache->labels.size(0)) + " images x " +
@@ -385,7 +383,7 @@ StepStats Run::train_epoch(int64_t epoch_id) {
     const auto views = static_cast<int64_t>(s.cache->views.size());
     if (views > 1)
       for (size_t i = 0; i < rows.size(); ++i) rows[i] += (epochs[i] % views) * m;
-    const torch::Tensor& feats = views > 1 ? s.cache_stack : s.cache->views[0];
+    const torch::Tensor& feats = views > 1 ? s.cache->stacked : s.cache->views[0];
     auto rows_t = torch::tensor(rows, torch::kLong).to(device_);
     const auto head = autocast_forward([&](const torch::Tensor& x) { return model_->head()->forward(x); }, st.precision, device_);
     const int64_t step_rows = sets_own_rate(st.optimizer) ? count : batch;
