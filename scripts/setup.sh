@@ -15,6 +15,7 @@ PACKAGES=(
   libjpeg-dev    # region decoding calls libjpeg-turbo directly (src/data/image_io.cpp)
   libcli11-dev nlohmann-json3-dev libspdlog-dev libgtest-dev
   python3-torch python3-torchvision  # scripts/export_backbone.py and the Python references
+  libgoogle-perftools-dev            # tcmalloc: glibc's malloc made fit's peak RSS grow with the data set (CMakeLists.txt)
   libcpp-httplib-dev                 # tltrain serve
   wrk python3-flask                  # bench/serve_bench.sh and its Flask reference server
   dataset-fashion-mnist              # the quick start's offline data

@@ -114,10 +114,13 @@ Predictions predict(Classifier& model, data::Loader& loader, int64_t micro, int6
     p.indices = keep->indices;
     return p;
   }
-  // 1 GiB of stored activations at most: beyond that, recomputing them each epoch is the lesser cost.
-  constexpr int64_t kMaxKeptBytes = int64_t(1) << 30;
   bool storing = split && keep;
-  if (keep) *keep = FrozenInputs{};
+  const int64_t max_kept = keep ? keep->max_bytes : 0;
+  const auto forget = [&] {
+    *keep = FrozenInputs{};
+    keep->max_bytes = max_kept;
+  };
+  if (keep) forget();
   std::optional<torch::jit::Module> fast;  // optimized on the first batch's shape
   loader.start_epoch(epoch);
   data::DeviceBatches batches(loader, model.device());
@@ -126,7 +129,7 @@ Predictions predict(Classifier& model, data::Loader& loader, int64_t micro, int6
     if (split) {
       auto frozen = chunks_of(x, micro, [&](const torch::Tensor& c) { return model.frozen_features(c); });
       for (const auto& f : frozen) {
-        if (storing && keep->bytes + static_cast<int64_t>(f.nbytes()) <= kMaxKeptBytes) {
+        if (storing && keep->bytes + static_cast<int64_t>(f.nbytes()) <= max_kept) {
           keep->chunks.push_back(f);
           keep->bytes += static_cast<int64_t>(f.nbytes());
         } else {
@@ -152,7 +155,7 @@ Predictions predict(Classifier& model, data::Loader& loader, int64_t micro, int6
     keep->indices = p.indices;
     keep->complete = true;
   } else if (keep) {
-    *keep = FrozenInputs{};
+    forget();
   }
   p.logits = logits.empty() ? torch::empty({0, model.num_classes()}) : torch::cat(logits, 0);
   p.labels = labels.empty() ? torch::empty({0}, torch::kLong) : torch::cat(labels, 0);

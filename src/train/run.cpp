@@ -268,12 +268,16 @@ void Run::build_stage_data(Stage& s) {
       if (static_cast<int64_t>(s.val_subset.size()) < st.validation_steps * batch) s.val_subset.push_back(ds_.val.samples[static_cast<size_t>(i)]);
     s.val_loader = std::make_unique<data::Loader>(s.val_subset, pre_, cfg_.data.augment, data::Mode::Eval, loader_options(false));
   }
+  const CacheMemory memory = cache_memory(cfg_.feature_cache_memory_mb, cfg_.output_dir);
+  // Validation's kept activations count against the feature caches' budget: without it they grew
+  // RAM with the data set (48 MiB for a 10x hymenoptera, docs/benchmarks.md).
+  if (memory.budget_bytes >= 0) s.val_frozen.max_bytes = std::min(s.val_frozen.max_bytes, memory.budget_bytes);
   if (st.feature_cache) {
     const auto t0 = std::chrono::steady_clock::now();
     FeatureSource own;
     FeatureSource& source = opts_.features && backbone_as_loaded(state_.stage) ? *opts_.features : own;
     CacheRequest r{pre_, cfg_.data.augment, st.cache_views, seed_, epoch_base_, batch, loader_threads_, s.micro, stop_requested, group(),
-                   s.teacher.get(), cache_memory(cfg_.feature_cache_memory_mb, cfg_.output_dir)};
+                   s.teacher.get(), memory};
     s.cache = std::make_unique<FeatureCache>(source.features(*model_, ds_.train.samples, r));
     if (s.teacher) s.teacher_stack = torch::cat(s.cache->teacher);
     if (ds_.has_val) {

@@ -46,12 +46,15 @@ struct FrozenInputs {
   std::vector<torch::Tensor> chunks, labels;
   std::vector<int64_t> indices;
   int64_t bytes = 0;
+  /// At most this much is kept; beyond it the blocks run again each call. The caller sets it
+  /// (a run: its feature_cache_memory_mb budget, so that RAM stays flat in the data set's size).
+  int64_t max_bytes = int64_t(1) << 30;
   bool complete = false;  ///< every batch of the loader's epoch is stored
 };
 
 /// Runs MODEL in inference mode over one epoch of LOADER. When MODEL's frozen blocks are
 /// optimized (Classifier::optimize_frozen_blocks) and KEEP is given, the first call stores the
-/// frozen blocks' outputs in KEEP (up to 1 GiB, else nothing) and later calls start from them;
+/// frozen blocks' outputs in KEEP (up to KEEP's max_bytes, else nothing) and later calls start from them;
 /// KEEP is only valid while the same blocks stay frozen and LOADER's images do not change.
 Predictions predict(Classifier& model, data::Loader& loader, int64_t micro, int64_t epoch = 0, FrozenInputs* keep = nullptr);
 
