@@ -6,7 +6,8 @@
   file_mib  the largest file-backed resident memory seen at the same samples: libraries and
             memory-mapped files, pages the kernel can drop and read again
   seconds   the command's wall time
-Usage: bench/peak_memory.py CMD [ARG ...]   (exits with the command's status)
+Usage: bench/peak_memory.py [--trace FILE] CMD [ARG ...]   (exits with the command's status)
+  --trace FILE  also writes every sample to FILE: seconds since start, private MiB, file-backed MiB
 """
 import json
 import resource
@@ -30,12 +31,17 @@ def sample(pid):
 
 
 def main():
+    args, trace = sys.argv[1:], None
+    if args[:1] == ["--trace"]:
+        trace, args = open(args[1], "w"), args[2:]
     t0 = time.time()
-    p = subprocess.Popen(sys.argv[1:])
+    p = subprocess.Popen(args)
     anon = file = 0
     while p.poll() is None:
         a, f = sample(p.pid)
         anon, file = max(anon, a), max(file, f)
+        if trace:
+            trace.write("%.2f %.1f %.1f\n" % (time.time() - t0, a / 1024, f / 1024))
         time.sleep(0.05)
     hwm = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     print(json.dumps({"hwm_mib": round(hwm / 1024, 1), "anon_mib": round(anon / 1024, 1),

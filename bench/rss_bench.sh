@@ -5,7 +5,9 @@
 # bench/peak_memory.py's figures: the high-water mark of resident memory, the private
 # (anonymous) part, the file-backed part, and the wall time.
 #   bench/rss_bench.sh [--set KEY=VALUE ...]   (the overrides go to every run)
-# Environment: CONFIG=configs/hymenoptera.json  TIMES=10  BUDGET_MB=16  OUT=<tmp dir>
+# Environment: CONFIG=configs/hymenoptera.json  TIMES=10  BUDGET_MB=16  REPEAT=3  OUT=<tmp dir>
+# Each point runs REPEAT times (one run moved by ~50 MiB between trials): the table gives the
+# medians and every run's private figure; OUT/<label>.<k>.trace has each run's samples over time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/common.sh
@@ -13,6 +15,7 @@ bench_prepare rss_bench
 CONFIG=${CONFIG:-configs/hymenoptera.json}
 TIMES=${TIMES:-10}
 BUDGET_MB=${BUDGET_MB:-16}
+REPEAT=${REPEAT:-3}
 OUT=${OUT:-$(mktemp -d /tmp/rss_bench.XXXXXX)}
 mkdir -p "$OUT"
 SETS=()
@@ -46,22 +49,32 @@ for split, src in (("train", train), ("val", val)):
                     os.symlink(os.path.join(src, cls, f), dst)
 PY
 
-run() {  # label, data root or "", extra --set
+run() {  # label, data root or "", extra --set; REPEAT runs, the median of each column
   local label=$1 data=$2; shift 2
   local sets=("${SETS[@]}" --set "output_dir=$OUT/run_$label")
   [[ -n $data ]] && sets+=(--set "data.train=$data/train" --set "data.val=$data/val")
-  rm -rf "$OUT/run_$label"
-  bench/peak_memory.py build/tltrain fit --config "$CONFIG" "${sets[@]}" "$@" > "$OUT/$label.log" 2> "$OUT/$label.err"
-  local m; m=$(tail -1 "$OUT/$label.err")
+  local k ms=()
+  for ((k = 1; k <= REPEAT; k++)); do
+    rm -rf "$OUT/run_$label"
+    bench/peak_memory.py --trace "$OUT/$label.$k.trace" build/tltrain fit --config "$CONFIG" "${sets[@]}" "$@" \
+      > "$OUT/$label.$k.log" 2> "$OUT/$label.$k.err"
+    ms+=("$(tail -1 "$OUT/$label.$k.err")")
+  done
   local train=${data:+$data/train}
   local imgs; imgs=$(find -L "${train:-$TRAIN}" -type f | wc -l)
-  "$PY" -c 'import json,sys; m=json.loads(sys.argv[2]); print("| %s | %s | %.0f | %.0f | %.0f | %.0f |" % (sys.argv[1], sys.argv[3], m["hwm_mib"], m["anon_mib"], m["file_mib"], m["seconds"]))' "$label" "$m" "$imgs"
+  "$PY" - "$label" "$imgs" "${ms[@]}" <<'PY'
+import json, statistics, sys
+label, imgs, ms = sys.argv[1], sys.argv[2], [json.loads(m) for m in sys.argv[3:]]
+med = {k: statistics.median(m[k] for m in ms) for k in ("hwm_mib", "anon_mib", "file_mib", "seconds")}
+runs = ", ".join("%.0f" % m["anon_mib"] for m in ms)
+print("| %s | %s | %.0f | %.0f (%s) | %.0f | %.0f |" % (label, imgs, med["hwm_mib"], med["anon_mib"], runs, med["file_mib"], med["seconds"]))
+PY
 }
-echo "| run | training images | peak RSS MiB | peak private MiB | peak file-backed MiB | wall s |"
+echo "| run | training images | peak RSS MiB | peak private MiB (each run) | peak file-backed MiB | wall s |"
 echo "|---|---:|---:|---:|---:|---:|"
 run 1x ""
 run "${TIMES}x" "$OUT/x$TIMES"
 run "1x_budget${BUDGET_MB}" "" --set "feature_cache_memory_mb=$BUDGET_MB"
 run "${TIMES}x_budget${BUDGET_MB}" "$OUT/x$TIMES" --set "feature_cache_memory_mb=$BUDGET_MB"
 echo
-echo "Command: bench/rss_bench.sh ${SETS[*]:-}  (CONFIG=$CONFIG TIMES=$TIMES BUDGET_MB=$BUDGET_MB); logs in $OUT"
+echo "Command: bench/rss_bench.sh ${SETS[*]:-}  (CONFIG=$CONFIG TIMES=$TIMES BUDGET_MB=$BUDGET_MB REPEAT=$REPEAT); logs in $OUT"

@@ -5,9 +5,13 @@
 #include <torch/torch.h>
 
 #include "test_util.h"
+#include "tltrain/data/dataset.h"
+#include "tltrain/data/loader.h"
 #include "tltrain/model/backbone.h"
 #include "tltrain/model/classifier.h"
+#include "tltrain/model/inference.h"
 #include "tltrain/model/split.h"
+#include "tltrain/train/feature_cache.h"
 
 using namespace tltrain;
 
@@ -87,6 +91,56 @@ def forward(self, x):
 )");
   EXPECT_FALSE(model::split_backbone(skip, bb.meta, 2, {1, 3, 32, 32}, &why).has_value());
   EXPECT_NE(why.find("not a chain"), std::string::npos) << why;
+}
+
+// Validation keeps the frozen blocks' outputs between epochs in the rows FrozenInputs::storage
+// makes (a run: under its feature-cache budget, spilling to a mapped file): asked once, for every
+// image, and the later calls' logits are those of the blocks run again.
+TEST(SplitBackbone, PredictKeepsTheFrozenOutputsInTheStorageItIsGiven) {
+  test::TempDir dir("keep");
+  test::write_color_dataset(dir / "val", {"a", "b"}, 5, 32);
+  torch::manual_seed(3);
+  model::Classifier m(model::load_backbone(test::tiny_backbone()), config::HeadConfig{}, 2, torch::kCPU);
+  m.set_trainable(model::block_cut(m.meta(), 2));
+  ASSERT_EQ(m.optimize_frozen_blocks({4, 3, 32, 32}), "");
+  config::DataConfig dc;
+  dc.image_size = std::array<int64_t, 2>{32, 32};
+  data::LoaderOptions lo;
+  lo.batch_size = 4;  // 10 images: batches of 4, 4, 2
+  lo.threads = 1;
+  data::Loader loader(data::scan_source(dir / "val").samples, data::resolve_preprocess(dc, m.meta().image_spec()),
+                      config::AugmentConfig{}, data::Mode::Eval, lo);
+  const auto first = model::predict(m, loader, 2);
+  ASSERT_EQ(first.logits.size(0), 10);
+  const int64_t cols = m.frozen_features(torch::zeros({1, 3, 32, 32})).numel();
+
+  int asked = 0;
+  train::CacheMemory spill{1, dir / "spill"};  // a 1-byte budget: the rows live in a mapped file
+  model::FrozenInputs keep;
+  keep.storage = [&](int64_t rows, int64_t c) {
+    ++asked;
+    EXPECT_EQ(rows, 10);
+    EXPECT_EQ(c, cols);
+    return train::cache_rows(rows, c, torch::kCPU, spill, "test's frozen activations");
+  };
+  for (int call = 0; call < 3; ++call) {
+    auto p = model::predict(m, loader, 2, 0, &keep);
+    EXPECT_TRUE(torch::allclose(p.logits, first.logits, 1e-5, 1e-6)) << "call " << call;
+    EXPECT_EQ(p.indices, first.indices);
+  }
+  EXPECT_EQ(asked, 1);
+  ASSERT_TRUE(keep.complete);
+  EXPECT_EQ(keep.used, 10);
+  ASSERT_EQ(keep.chunks.size(), 5u);  // micro-batches of 2
+  const auto* begin = static_cast<const char*>(keep.rows.data_ptr());
+  for (const auto& c : keep.chunks) {
+    const auto* at = static_cast<const char*>(c.data_ptr());
+    EXPECT_TRUE(at >= begin && at + c.nbytes() <= begin + keep.rows.nbytes()) << "a kept chunk is not in the storage's rows";
+  }
+  keep.clear();
+  EXPECT_FALSE(keep.rows.defined());
+  EXPECT_TRUE(keep.chunks.empty());
+  EXPECT_TRUE(keep.storage) << "clearing keeps the storage";
 }
 
 class ExportedSplit : public ::testing::TestWithParam<std::string> {};

@@ -6,6 +6,7 @@
 #include <set>
 #include <sstream>
 
+#include "tltrain/core/error.h"
 #include "tltrain/core/side_by_side.h"
 #include "tltrain/data/device_batches.h"
 
@@ -101,6 +102,28 @@ bool draws_random_numbers(Classifier& model) {
   return model.head()->cfg.dropout > 0 || draws_random_numbers(model.backbone_module());
 }
 
+void FrozenInputs::add(const torch::Tensor& f, int64_t capacity) {
+  const int64_t n = f.size(0), cols = n > 0 ? f.numel() / n : 0;
+  if (!rows.defined()) {
+    const bool own = storage && f.scalar_type() == torch::kFloat;  // storage makes float rows
+    rows = own ? storage(capacity, cols).to(f.device()) : torch::empty({capacity, cols}, f.options());
+  }
+  TLTRAIN_ASSERT(used + n <= rows.size(0) && cols == rows.size(1), "frozen activations beyond the rows made for them");
+  auto dst = rows.narrow(0, used, n);
+  dst.copy_(f.reshape({n, cols}));
+  chunks.push_back(dst.view(f.sizes()));
+  used += n;
+}
+
+void FrozenInputs::clear() {
+  chunks.clear();
+  labels.clear();
+  indices.clear();
+  rows = torch::Tensor();
+  used = 0;
+  complete = false;
+}
+
 Predictions predict(Classifier& model, data::Loader& loader, int64_t micro, int64_t epoch, FrozenInputs* keep) {
   torch::NoGradGuard no_grad;
   model.set_training(false, config::BatchNormPolicy::Frozen);
@@ -115,12 +138,7 @@ Predictions predict(Classifier& model, data::Loader& loader, int64_t micro, int6
     return p;
   }
   bool storing = split && keep;
-  const int64_t max_kept = keep ? keep->max_bytes : 0;
-  const auto forget = [&] {
-    *keep = FrozenInputs{};
-    keep->max_bytes = max_kept;
-  };
-  if (keep) forget();
+  if (keep) keep->clear();
   std::optional<torch::jit::Module> fast;  // optimized on the first batch's shape
   loader.start_epoch(epoch);
   data::DeviceBatches batches(loader, model.device());
@@ -128,14 +146,8 @@ Predictions predict(Classifier& model, data::Loader& loader, int64_t micro, int6
     const auto& x = batch->images;
     if (split) {
       auto frozen = chunks_of(x, micro, [&](const torch::Tensor& c) { return model.frozen_features(c); });
-      for (const auto& f : frozen) {
-        if (storing && keep->bytes + static_cast<int64_t>(f.nbytes()) <= max_kept) {
-          keep->chunks.push_back(f);
-          keep->bytes += static_cast<int64_t>(f.nbytes());
-        } else {
-          storing = false;
-        }
-      }
+      if (storing)
+        for (const auto& f : frozen) keep->add(f, static_cast<int64_t>(loader.samples().size()));
       logits.push_back(from_frozen(model, frozen));
     } else {
       if (!fast) {
@@ -154,8 +166,6 @@ Predictions predict(Classifier& model, data::Loader& loader, int64_t micro, int6
     keep->labels = labels;
     keep->indices = p.indices;
     keep->complete = true;
-  } else if (keep) {
-    forget();
   }
   p.logits = logits.empty() ? torch::empty({0, model.num_classes()}) : torch::cat(logits, 0);
   p.labels = labels.empty() ? torch::empty({0}, torch::kLong) : torch::cat(labels, 0);

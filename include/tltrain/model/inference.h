@@ -43,18 +43,25 @@ struct Predictions {
 /// A loader's images after the model's frozen blocks, kept by predict() so that the next call
 /// runs only the blocks that train (validation in a stage that fine-tunes the top blocks).
 struct FrozenInputs {
-  std::vector<torch::Tensor> chunks, labels;
+  std::vector<torch::Tensor> chunks, labels;  ///< chunks: views of rows, one per forward chunk
   std::vector<int64_t> indices;
-  int64_t bytes = 0;
-  /// At most this much is kept; beyond it the blocks run again each call. The caller sets it
-  /// (a run: its feature_cache_memory_mb budget, so that RAM stays flat in the data set's size).
-  int64_t max_bytes = int64_t(1) << 30;
+  torch::Tensor rows;  ///< every kept image's activations, one row each (the first `used`)
+  int64_t used = 0;
+  /// Makes the ROWS×COLS float tensor the activations are kept in. The caller decides where it
+  /// lives: a run puts it under its feature_cache_memory_mb budget, in RAM or beyond it in a
+  /// memory-mapped file, so that RAM stays flat in the data set's size. Unset: RAM.
+  std::function<torch::Tensor(int64_t rows, int64_t cols)> storage;
   bool complete = false;  ///< every batch of the loader's epoch is stored
+
+  /// Copies chunk F (n images) into rows, made on the first call for CAPACITY images.
+  void add(const torch::Tensor& f, int64_t capacity);
+  /// Drops what is kept (a new epoch to store); storage stays.
+  void clear();
 };
 
 /// Runs MODEL in inference mode over one epoch of LOADER. When MODEL's frozen blocks are
 /// optimized (Classifier::optimize_frozen_blocks) and KEEP is given, the first call stores the
-/// frozen blocks' outputs in KEEP (up to KEEP's max_bytes, else nothing) and later calls start from them;
+/// frozen blocks' outputs in KEEP (where KEEP's storage puts them) and later calls start from them;
 /// KEEP is only valid while the same blocks stay frozen and LOADER's images do not change.
 Predictions predict(Classifier& model, data::Loader& loader, int64_t micro, int64_t epoch = 0, FrozenInputs* keep = nullptr);
 
