@@ -249,6 +249,14 @@ TEST(ShipOnnx, RefusesHalfPrecisionMissingPythonAndFilesThatAreNotOnnx) {
   EXPECT_EQ(nopy.exit_code, exit_code::usage) << nopy.output;
   EXPECT_NE(nopy.output.find("/nonexistent/python3 is missing"), std::string::npos) << nopy.output;
   EXPECT_FALSE(fs::exists(s.dir / "n.onnx"));
+  // An interpreter that never finishes is stopped at TLTRAIN_SCRIPT_TIMEOUT_S, with how to allow more.
+  test::write_text(s.dir / "stuck.sh", "#!/bin/sh\nexec sleep 60\n");
+  fs::permissions(s.dir / "stuck.sh", fs::perms::owner_all);
+  auto stuck = test::run_command("TLTRAIN_SCRIPT_TIMEOUT_S=1 TLTRAIN_PYTHON=" + (s.dir / "stuck.sh") + " " + std::string(TLTRAIN_BIN) +
+                                 " export --checkpoint " + s.checkpoint + " --out " + (s.dir / "stuck.onnx") + " --format onnx");
+  EXPECT_EQ(stuck.exit_code, exit_code::runtime) << stuck.output;
+  EXPECT_NE(stuck.output.find("did not finish within 1 s and was stopped (set TLTRAIN_SCRIPT_TIMEOUT_S"), std::string::npos) << stuck.output;
+  EXPECT_FALSE(fs::exists(s.dir / "stuck.onnx"));
   test::write_text(s.dir / "not.onnx", "hello, I am text");
   test::expect_error([&] { checkpoint::onnx_metadata(s.dir / "not.onnx"); }, ErrorKind::Data, "not.onnx' is");
   test::expect_error([&] { checkpoint::onnx_metadata(s.model); }, ErrorKind::Data, "model.pt' is");

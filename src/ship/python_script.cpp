@@ -27,9 +27,10 @@ std::string shell_quote(const std::string& s) {
   return q + "'";
 }
 
-/// Runs CMD through the shell; its exit status and what it printed (stdout and stderr).
+/// Runs CMD through the shell; its exit status and what it printed (stdout and stderr). Its stdin
+/// is /dev/null, so a script that asks for input fails instead of waiting for a terminal.
 std::pair<int, std::string> run(const std::string& cmd) {
-  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
+  FILE* p = ::popen((cmd + " < /dev/null 2>&1").c_str(), "r");
   TLTRAIN_CHECK(p != nullptr, ErrorKind::Runtime, "cannot start: " + cmd);
   std::string out;
   char buf[4096];
@@ -52,10 +53,17 @@ ScriptResult run_script(const std::string& name, const std::vector<std::string>&
                     " is missing (install " + packages + ", or set TLTRAIN_PYTHON to an interpreter that has them)");
   TLTRAIN_CHECK(std::filesystem::exists(script), ErrorKind::Usage,
                 what + " needs " + script + " (set TLTRAIN_SCRIPTS_DIR to the tltrain checkout's scripts/ folder)");
-  std::string cmd = shell_quote(py) + " " + shell_quote(script);
+  // A stuck interpreter must not hold the command for ever: coreutils' timeout stops it (exit 124).
+  const std::string limit = env_or("TLTRAIN_SCRIPT_TIMEOUT_S", "3600");
+  TLTRAIN_CHECK(limit.size() <= 9 && limit.find_first_not_of("0123456789") == std::string::npos && std::stol(limit) > 0, ErrorKind::Usage,
+                "TLTRAIN_SCRIPT_TIMEOUT_S='" + limit + "' is not a whole number of seconds above 0");
+  std::string cmd = "timeout -k 10 " + limit + " " + shell_quote(py) + " " + shell_quote(script);
   for (const auto& a : args) cmd += " " + shell_quote(a);
   auto [rc, text] = run(cmd);
   while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+  TLTRAIN_CHECK(rc != 124 && rc != 137, ErrorKind::Runtime,
+                what + ": " + script + " did not finish within " + limit +
+                    " s and was stopped (set TLTRAIN_SCRIPT_TIMEOUT_S to allow longer): " + text);
   if (rc == 3 || rc == 4) TLTRAIN_FAIL(ErrorKind::Usage, what + ": " + text);
   TLTRAIN_CHECK(rc != 2, ErrorKind::Data, what + " failed: " + text);
   TLTRAIN_CHECK(rc == 0, ErrorKind::Runtime, what + " failed (" + script + " exit " + std::to_string(rc) + "): " + text);
