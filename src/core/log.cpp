@@ -3,6 +3,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <cstdio>
 #include <iomanip>
 #include <sstream>
 
@@ -46,6 +47,12 @@ std::string fixed(double v, int decimals) {
   std::ostringstream ss;
   ss << std::fixed << std::setprecision(decimals) << v;
   return ss.str();
+}
+
+std::string general(double v, int digits) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*g", digits, v);
+  return buf;
 }
 
 }  // namespace tltrain::log

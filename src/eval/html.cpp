@@ -6,6 +6,8 @@
 #include <limits>
 #include <sstream>
 
+#include "tltrain/core/log.h"
+
 namespace tltrain::eval::html {
 
 using config::json;
@@ -26,11 +28,7 @@ std::string escape(const std::string& s) {
   return o;
 }
 
-std::string num(double v, int precision) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.*g", precision, v);
-  return buf;
-}
+std::string num(double v, int precision) { return log::general(v, precision); }
 
 std::string px(double v) {
   char buf[32];

@@ -22,12 +22,6 @@ using config::json;
 
 namespace {
 
-std::string g(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%g", v);
-  return buf;
-}
-
 /// Thrown by the recorder to end the range test mid-epoch; never leaves find_lr.
 struct RangeOver {};
 
@@ -132,7 +126,7 @@ LrFindResult find_lr(const config::RunConfig& cfg, const LrFindOptions& o) {
   TLTRAIN_CHECK(target.optimizer.name != config::Optimizer::Lbfgs, ErrorKind::Usage,
                 where + " uses lbfgs, whose line search sets its own step sizes: a range test means nothing for it");
   TLTRAIN_CHECK(o.start_lr > 0 && o.end_lr > o.start_lr, ErrorKind::Usage,
-                "the range must grow: --start-lr " + g(o.start_lr) + " must be > 0 and below --end-lr " + g(o.end_lr));
+                "the range must grow: --start-lr " + log::general(o.start_lr) + " must be > 0 and below --end-lr " + log::general(o.end_lr));
   TLTRAIN_CHECK(o.steps >= 5, ErrorKind::Usage, "--steps " + std::to_string(o.steps) + ": a curve needs 5 steps or more (fastai runs 100)");
   TLTRAIN_CHECK(o.diverge > 1, ErrorKind::Usage, "--diverge must be > 1 (fastai stops at 4 times the best loss)");
   LrFindResult r;
@@ -187,7 +181,7 @@ LrFindResult find_lr(const config::RunConfig& cfg, const LrFindOptions& o) {
   callbacks.push_back(std::make_unique<ProgressBar>());
   callbacks.push_back(std::make_unique<RankSync>());  // Ctrl-C ends the test as it ends a fit
   callbacks.push_back(std::make_unique<RangeRecorder>(o, r));
-  log::info("lr-find: " + where + " '" + target.name + "', " + std::to_string(o.steps) + " steps from " + g(o.start_lr) + " to " + g(o.end_lr) +
+  log::info("lr-find: " + where + " '" + target.name + "', " + std::to_string(o.steps) + " steps from " + log::general(o.start_lr) + " to " + log::general(o.end_lr) +
             " (the stage's own rate and schedule are replaced)");
   try {
     Run(range, fo, std::move(callbacks)).fit();

@@ -343,9 +343,7 @@ class Search {
       if (!s) s = std::make_unique<SharedFeatures>(train_.samples);
       lf.features = s.get();
       centre = find_lr(cfg_, lf).suggestion.valley;
-      char buf[32];
-      std::snprintf(buf, sizeof buf, "%g", centre);
-      log::info(std::string("tune: the head's rates are searched around the range test's valley, ") + buf);
+      log::info("tune: the head's rates are searched around the range test's valley, " + log::general(centre));
     }
     const SearchSpace space = SearchSpace::around(cfg_, centre);
     json candidates = json::array({Candidate::of_config(cfg_).to_json()});

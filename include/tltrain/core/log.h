@@ -19,5 +19,8 @@ void error(const std::string& msg);
 
 /// V with DECIMALS fixed decimals, as log lines and reports print figures ("0.9412").
 std::string fixed(double v, int decimals = 4);
+/// V with at most DIGITS significant digits, as printf's %g writes it: rates and other figures
+/// whose scale varies ("0.0003", "1e-06").
+std::string general(double v, int digits = 6);
 
 }  // namespace tltrain::log
