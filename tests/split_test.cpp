@@ -131,16 +131,28 @@ TEST(SplitBackbone, PredictKeepsTheFrozenOutputsInTheStorageItIsGiven) {
   EXPECT_EQ(asked, 1);
   ASSERT_TRUE(keep.complete);
   EXPECT_EQ(keep.used, 10);
-  ASSERT_EQ(keep.chunks.size(), 5u);  // micro-batches of 2
   const auto* begin = static_cast<const char*>(keep.rows.data_ptr());
-  for (const auto& c : keep.chunks) {
+  int64_t images = 0;
+  for (const auto& c : keep.chunks()) {  // as many chunks as the side-by-side workers cut
     const auto* at = static_cast<const char*>(c.data_ptr());
     EXPECT_TRUE(at >= begin && at + c.nbytes() <= begin + keep.rows.nbytes()) << "a kept chunk is not in the storage's rows";
+    images += c.size(0);
   }
+  EXPECT_EQ(images, 10);
   keep.clear();
   EXPECT_FALSE(keep.rows.defined());
-  EXPECT_TRUE(keep.chunks.empty());
+  EXPECT_TRUE(keep.chunks().empty());
   EXPECT_TRUE(keep.storage) << "clearing keeps the storage";
+
+  // A storage that declines (a GPU over its budget) keeps nothing; the blocks run again.
+  model::FrozenInputs none;
+  none.storage = [](int64_t, int64_t) { return torch::Tensor(); };
+  for (int call = 0; call < 2; ++call) {
+    auto p = model::predict(m, loader, 2, 0, &none);
+    EXPECT_TRUE(torch::allclose(p.logits, first.logits, 1e-5, 1e-6)) << "call " << call;
+    EXPECT_FALSE(none.complete);
+    EXPECT_FALSE(none.rows.defined());
+  }
 }
 
 class ExportedSplit : public ::testing::TestWithParam<std::string> {};

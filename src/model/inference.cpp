@@ -102,23 +102,35 @@ bool draws_random_numbers(Classifier& model) {
   return model.head()->cfg.dropout > 0 || draws_random_numbers(model.backbone_module());
 }
 
-void FrozenInputs::add(const torch::Tensor& f, int64_t capacity) {
+bool FrozenInputs::add(const torch::Tensor& f, int64_t capacity) {
   const int64_t n = f.size(0), cols = n > 0 ? f.numel() / n : 0;
   if (!rows.defined()) {
-    const bool own = storage && f.scalar_type() == torch::kFloat;  // storage makes float rows
-    rows = own ? storage(capacity, cols).to(f.device()) : torch::empty({capacity, cols}, f.options());
+    rows = storage ? storage(capacity, cols) : torch::zeros({capacity, cols}, torch::TensorOptions(f.device()));
+    if (!rows.defined()) return false;
+    dtype_ = f.scalar_type();
   }
-  TLTRAIN_ASSERT(used + n <= rows.size(0) && cols == rows.size(1), "frozen activations beyond the rows made for them");
-  auto dst = rows.narrow(0, used, n);
-  dst.copy_(f.reshape({n, cols}));
-  chunks.push_back(dst.view(f.sizes()));
+  TLTRAIN_ASSERT(used + n <= rows.size(0) && cols == rows.size(1) && rows.device() == f.device(),
+                 "frozen activations beyond the rows made for them");
+  rows.narrow(0, used, n).copy_(f.reshape({n, cols}));
+  shapes_.push_back(f.sizes().vec());
   used += n;
+  return true;
+}
+
+std::vector<torch::Tensor> FrozenInputs::chunks() const {
+  std::vector<torch::Tensor> out;
+  int64_t row = 0;
+  for (const auto& shape : shapes_) {
+    out.push_back(rows.narrow(0, row, shape[0]).view(shape).to(dtype_));  // no copy for float
+    row += shape[0];
+  }
+  return out;
 }
 
 void FrozenInputs::clear() {
-  chunks.clear();
   labels.clear();
   indices.clear();
+  shapes_.clear();
   rows = torch::Tensor();
   used = 0;
   complete = false;
@@ -131,7 +143,7 @@ Predictions predict(Classifier& model, data::Loader& loader, int64_t micro, int6
   Predictions p;
   const bool split = model.frozen_blocks_optimized();
   if (split && keep && keep->complete) {
-    logits.push_back(from_frozen(model, keep->chunks));
+    logits.push_back(from_frozen(model, keep->chunks()));
     p.logits = logits.empty() ? torch::empty({0, model.num_classes()}) : torch::cat(logits, 0);
     p.labels = keep->labels.empty() ? torch::empty({0}, torch::kLong) : torch::cat(keep->labels, 0);
     p.indices = keep->indices;
@@ -146,8 +158,11 @@ Predictions predict(Classifier& model, data::Loader& loader, int64_t micro, int6
     const auto& x = batch->images;
     if (split) {
       auto frozen = chunks_of(x, micro, [&](const torch::Tensor& c) { return model.frozen_features(c); });
-      if (storing)
-        for (const auto& f : frozen) keep->add(f, static_cast<int64_t>(loader.samples().size()));
+      // Room for this rank's share of the epoch: its batches, none larger than the first.
+      const auto capacity = std::min(static_cast<int64_t>(loader.samples().size()), loader.batches_per_epoch() * x.size(0));
+      for (const auto& f : frozen) {
+        if (storing && !keep->add(f, capacity)) storing = false;  // storage declined: the blocks run again each call
+      }
       logits.push_back(from_frozen(model, frozen));
     } else {
       if (!fast) {

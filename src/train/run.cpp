@@ -270,9 +270,11 @@ void Run::build_stage_data(Stage& s) {
   }
   const CacheMemory memory = cache_memory(cfg_.feature_cache_memory_mb, cfg_.output_dir);
   // Validation's kept activations live where a feature cache would: in RAM they grew with the
-  // data set (48 MiB for a 10x hymenoptera, docs/benchmarks.md).
+  // data set (48 MiB for a 10x hymenoptera, docs/benchmarks.md). A GPU has no file to spill to,
+  // so there they are kept only within the budget and otherwise computed again each epoch.
   s.val_frozen.storage = [memory, device = model_->device()](int64_t rows, int64_t cols) {
-    return cache_rows(rows, cols, device, memory, "validation's frozen activations");
+    const bool fits = memory.budget_bytes < 0 || rows * cols * static_cast<int64_t>(sizeof(float)) <= memory.budget_bytes;
+    return device.is_cpu() || fits ? cache_rows(rows, cols, device, memory, "validation's frozen activations") : torch::Tensor();
   };
   if (st.feature_cache) {
     const auto t0 = std::chrono::steady_clock::now();

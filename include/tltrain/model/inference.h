@@ -43,20 +43,29 @@ struct Predictions {
 /// A loader's images after the model's frozen blocks, kept by predict() so that the next call
 /// runs only the blocks that train (validation in a stage that fine-tunes the top blocks).
 struct FrozenInputs {
-  std::vector<torch::Tensor> chunks, labels;  ///< chunks: views of rows, one per forward chunk
+  std::vector<torch::Tensor> labels;
   std::vector<int64_t> indices;
-  torch::Tensor rows;  ///< every kept image's activations, one row each (the first `used`)
+  torch::Tensor rows;  ///< every kept image's activations as float, one row each (the first `used`)
   int64_t used = 0;
-  /// Makes the ROWS×COLS float tensor the activations are kept in. The caller decides where it
-  /// lives: a run puts it under its feature_cache_memory_mb budget, in RAM or beyond it in a
-  /// memory-mapped file, so that RAM stays flat in the data set's size. Unset: RAM.
+  /// Makes the ROWS×COLS float tensor the activations are kept in, on the model's device, or an
+  /// undefined tensor to keep none (the blocks then run again each call). The caller decides
+  /// where it lives: a run puts it under its feature_cache_memory_mb budget, in RAM or beyond it
+  /// in a memory-mapped file, so that RAM stays flat in the data set's size. Unset: zeros on the
+  /// activations' device.
   std::function<torch::Tensor(int64_t rows, int64_t cols)> storage;
   bool complete = false;  ///< every batch of the loader's epoch is stored
 
-  /// Copies chunk F (n images) into rows, made on the first call for CAPACITY images.
-  void add(const torch::Tensor& f, int64_t capacity);
+  /// Copies chunk F (n images) into rows, made on the first call for CAPACITY images; false when
+  /// storage declined to make them.
+  bool add(const torch::Tensor& f, int64_t capacity);
+  /// The kept chunks, one per forward chunk, as the frozen blocks gave them (shape and dtype).
+  std::vector<torch::Tensor> chunks() const;
   /// Drops what is kept (a new epoch to store); storage stays.
   void clear();
+
+ private:
+  std::vector<std::vector<int64_t>> shapes_;  ///< each kept chunk's shape
+  torch::Dtype dtype_ = torch::kFloat;
 };
 
 /// Runs MODEL in inference mode over one epoch of LOADER. When MODEL's frozen blocks are
