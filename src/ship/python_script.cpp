@@ -2,6 +2,7 @@
 
 #include <sys/wait.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -53,17 +54,23 @@ ScriptResult run_script(const std::string& name, const std::vector<std::string>&
                     " is missing (install " + packages + ", or set TLTRAIN_PYTHON to an interpreter that has them)");
   TLTRAIN_CHECK(std::filesystem::exists(script), ErrorKind::Usage,
                 what + " needs " + script + " (set TLTRAIN_SCRIPTS_DIR to the tltrain checkout's scripts/ folder)");
-  // A stuck interpreter must not hold the command for ever: coreutils' timeout stops it (exit 124).
+  // A stuck interpreter must not hold the command for ever: coreutils' timeout stops it (exit
+  // 124; 137 when it needed SIGKILL 10 s later). --foreground leaves Python in our process group,
+  // so Ctrl-C still reaches it.
   const std::string limit = env_or("TLTRAIN_SCRIPT_TIMEOUT_S", "3600");
   TLTRAIN_CHECK(limit.size() <= 9 && limit.find_first_not_of("0123456789") == std::string::npos && std::stol(limit) > 0, ErrorKind::Usage,
-                "TLTRAIN_SCRIPT_TIMEOUT_S='" + limit + "' is not a whole number of seconds above 0");
-  std::string cmd = "timeout -k 10 " + limit + " " + shell_quote(py) + " " + shell_quote(script);
+                "TLTRAIN_SCRIPT_TIMEOUT_S='" + limit + "' is not a whole number of seconds above 0: set one, or unset it for 3600");
+  std::string cmd = "timeout --foreground -k 10 " + limit + " " + shell_quote(py) + " " + shell_quote(script);
   for (const auto& a : args) cmd += " " + shell_quote(a);
+  const auto t0 = std::chrono::steady_clock::now();
   auto [rc, text] = run(cmd);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
-  TLTRAIN_CHECK(rc != 124 && rc != 137, ErrorKind::Runtime,
+  TLTRAIN_CHECK(!(rc == 124 || (rc == 137 && seconds >= static_cast<double>(std::stol(limit)))), ErrorKind::Runtime,
                 what + ": " + script + " did not finish within " + limit +
                     " s and was stopped (set TLTRAIN_SCRIPT_TIMEOUT_S to allow longer): " + text);
+  TLTRAIN_CHECK(rc != 127, ErrorKind::Usage,
+                what + ": the shell could not run '" + cmd + "' (" + text + "): install coreutils for timeout, or set TLTRAIN_PYTHON to an interpreter that exists");
   if (rc == 3 || rc == 4) TLTRAIN_FAIL(ErrorKind::Usage, what + ": " + text);
   TLTRAIN_CHECK(rc != 2, ErrorKind::Data, what + " failed: " + text);
   TLTRAIN_CHECK(rc == 0, ErrorKind::Runtime, what + " failed (" + script + " exit " + std::to_string(rc) + "): " + text);
