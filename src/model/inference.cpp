@@ -150,6 +150,7 @@ Predictions predict(Classifier& model, data::Loader& loader, int64_t micro, int6
     return p;
   }
   bool storing = split && keep;
+  int64_t capacity = 0;  // images the kept rows are made for, from the first batch
   if (keep) keep->clear();
   std::optional<torch::jit::Module> fast;  // optimized on the first batch's shape
   loader.start_epoch(epoch);
@@ -159,7 +160,7 @@ Predictions predict(Classifier& model, data::Loader& loader, int64_t micro, int6
     if (split) {
       auto frozen = chunks_of(x, micro, [&](const torch::Tensor& c) { return model.frozen_features(c); });
       // Room for this rank's share of the epoch: its batches, none larger than the first.
-      const auto capacity = std::min(static_cast<int64_t>(loader.samples().size()), loader.batches_per_epoch() * x.size(0));
+      if (storing && capacity == 0) capacity = std::min(static_cast<int64_t>(loader.samples().size()), loader.batches_per_epoch() * x.size(0));
       for (const auto& f : frozen) {
         if (storing && !keep->add(f, capacity)) storing = false;  // storage declined: the blocks run again each call
       }

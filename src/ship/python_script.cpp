@@ -58,7 +58,9 @@ ScriptResult run_script(const std::string& name, const std::vector<std::string>&
   // 124; 137 when it needed SIGKILL 10 s later). --foreground leaves Python in our process group,
   // so Ctrl-C still reaches it.
   const std::string limit = env_or("TLTRAIN_SCRIPT_TIMEOUT_S", "3600");
-  TLTRAIN_CHECK(limit.size() <= 9 && limit.find_first_not_of("0123456789") == std::string::npos && std::stol(limit) > 0, ErrorKind::Usage,
+  const bool digits = limit.size() <= 9 && limit.find_first_not_of("0123456789") == std::string::npos;
+  const long limit_s = digits ? std::stol(limit) : 0;
+  TLTRAIN_CHECK(limit_s > 0, ErrorKind::Usage,
                 "TLTRAIN_SCRIPT_TIMEOUT_S='" + limit + "' is not a whole number of seconds above 0: set one, or unset it for 3600");
   std::string cmd = "timeout --foreground -k 10 " + limit + " " + shell_quote(py) + " " + shell_quote(script);
   for (const auto& a : args) cmd += " " + shell_quote(a);
@@ -66,7 +68,7 @@ ScriptResult run_script(const std::string& name, const std::vector<std::string>&
   auto [rc, text] = run(cmd);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
-  TLTRAIN_CHECK(!(rc == 124 || (rc == 137 && seconds >= static_cast<double>(std::stol(limit)))), ErrorKind::Runtime,
+  TLTRAIN_CHECK(!(rc == 124 || (rc == 137 && seconds >= static_cast<double>(limit_s))), ErrorKind::Runtime,
                 what + ": " + script + " did not finish within " + limit +
                     " s and was stopped (set TLTRAIN_SCRIPT_TIMEOUT_S to allow longer): " + text);
   TLTRAIN_CHECK(rc != 127, ErrorKind::Usage,
